@@ -1,0 +1,329 @@
+// Entry point: the join form, the call view and the wiring between the signaling connection
+// (signaling.js), the peer connection (call.js) and the tile grid (tiles.js).
+//
+// `/?room=R&name=N&autojoin=1` joins at once with camera and microphone.
+
+import { Signaling, signalingUrl } from './signaling.js';
+import { Call } from './call.js';
+import { TileGrid } from './tiles.js';
+
+const $ = (id) => document.getElementById(id);
+
+const ROOM_RE = /^[A-Za-z0-9._-]{1,64}$/;
+// Cc: control characters, as the server rejects them.
+const CONTROL_RE = /\p{Cc}/u;
+
+/** Returns an error message, or null when the room name is acceptable to the server. */
+export function roomProblem(room) {
+  if (!room) return 'Enter a room name.';
+  if (!ROOM_RE.test(room)) return 'Room names use letters, digits, "-", "_" and "." (up to 64).';
+  return null;
+}
+
+export function nameProblem(name) {
+  if (!name || !name.trim()) return 'Enter your name.';
+  if (Array.from(name).length > 64) return 'Names are at most 64 characters.';
+  if (CONTROL_RE.test(name)) return 'Names cannot contain control characters.';
+  return null;
+}
+
+// --- status and messages -------------------------------------------------------------------
+
+function setStatus(which, text, level) {
+  const item = $(which === 'signaling' ? 'status-signaling' : 'status-media');
+  item.dataset.state = level;
+  item.querySelector('.value').textContent = text;
+}
+
+const SIGNALING_STATUS = {
+  connecting: ['connecting', 'pending'],
+  open: ['connected', 'ok'],
+  closed: ['disconnected', 'bad'],
+};
+
+const MEDIA_LEVEL = {
+  new: 'pending', connecting: 'pending', checking: 'pending', connected: 'ok', completed: 'ok',
+  disconnected: 'warn', failed: 'bad', closed: 'idle',
+};
+
+function showMediaState({ connectionState, iceConnectionState, signalingState }) {
+  const item = $('status-media');
+  setStatus('media', connectionState, MEDIA_LEVEL[connectionState] || 'pending');
+  item.title = `Peer connection: ${connectionState}, ICE: ${iceConnectionState}, signaling: ${signalingState}`;
+}
+
+/** Shows a message to the user for a while. */
+function toast(text, level = 'error') {
+  const box = document.createElement('div');
+  box.className = `toast ${level}`;
+  const msg = document.createElement('span');
+  msg.textContent = text;
+  const close = document.createElement('button');
+  close.type = 'button';
+  close.className = 'toast-close';
+  close.setAttribute('aria-label', 'Dismiss');
+  close.textContent = '×';
+  close.addEventListener('click', () => box.remove());
+  box.append(msg, close);
+  $('toasts').append(box);
+  setTimeout(() => box.remove(), level === 'error' ? 10000 : 5000);
+  (level === 'error' ? console.error : console.info)('switchboard:', text);
+}
+
+function describeServerError(msg) {
+  return msg.message ? `${msg.message} (${msg.code})` : `Server error: ${msg.code}`;
+}
+
+// --- media ---------------------------------------------------------------------------------
+
+const VIDEO_CONSTRAINTS = { width: 1280, height: 720 };
+
+/** Camera and microphone; falls back to either alone, or to nothing (watch only). */
+async function getLocalMedia() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    toast('This page cannot use the camera here (it needs https or localhost). Joining to watch only.');
+    return null;
+  }
+  try {
+    return await navigator.mediaDevices.getUserMedia({ video: VIDEO_CONSTRAINTS, audio: true });
+  } catch (both) {
+    for (const [constraints, missing] of [[{ audio: true }, 'camera'], [{ video: VIDEO_CONSTRAINTS }, 'microphone']]) {
+      try {
+        const stream = await navigator.mediaDevices.getUserMedia(constraints);
+        toast(`Could not use your ${missing} (${both.message || both.name}).`, 'warn');
+        return stream;
+      } catch {
+        // try the next
+      }
+    }
+    toast(`Could not use your camera or microphone (${both.message || both.name}). Joining to watch only.`);
+    return null;
+  }
+}
+
+// --- the session ---------------------------------------------------------------------------
+
+let session = null;
+
+const grid = new TileGrid($('grid'), {
+  onAudioBlocked: () => { $('audio-button').hidden = false; },
+});
+
+function showView(which) {
+  $('join-view').hidden = which !== 'join';
+  $('call-view').hidden = which !== 'call';
+  $('room-label').hidden = which !== 'call';
+  document.body.dataset.view = which;
+  if (which === 'call') grid.layout();
+}
+
+function setJoinError(text) {
+  const p = $('join-error');
+  p.textContent = text || '';
+  p.hidden = !text;
+}
+
+async function join(room, name) {
+  if (session) return;
+  const problem = roomProblem(room) || nameProblem(name);
+  if (problem) {
+    setJoinError(problem);
+    return;
+  }
+  setJoinError('');
+  const button = $('join-button');
+  button.disabled = true;
+  button.textContent = 'Joining…';
+  const s = { room, name, stream: null, signaling: null, call: null, participants: new Map(), left: false };
+  session = s;
+  try {
+    s.stream = await getLocalMedia();
+    s.signaling = new Signaling(signalingUrl());
+    s.signaling.addEventListener('state', (ev) => {
+      if (session === s) setStatus('signaling', ...SIGNALING_STATUS[ev.detail]);
+      else setStatus('signaling', 'idle', 'idle');
+    });
+    await s.signaling.connect();
+    const joined = await s.signaling.request({ type: 'join', room, name });
+    // Nothing awaits from here until every listener is in place, so no message is missed.
+    startCall(s, joined);
+  } catch (e) {
+    console.error('switchboard: join failed', e);
+    setJoinError(e.name === 'ServerError' ? `The server refused: ${e.message} (${e.code})` : e.message);
+    teardown(s);
+  } finally {
+    button.disabled = false;
+    button.textContent = 'Join';
+  }
+}
+
+function startCall(s, joined) {
+  s.participantId = joined.participant_id;
+  $('room-label').textContent = joined.room || s.room;
+  history.replaceState(null, '', `?room=${encodeURIComponent(s.room)}`);
+  showView('call');
+  grid.setLocal(s.name, s.stream);
+
+  for (const p of joined.participants || []) addParticipant(s, p);
+
+  s.signaling.addEventListener('message', (ev) => onServerMessage(s, ev.detail));
+  s.signaling.addEventListener('close', (ev) => {
+    if (session !== s) return;
+    if (!ev.detail.clean) toast(`Lost the connection to the server (${ev.detail.code}).`);
+    teardown(s);
+  });
+
+  s.call = new Call({ signaling: s.signaling, iceServers: joined.ice_servers || [] });
+  s.call.addEventListener('state', (ev) => showMediaState(ev.detail));
+  s.call.addEventListener('error', (ev) => toast(ev.detail.message || String(ev.detail)));
+  s.call.addEventListener('trackadded', (ev) => {
+    const { participantId, trackId, kind, track } = ev.detail;
+    const p = s.participants.get(participantId);
+    grid.upsert(participantId, p ? p.name : 'Guest');
+    grid.setTrack(participantId, kind, track);
+    const info = p && p.tracks.get(trackId);
+    if (info) grid.setMuted(participantId, kind, info.muted);
+  });
+  s.call.addEventListener('trackremoved', (ev) => {
+    const { participantId, kind } = ev.detail;
+    grid.setTrack(participantId, kind, null);
+  });
+  s.call.publish(s.stream);
+  updateControls(s);
+
+  s.keepalive = setInterval(() => {
+    if (s.signaling.state === 'open') s.signaling.request({ type: 'ping' }).catch(() => {});
+  }, 20000);
+}
+
+function addParticipant(s, p) {
+  const tracks = new Map((p.tracks || []).map((t) => [t.track_id, { kind: t.kind, muted: Boolean(t.muted) }]));
+  s.participants.set(p.participant_id, { name: p.name, tracks });
+  grid.upsert(p.participant_id, p.name);
+  for (const t of tracks.values()) grid.setMuted(p.participant_id, t.kind, t.muted);
+}
+
+function onServerMessage(s, msg) {
+  switch (msg.type) {
+    case 'participant_joined':
+      addParticipant(s, msg.participant);
+      break;
+    case 'participant_left':
+      s.participants.delete(msg.participant_id);
+      grid.remove(msg.participant_id);
+      break;
+    case 'track_published': {
+      const p = s.participants.get(msg.participant_id);
+      if (p) p.tracks.set(msg.track.track_id, { kind: msg.track.kind, muted: Boolean(msg.track.muted) });
+      grid.setMuted(msg.participant_id, msg.track.kind, Boolean(msg.track.muted));
+      break;
+    }
+    case 'track_unpublished': {
+      const p = s.participants.get(msg.participant_id);
+      if (p) p.tracks.delete(msg.track_id);
+      break;
+    }
+    case 'track_muted': {
+      const p = s.participants.get(msg.participant_id);
+      const t = p && p.tracks.get(msg.track_id);
+      if (t) t.muted = Boolean(msg.muted);
+      const kind = t ? t.kind : kindOfReceived(s, msg.track_id);
+      if (kind) grid.setMuted(msg.participant_id, kind, Boolean(msg.muted));
+      break;
+    }
+    case 'error':
+      toast(describeServerError(msg));
+      break;
+    case 'offer':
+    case 'answer':
+    case 'pong':
+      break; // call.js / signaling.js
+    default:
+      console.debug('switchboard: unhandled message', msg.type);
+  }
+}
+
+function kindOfReceived(s, trackId) {
+  if (!s.call) return null;
+  for (const r of s.call.receiving.values()) if (r.trackId === trackId) return r.kind;
+  return null;
+}
+
+function leave() {
+  const s = session;
+  if (!s) return;
+  s.left = true;
+  if (s.signaling) s.signaling.leave();
+  teardown(s);
+}
+
+function teardown(s) {
+  if (session === s) session = null;
+  clearInterval(s.keepalive);
+  if (s.call) s.call.close();
+  if (s.signaling && s.signaling.state !== 'closed' && !s.left) s.signaling.close();
+  if (s.stream) for (const t of s.stream.getTracks()) t.stop();
+  grid.clear();
+  $('audio-button').hidden = true;
+  setStatus('media', 'idle', 'idle');
+  setStatus('signaling', 'idle', 'idle');
+  $('room').value = s.room;
+  $('name').value = s.name;
+  showView('join');
+}
+
+// --- controls ------------------------------------------------------------------------------
+
+function updateControls(s) {
+  for (const [id, kind, onLabel, offLabel] of [
+    ['mic-button', 'audio', 'Mute', 'Unmute'],
+    ['cam-button', 'video', 'Stop video', 'Start video'],
+  ]) {
+    const button = $(id);
+    const has = Boolean(s.call && s.call.local.has(kind));
+    const muted = !has || s.call.isMuted(kind);
+    button.disabled = !has;
+    button.setAttribute('aria-pressed', String(muted && has));
+    button.classList.toggle('off', muted);
+    button.querySelector('.control-label').textContent = muted ? offLabel : onLabel;
+    button.title = !has ? `No ${kind === 'audio' ? 'microphone' : 'camera'}` : muted ? offLabel : onLabel;
+    grid.setLocalMuted(kind, muted);
+  }
+}
+
+function toggle(kind) {
+  const s = session;
+  if (!s || !s.call) return;
+  s.call.setMuted(kind, !s.call.isMuted(kind));
+  updateControls(s);
+}
+
+// --- start ---------------------------------------------------------------------------------
+
+function init() {
+  const params = new URLSearchParams(location.search);
+  $('room').value = params.get('room') || '';
+  $('name').value = params.get('name') || localStorage.getItem('switchboard.name') || '';
+  $('join-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const name = $('name').value;
+    try { localStorage.setItem('switchboard.name', name); } catch { /* private mode */ }
+    join($('room').value.trim(), name);
+  });
+  $('mic-button').addEventListener('click', () => toggle('audio'));
+  $('cam-button').addEventListener('click', () => toggle('video'));
+  $('leave-button').addEventListener('click', leave);
+  $('audio-button').addEventListener('click', async () => {
+    await grid.resumeAudio();
+    $('audio-button').hidden = true;
+  });
+  window.addEventListener('pagehide', () => session && session.signaling && session.signaling.leave());
+  showView('join');
+  if (params.get('autojoin') === '1' && params.get('room') && params.get('name')) {
+    join(params.get('room'), params.get('name'));
+  } else {
+    ($('room').value ? $('name') : $('room')).focus();
+  }
+}
+
+init();

@@ -1,0 +1,263 @@
+// One RTCPeerConnection per participant, carrying everything it publishes and receives
+// (docs/protocol.md). Negotiation follows the "perfect negotiation" pattern with the client as
+// the polite peer: the server wins glare, so a server offer that arrives while our own offer is
+// outstanding rolls ours back; the browser then fires `negotiationneeded` again and we re-offer.
+//
+// Every step that touches the peer connection's descriptions runs through one promise chain
+// (`enqueue`), in the order the events happened, so a server offer can never interleave with
+// our own setLocalDescription half-way.
+//
+// Received tracks are mapped to participants by the server offer's `tracks` map (mid ->
+// participant_id/track_id/kind), falling back to the msid (`streams[0].id` is the participant
+// id). Which receivers are live is recomputed after every completed negotiation, so tracks the
+// server stops are reported as removed whatever way the browser signals it.
+
+/** How the camera is sent. Simulcast (rid q/h/f) is a change here only. */
+function videoSendInit(stream) {
+  return {
+    direction: 'sendonly',
+    streams: [stream],
+    // Simulcast, later:
+    // sendEncodings: [
+    //   { rid: 'q', scaleResolutionDownBy: 4 },
+    //   { rid: 'h', scaleResolutionDownBy: 2 },
+    //   { rid: 'f', scaleResolutionDownBy: 1 },
+    // ],
+  };
+}
+
+function audioSendInit(stream) {
+  return { direction: 'sendonly', streams: [stream] };
+}
+
+/** Consecutive rejected offers after which we stop re-offering on our own. */
+const MAX_FAILED_OFFERS = 3;
+
+/**
+ * Events (`CustomEvent`, payload in `detail`):
+ * - `trackadded`: `{mid, participantId, trackId, kind, track}`
+ * - `trackremoved`: `{mid, participantId, trackId, kind}`
+ * - `state`: `{connectionState, iceConnectionState, signalingState}`
+ * - `error`: an Error to show to the user
+ */
+export class Call extends EventTarget {
+  constructor({ signaling, iceServers = [] }) {
+    super();
+    this.signaling = signaling;
+    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.queue = Promise.resolve();
+    this.closed = false;
+    this.offerId = null; // request id of our outstanding offer
+    this.failedOffers = 0;
+    this.local = new Map(); // kind -> {track, transceiver, muted, announced}
+    this.midMap = new Map(); // mid -> {participant_id, track_id, kind} from server offers
+    this.streamByMid = new Map(); // mid -> msid stream id, from ontrack (fallback mapping)
+    this.receiving = new Map(); // mid -> {participantId, trackId, kind, track} currently live
+
+    const pc = this.pc;
+    pc.addEventListener('negotiationneeded', () => this.enqueue(() => this.makeOffer()));
+    pc.addEventListener('icecandidate', (ev) => this.sendCandidate(ev.candidate));
+    pc.addEventListener('track', (ev) => {
+      const mid = ev.transceiver.mid;
+      if (mid != null && ev.streams[0]) this.streamByMid.set(mid, ev.streams[0].id);
+    });
+    for (const ev of ['connectionstatechange', 'iceconnectionstatechange', 'signalingstatechange']) {
+      pc.addEventListener(ev, () => this.emitState());
+    }
+
+    this.onMessage = (ev) => this.handleMessage(ev.detail);
+    signaling.addEventListener('message', this.onMessage);
+  }
+
+  /** Adds the local camera/microphone tracks. Negotiation starts by itself. */
+  publish(stream) {
+    const tracks = stream ? stream.getTracks() : [];
+    for (const track of tracks) {
+      const init = track.kind === 'video' ? videoSendInit(stream) : audioSendInit(stream);
+      const transceiver = this.pc.addTransceiver(track, init);
+      this.local.set(track.kind, { track, transceiver, muted: false, announced: false });
+    }
+    // With nothing to publish there is no `negotiationneeded`, but the protocol has the
+    // client make the first offer.
+    if (tracks.length === 0) this.enqueue(() => this.makeOffer());
+  }
+
+  /** Mutes or unmutes what we send of `kind` ('audio' | 'video'). */
+  setMuted(kind, muted) {
+    const l = this.local.get(kind);
+    if (!l) return false;
+    l.track.enabled = !muted;
+    l.muted = muted;
+    this.announceMute(l);
+    return true;
+  }
+
+  isMuted(kind) {
+    const l = this.local.get(kind);
+    return l ? l.muted : true;
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    this.signaling.removeEventListener('message', this.onMessage);
+    for (const [mid, r] of this.receiving) this.emit('trackremoved', { mid, ...withoutTrack(r) });
+    this.receiving.clear();
+    this.pc.close();
+    this.emitState();
+  }
+
+  /** Exposed for tests and debugging. */
+  getStats() {
+    return this.pc.getStats();
+  }
+
+  // --- negotiation -------------------------------------------------------------------------
+
+  handleMessage(msg) {
+    switch (msg.type) {
+      case 'offer':
+        this.enqueue(() => this.onServerOffer(msg));
+        break;
+      case 'answer':
+        this.enqueue(() => this.onServerAnswer(msg));
+        break;
+      case 'error':
+        if (msg.id != null && msg.id === this.offerId) this.enqueue(() => this.onOfferRejected());
+        break;
+      default:
+        break;
+    }
+  }
+
+  enqueue(step) {
+    this.queue = this.queue
+      .then(() => (this.closed ? undefined : step()))
+      .catch((e) => {
+        if (this.closed) return;
+        console.error('call: negotiation step failed', e);
+        this.emit('error', e);
+      });
+    return this.queue;
+  }
+
+  async makeOffer() {
+    const pc = this.pc;
+    if (pc.signalingState !== 'stable') return; // fires again once stable
+    if (this.failedOffers >= MAX_FAILED_OFFERS) return;
+    await pc.setLocalDescription();
+    if (this.closed || pc.signalingState !== 'have-local-offer') return;
+    this.offerId = this.signaling.send({ type: 'offer', sdp: pc.localDescription.sdp }, { withId: true });
+  }
+
+  async onServerOffer(msg) {
+    const pc = this.pc;
+    for (const [mid, info] of Object.entries(msg.tracks || {})) this.midMap.set(mid, info);
+    if (pc.signalingState === 'have-local-offer') {
+      // Glare: the server wins and ignores our offer. Roll ours back (setRemoteDescription
+      // would do it implicitly; explicit is kinder to older browsers).
+      this.offerId = null;
+      await pc.setLocalDescription({ type: 'rollback' });
+    }
+    await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+    await pc.setLocalDescription();
+    this.signaling.send({ type: 'answer', sdp: pc.localDescription.sdp }, { withId: true });
+    this.afterNegotiation();
+  }
+
+  async onServerAnswer(msg) {
+    const pc = this.pc;
+    if (msg.id !== this.offerId || pc.signalingState !== 'have-local-offer') {
+      console.warn('call: ignoring an answer to no outstanding offer', msg.id, this.offerId, pc.signalingState);
+      return;
+    }
+    this.offerId = null;
+    await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+    this.failedOffers = 0;
+    this.afterNegotiation();
+  }
+
+  async onOfferRejected() {
+    // The server refused our offer (the error itself is shown by the app). Go back to stable
+    // so the server can still renegotiate with us.
+    this.offerId = null;
+    this.failedOffers += 1;
+    if (this.pc.signalingState === 'have-local-offer') {
+      await this.pc.setLocalDescription({ type: 'rollback' });
+    }
+  }
+
+  afterNegotiation() {
+    this.syncReceivers();
+    for (const l of this.local.values()) this.announceMute(l);
+  }
+
+  /** Diffs the live receivers against what we reported, emitting added/removed tracks. */
+  syncReceivers() {
+    const live = new Map();
+    for (const t of this.pc.getTransceivers()) {
+      if (t.mid == null || t.stopped) continue;
+      const dir = t.currentDirection;
+      if (dir !== 'recvonly' && dir !== 'sendrecv') continue;
+      const info = this.midMap.get(t.mid);
+      const participantId = info ? info.participant_id : this.streamByMid.get(t.mid);
+      if (!participantId) {
+        console.warn('call: cannot tell whose track mid', t.mid, 'is');
+        continue;
+      }
+      live.set(t.mid, {
+        participantId,
+        trackId: info ? info.track_id : t.receiver.track.id,
+        kind: (info && info.kind) || t.receiver.track.kind,
+        track: t.receiver.track,
+      });
+    }
+    for (const [mid, old] of this.receiving) {
+      const now = live.get(mid);
+      if (!now || now.trackId !== old.trackId || now.participantId !== old.participantId) {
+        this.receiving.delete(mid);
+        this.emit('trackremoved', { mid, ...withoutTrack(old) });
+      }
+    }
+    for (const [mid, now] of live) {
+      if (this.receiving.has(mid)) continue;
+      this.receiving.set(mid, now);
+      this.emit('trackadded', { mid, ...now });
+    }
+  }
+
+  // --- media control -----------------------------------------------------------------------
+
+  announceMute(l) {
+    const mid = l.transceiver.mid;
+    // Before the first negotiation there is no mid yet: announced after it.
+    if (mid == null || l.announced === l.muted || this.closed) return;
+    l.announced = l.muted;
+    this.signaling.request({ type: 'mute', mid, muted: l.muted }).catch((e) => this.emit('error', e));
+  }
+
+  sendCandidate(candidate) {
+    if (this.closed) return;
+    const msg = candidate
+      ? { type: 'candidate', candidate: candidate.candidate, sdp_mid: candidate.sdpMid, sdp_m_line_index: candidate.sdpMLineIndex }
+      : { type: 'candidate', candidate: null };
+    try {
+      this.signaling.send(msg);
+    } catch (e) {
+      console.warn('call: could not send a candidate', e);
+    }
+  }
+
+  emitState() {
+    const { connectionState, iceConnectionState, signalingState } = this.pc;
+    this.emit('state', { connectionState, iceConnectionState, signalingState });
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+function withoutTrack({ participantId, trackId, kind }) {
+  return { participantId, trackId, kind };
+}
