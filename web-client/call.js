@@ -148,14 +148,17 @@ export class Call extends EventTarget {
     await pc.setLocalDescription();
     if (this.closed || pc.signalingState !== 'have-local-offer') return;
     this.offerId = this.signaling.send({ type: 'offer', sdp: pc.localDescription.sdp }, { withId: true });
+    console.info(`call: sent offer #${this.offerId}`);
   }
 
   async onServerOffer(msg) {
     const pc = this.pc;
     for (const [mid, info] of Object.entries(msg.tracks || {})) this.midMap.set(mid, info);
+    console.info(`call: server offer (state ${pc.signalingState}), tracks ${JSON.stringify(msg.tracks || {})}`);
     if (pc.signalingState === 'have-local-offer') {
       // Glare: the server wins and ignores our offer. Roll ours back (setRemoteDescription
       // would do it implicitly; explicit is kinder to older browsers).
+      console.info(`call: glare, rolling back our offer #${this.offerId}`);
       this.offerId = null;
       await pc.setLocalDescription({ type: 'rollback' });
     }
@@ -171,6 +174,7 @@ export class Call extends EventTarget {
       console.warn('call: ignoring an answer to no outstanding offer', msg.id, this.offerId, pc.signalingState);
       return;
     }
+    console.info(`call: answer to offer #${this.offerId}`);
     this.offerId = null;
     await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
     this.failedOffers = 0;
@@ -216,12 +220,14 @@ export class Call extends EventTarget {
       const now = live.get(mid);
       if (!now || now.trackId !== old.trackId || now.participantId !== old.participantId) {
         this.receiving.delete(mid);
+        console.info(`call: mid ${mid} stopped carrying ${old.kind} ${old.trackId} of ${old.participantId}`);
         this.emit('trackremoved', { mid, ...withoutTrack(old) });
       }
     }
     for (const [mid, now] of live) {
       if (this.receiving.has(mid)) continue;
       this.receiving.set(mid, now);
+      console.info(`call: mid ${mid} carries ${now.kind} ${now.trackId} of ${now.participantId}`);
       this.emit('trackadded', { mid, ...now });
     }
   }
@@ -233,7 +239,12 @@ export class Call extends EventTarget {
     // Before the first negotiation there is no mid yet: announced after it.
     if (mid == null || l.announced === l.muted || this.closed) return;
     l.announced = l.muted;
-    this.signaling.request({ type: 'mute', mid, muted: l.muted }).catch((e) => this.emit('error', e));
+    // `mute` has no success reply in the protocol; an `error` carrying this id is shown by the app.
+    try {
+      this.signaling.send({ type: 'mute', mid, muted: l.muted }, { withId: true });
+    } catch (e) {
+      this.emit('error', e);
+    }
   }
 
   sendCandidate(candidate) {
@@ -250,6 +261,9 @@ export class Call extends EventTarget {
 
   emitState() {
     const { connectionState, iceConnectionState, signalingState } = this.pc;
+    const key = `${connectionState}/${iceConnectionState}`;
+    if (key !== this.lastStateKey) console.info(`call: connection ${connectionState}, ICE ${iceConnectionState}`);
+    this.lastStateKey = key;
     this.emit('state', { connectionState, iceConnectionState, signalingState });
   }
 

@@ -187,10 +187,12 @@ export class TileGrid {
   layout() {
     const n = this.tiles.size + (this.localTile ? 1 : 0);
     this.container.dataset.count = n;
-    const W = this.container.clientWidth;
-    const H = this.container.clientHeight;
-    if (!n || !W || !H) return;
-    const gap = parseFloat(getComputedStyle(this.container).columnGap) || 0;
+    const css = getComputedStyle(this.container);
+    const px = (v) => parseFloat(v) || 0;
+    const W = this.container.clientWidth - px(css.paddingLeft) - px(css.paddingRight);
+    const H = this.container.clientHeight - px(css.paddingTop) - px(css.paddingBottom);
+    if (!n || W <= 0 || H <= 0) return;
+    const gap = px(css.columnGap);
     let best = 0;
     for (let cols = 1; cols <= n; cols++) {
       const rows = Math.ceil(n / cols);
