@@ -4,8 +4,12 @@
 #
 #   /work/shared/bin/loopback-only bash web-client/tests/run-e2e.sh      (from the repo root)
 #
+# Needs, installed beforehand (outside the namespace): chromium (apt-get install -y chromium),
+# the test's node modules ((cd web-client/tests && npm ci)), the server (cargo build -p switchboard).
+#
 # Env: SWITCHBOARD_BIN (default target/debug/switchboard, relative to the repo root),
-# SWITCHBOARD_URL (default http://127.0.0.1:8080), RUST_LOG (default info),
+# SWITCHBOARD_URL (default http://127.0.0.1:8080; the server is told to listen there),
+# SWITCHBOARD_RTC_ADDR (default 127.0.0.1:50000), RUST_LOG (default info),
 # CHROMIUM_PATH (default /usr/bin/chromium). Server log: web-client/tests/test-results/server.log.
 set -uo pipefail
 
@@ -13,17 +17,29 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="${SWITCHBOARD_BIN:-target/debug/switchboard}"
 case "$bin" in /*) ;; *) bin="$root/$bin" ;; esac
-http_addr=127.0.0.1:8080
-rtc_addr=127.0.0.1:50000
-export SWITCHBOARD_URL="${SWITCHBOARD_URL:-http://$http_addr}"
+export SWITCHBOARD_URL="${SWITCHBOARD_URL:-http://127.0.0.1:8080}"
+http_addr="${SWITCHBOARD_URL#http://}"
+http_addr="${http_addr%%/*}"
+rtc_addr="${SWITCHBOARD_RTC_ADDR:-127.0.0.1:50000}"
 results="$here/test-results"
 server_log="$results/server.log"
 
 [ -x "$bin" ] || { echo "run-e2e: no server binary at $bin (build it: cargo build -p switchboard)" >&2; exit 2; }
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || { echo "run-e2e: no chromium (apt-get install -y chromium)" >&2; exit 2; }
 if [ ! -d "$here/node_modules/playwright-core" ]; then
-  (cd "$here" && npm ci --no-audit --no-fund) || { echo "run-e2e: npm ci failed" >&2; exit 2; }
+  # Inside loopback-only there is no registry: install first, outside it.
+  (cd "$here" && npm ci --no-audit --no-fund) || {
+    echo "run-e2e: npm ci failed; run (cd web-client/tests && npm ci) outside the loopback-only namespace first" >&2
+    exit 2
+  }
 fi
+http_ok() {
+  if command -v curl >/dev/null; then
+    curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null
+  else
+    node -e 'fetch(process.argv[1]).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "$1"
+  fi
+}
 if ip -o link show 2>/dev/null | grep -qv ' lo:'; then
   echo "run-e2e: warning: other interfaces than lo are visible; run inside /work/shared/bin/loopback-only" >&2
 fi
@@ -47,7 +63,7 @@ for _ in $(seq 1 200); do
     cat "$server_log" >&2
     exit 1
   fi
-  if curl -fsS -o /dev/null --max-time 1 "$SWITCHBOARD_URL/"; then up=1; break; fi
+  if http_ok "$SWITCHBOARD_URL/"; then up=1; break; fi
   sleep 0.1
 done
 [ "$up" = 1 ] || { echo "run-e2e: the server did not answer $SWITCHBOARD_URL/ within 20 s; its log:" >&2; cat "$server_log" >&2; exit 1; }
