@@ -1,1 +1,52 @@
-pub fn x(){}
+//! # Switchboard SFU
+//!
+//! A selective forwarding unit for WebRTC, built on [str0m]. It can be embedded in any
+//! application: it knows nothing of our signaling protocol, only of rooms, participants, SDP
+//! and datagrams.
+//!
+//! ## Two ways to run it
+//!
+//! - [`Sfu`] is the sans-IO core. Feed it datagrams ([`Sfu::handle_receive`]) and time
+//!   ([`Sfu::handle_timeout`] at [`Sfu::next_timeout`]), and after each call drain
+//!   [`Sfu::poll_output`]: datagrams to send and [`SfuEvent`]s for participants' signaling.
+//!   Control it with [`Sfu::join`], [`Sfu::accept_offer`], [`Sfu::accept_answer`],
+//!   [`Sfu::add_remote_candidate`], [`Sfu::set_muted`] and [`Sfu::leave`]. One owner, no locks.
+//! - [`SfuServer`] runs that core on a thread of its own with one UDP socket and an ICE-TCP
+//!   listener on the same port, and hands out a cloneable [`SfuHandle`] for async code.
+//!
+//! ## What it does with media
+//!
+//! Every participant has one peer connection (ICE-lite, bundled, rtcp-mux). What it publishes
+//! is forwarded, as RTP, to every other participant of its room over transceivers the SFU adds
+//! by renegotiating ([`SfuEvent::Offer`]). Per subscriber, the SSRC, sequence numbers and
+//! timestamps are rewritten ([`rewrite`]) so that source changes are invisible; video starts
+//! and switches only at keyframes. str0m answers NACKs from its send cache, and keyframe
+//! requests are merged towards publishers ([`keyframe`]).
+//!
+//! ## Module map
+//!
+//! - `sfu.rs`: the core and the forwarding path; `demux.rs`: datagram to peer;
+//!   `participant.rs`: one peer's state; `room.rs`: membership; `track/`: up- and down-tracks;
+//!   `rewrite/`: sequence and timestamp rewriting; `codec.rs`: payload types and keyframes;
+//!   `io/`: sockets and the task that owns the core.
+
+mod codec;
+mod demux;
+mod error;
+mod event;
+mod ids;
+pub mod io;
+pub mod keyframe;
+mod participant;
+pub mod rewrite;
+mod room;
+mod sfu;
+mod track;
+
+pub use error::SfuError;
+pub use event::{JoinInfo, OfferedTrack, ParticipantInfo, RemovalReason, SfuEvent, TrackInfo};
+pub use ids::{ParticipantId, TrackId};
+pub use io::{SfuHandle, SfuServer, SfuServerConfig};
+pub use sfu::{Sfu, SfuConfig, SfuOutput};
+pub use str0m::media::MediaKind;
+pub use str0m::net::{Protocol, Transmit};

@@ -1,1 +1,31 @@
-//! placeholder
+//! # Switchboard signaling
+//!
+//! The HTTP side of Switchboard: serves the web client, and speaks the JSON protocol of
+//! `docs/protocol.md` over a WebSocket at `/ws`, driving an [`sfu::SfuHandle`].
+//!
+//! - `protocol.rs`: message types, error codes, validation of client input.
+//! - `session.rs`: the per-connection state machine (fresh, joined, left).
+//! - `ws.rs`: the WebSocket loop (frame rules, close codes).
+//! - `http.rs`: routes, the embedded web client, `/healthz`.
+
+mod http;
+pub mod protocol;
+pub mod session;
+mod ws;
+
+pub use http::{router, AppState};
+pub use protocol::IceServer;
+pub use session::IceServerProvider;
+
+use std::future::Future;
+
+/// Serve HTTP and WebSocket signaling on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

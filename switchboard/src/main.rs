@@ -1,1 +1,40 @@
-fn main(){}
+//! The `switchboard` binary: one executable, several subcommands.
+
+mod config;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "A WebRTC SFU with signaling and a web client"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the SFU, signaling and the web client (http://127.0.0.1:8080 by default)
+    Serve(config::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,str0m=warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Serve(args) => {
+            let config = config::ServeConfig::resolve(&args)?;
+            runtime.block_on(serve::run(config))
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! What the SFU tells the application: values to route to participants' signaling.
+
+use str0m::media::MediaKind;
+
+use crate::ids::{ParticipantId, TrackId};
+pub use crate::participant::RemovalReason;
+
+/// A published track as others see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInfo {
+    pub id: TrackId,
+    pub kind: MediaKind,
+    pub muted: bool,
+}
+
+/// A participant as others see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantInfo {
+    pub id: ParticipantId,
+    pub name: String,
+    pub tracks: Vec<TrackInfo>,
+}
+
+/// The result of joining a room.
+#[derive(Debug, Clone)]
+pub struct JoinInfo {
+    pub participant: ParticipantId,
+    /// Everyone else already in the room.
+    pub others: Vec<ParticipantInfo>,
+}
+
+/// A transceiver the server added to a participant's connection and what it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedTrack {
+    pub mid: String,
+    pub publisher: ParticipantId,
+    pub track: TrackId,
+    pub kind: MediaKind,
+}
+
+/// Something a participant must be told. Every variant names its recipient in `to`
+/// (`Removed` names the participant that is gone).
+#[derive(Debug, Clone)]
+pub enum SfuEvent {
+    /// Server-initiated renegotiation: send this offer; the participant must answer it.
+    Offer {
+        to: ParticipantId,
+        sdp: String,
+        tracks: Vec<OfferedTrack>,
+    },
+    ParticipantJoined {
+        to: ParticipantId,
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        to: ParticipantId,
+        participant: ParticipantId,
+    },
+    TrackPublished {
+        to: ParticipantId,
+        participant: ParticipantId,
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        to: ParticipantId,
+        participant: ParticipantId,
+        track: TrackId,
+    },
+    TrackMuted {
+        to: ParticipantId,
+        participant: ParticipantId,
+        track: TrackId,
+        muted: bool,
+    },
+    /// ICE and DTLS completed: media can flow.
+    Connected { to: ParticipantId },
+    /// The SFU removed this participant on its own (its media timed out or closed).
+    Removed {
+        to: ParticipantId,
+        reason: RemovalReason,
+    },
+}
+
+impl SfuEvent {
+    /// The participant whose signaling should carry this event.
+    pub fn recipient(&self) -> ParticipantId {
+        match self {
+            Self::Offer { to, .. }
+            | Self::ParticipantJoined { to, .. }
+            | Self::ParticipantLeft { to, .. }
+            | Self::TrackPublished { to, .. }
+            | Self::TrackUnpublished { to, .. }
+            | Self::TrackMuted { to, .. }
+            | Self::Connected { to }
+            | Self::Removed { to, .. } => *to,
+        }
+    }
+}

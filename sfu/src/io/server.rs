@@ -1,0 +1,279 @@
+//! The media thread: owns the `Sfu`, the UDP socket and the ICE-TCP connections, and runs the
+//! sans-IO loop (input in, drain output, sleep until the next timeout) on a single-threaded
+//! runtime of its own, so media never waits behind HTTP work.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+use super::handle::{Command, SfuHandle, SfuStats};
+use super::tcp::{self, TcpEvent};
+use crate::event::SfuEvent;
+use crate::ids::ParticipantId;
+use crate::sfu::{Sfu, SfuConfig, SfuOutput};
+use str0m::net::Protocol;
+
+/// Largest datagram we accept; anything bigger is not WebRTC.
+const MAX_DATAGRAM: usize = 2048;
+
+#[derive(Debug, Clone)]
+pub struct SfuServerConfig {
+    /// UDP and ICE-TCP bind here (same port number for both).
+    pub bind: SocketAddr,
+    /// The address put in candidates, when it differs from `bind` (1:1 NAT, wildcard bind).
+    pub public_ip: Option<IpAddr>,
+    pub ice_tcp: bool,
+}
+
+pub struct SfuServer {
+    handle: SfuHandle,
+    udp_addr: SocketAddr,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SfuServer {
+    /// Bind the sockets and start the media thread.
+    pub fn start(config: SfuServerConfig) -> io::Result<Self> {
+        let std_udp = std::net::UdpSocket::bind(config.bind)?;
+        std_udp.set_nonblocking(true)?;
+        let udp_addr = std_udp.local_addr()?;
+        let std_tcp = if config.ice_tcp {
+            let listener =
+                std::net::TcpListener::bind(SocketAddr::new(udp_addr.ip(), udp_addr.port()))?;
+            listener.set_nonblocking(true)?;
+            Some(listener)
+        } else {
+            None
+        };
+        let advertised_ip = match config.public_ip {
+            Some(ip) => ip,
+            None if udp_addr.ip().is_unspecified() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "binding media to a wildcard address needs a public IP to advertise (--public-ip)",
+                ));
+            }
+            None => udp_addr.ip(),
+        };
+        let advertised = SocketAddr::new(advertised_ip, udp_addr.port());
+        let sfu_config = SfuConfig::new(advertised, std_tcp.as_ref().map(|_| advertised));
+
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name("sfu-media".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "media runtime could not start");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let udp = match UdpSocket::from_std(std_udp) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!(error = %e, "media socket unusable");
+                            return;
+                        }
+                    };
+                    let (tcp_tx, tcp_rx) = mpsc::unbounded_channel();
+                    if let Some(listener) = std_tcp.and_then(|l| TcpListener::from_std(l).ok()) {
+                        tokio::spawn(tcp::accept_loop(listener, tcp_tx));
+                    }
+                    MediaLoop {
+                        sfu: Sfu::new(sfu_config, Instant::now()),
+                        udp,
+                        advertised,
+                        subscribers: HashMap::new(),
+                        tcp_conns: HashMap::new(),
+                    }
+                    .run(commands, tcp_rx)
+                    .await;
+                });
+            })?;
+        tracing::info!(%udp_addr, %advertised, ice_tcp = config.ice_tcp, "media listening");
+        Ok(Self {
+            handle: SfuHandle {
+                commands: commands_tx,
+            },
+            udp_addr,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn handle(&self) -> SfuHandle {
+        self.handle.clone()
+    }
+
+    /// The bound UDP (and ICE-TCP) address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// Stop the media thread once every handle is dropped, and wait for it.
+    pub fn join(mut self) {
+        drop(self.handle);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct MediaLoop {
+    sfu: Sfu,
+    udp: UdpSocket,
+    advertised: SocketAddr,
+    /// Where each participant's events go.
+    subscribers: HashMap<ParticipantId, mpsc::UnboundedSender<SfuEvent>>,
+    tcp_conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+}
+
+impl MediaLoop {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut tcp_events: mpsc::UnboundedReceiver<TcpEvent>,
+    ) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            self.flush();
+            let now = Instant::now();
+            let deadline = self.sfu.next_timeout();
+            if deadline <= now {
+                self.sfu.handle_timeout(now);
+                continue;
+            }
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.handle_command(command),
+                    None => break,
+                },
+                received = self.udp.recv_from(&mut buf) => match received {
+                    Ok((len, source)) => {
+                        let data = buf.get(..len).unwrap_or_default();
+                        self.sfu.handle_receive(Instant::now(), Protocol::Udp, source, self.advertised, data);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "UDP receive failed"),
+                },
+                Some(event) = tcp_events.recv() => self.handle_tcp(event),
+                _ = tokio::time::sleep_until(deadline.into()) => self.sfu.handle_timeout(Instant::now()),
+            }
+        }
+        tracing::info!("media thread stopped");
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Join {
+                room,
+                name,
+                events,
+                reply,
+            } => {
+                let info = self.sfu.join(&room, &name, now);
+                self.subscribers.insert(info.participant, events);
+                let _ = reply.send(info);
+            }
+            Command::Offer {
+                participant,
+                sdp,
+                reply,
+            } => {
+                let _ = reply.send(self.sfu.accept_offer(participant, &sdp, now));
+            }
+            Command::Answer {
+                participant,
+                sdp,
+                reply,
+            } => {
+                let _ = reply.send(self.sfu.accept_answer(participant, &sdp, now));
+            }
+            Command::Candidate {
+                participant,
+                candidate,
+                reply,
+            } => {
+                let _ = reply.send(self.sfu.add_remote_candidate(participant, &candidate));
+            }
+            Command::Mute {
+                participant,
+                mid,
+                muted,
+                reply,
+            } => {
+                let _ = reply.send(self.sfu.set_muted(participant, &mid, muted));
+            }
+            Command::Leave { participant } => {
+                self.subscribers.remove(&participant);
+                self.sfu.leave(participant, now);
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(SfuStats {
+                    rooms: self.sfu.room_count(),
+                    participants: self.sfu.participant_count(),
+                });
+            }
+        }
+    }
+
+    fn handle_tcp(&mut self, event: TcpEvent) {
+        match event {
+            TcpEvent::Opened(peer, writer) => {
+                self.tcp_conns.insert(peer, writer);
+            }
+            TcpEvent::Frame(peer, frame) => {
+                self.sfu.handle_receive(
+                    Instant::now(),
+                    Protocol::Tcp,
+                    peer,
+                    self.advertised,
+                    &frame,
+                );
+            }
+            TcpEvent::Closed(peer) => {
+                self.tcp_conns.remove(&peer);
+            }
+        }
+    }
+
+    /// Send what the SFU produced and deliver its events.
+    fn flush(&mut self) {
+        while let Some(output) = self.sfu.poll_output() {
+            match output {
+                SfuOutput::Transmit(t) => match t.proto {
+                    Protocol::Udp => {
+                        // A full socket buffer drops the datagram, as a congested network would;
+                        // waiting here would stall every other peer.
+                        if let Err(e) = self.udp.try_send_to(&t.contents, t.destination) {
+                            tracing::trace!(destination = %t.destination, error = %e, "UDP send dropped");
+                        }
+                    }
+                    _ => {
+                        if let Some(conn) = self.tcp_conns.get(&t.destination) {
+                            let _ = conn.try_send(t.contents.to_vec());
+                        }
+                    }
+                },
+                SfuOutput::Event(event) => {
+                    let to = event.recipient();
+                    let removed = matches!(event, SfuEvent::Removed { .. });
+                    if let Some(tx) = self.subscribers.get(&to) {
+                        let _ = tx.send(event);
+                    }
+                    if removed {
+                        self.subscribers.remove(&to);
+                    }
+                }
+            }
+        }
+    }
+}

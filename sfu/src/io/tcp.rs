@@ -1,0 +1,73 @@
+//! ICE-TCP (RFC 6544): passive TCP connections on the media port, each carrying datagrams
+//! framed with a 2-byte length (RFC 4571). Frames go to the media thread as datagrams.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// Frames a connection may have queued toward the peer before it counts as stalled.
+const WRITE_QUEUE: usize = 256;
+
+pub(crate) enum TcpEvent {
+    Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
+    Frame(SocketAddr, Vec<u8>),
+    Closed(SocketAddr),
+}
+
+pub(crate) async fn accept_loop(listener: TcpListener, events: mpsc::UnboundedSender<TcpEvent>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(connection(stream, peer, events.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "ICE-TCP accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, events: mpsc::UnboundedSender<TcpEvent>) {
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    if events.send(TcpEvent::Opened(peer, tx)).is_err() {
+        return;
+    }
+    let write = async move {
+        while let Some(frame) = rx.recv().await {
+            let Ok(len) = u16::try_from(frame.len()) else {
+                continue;
+            };
+            if writer.write_all(&len.to_be_bytes()).await.is_err()
+                || writer.write_all(&frame).await.is_err()
+            {
+                break;
+            }
+        }
+    };
+    let read = async {
+        loop {
+            let len = match reader.read_u16().await {
+                Ok(len) => usize::from(len),
+                Err(_) => break,
+            };
+            let mut frame = vec![0; len];
+            if reader.read_exact(&mut frame).await.is_err() {
+                break;
+            }
+            if events.send(TcpEvent::Frame(peer, frame)).is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        _ = write => {}
+        _ = read => {}
+    }
+    tracing::debug!(%peer, "ICE-TCP connection closed");
+    let _ = events.send(TcpEvent::Closed(peer));
+}

@@ -1,0 +1,143 @@
+//! One participant: its str0m `Rtc` (in RTP mode), what it publishes, its down-tracks, and
+//! where its SDP negotiation stands. Routing decisions are made by `sfu.rs`, not here.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpPendingOffer;
+use str0m::media::Mid;
+use str0m::net::Protocol;
+use str0m::rtp::Ssrc;
+use str0m::{Candidate, IceCreds, Rtc};
+
+use crate::codec::PayloadTypes;
+use crate::ids::{ParticipantId, TrackId};
+use crate::track::DownTrack;
+
+/// Where the SDP offer/answer exchange with this participant stands.
+#[derive(Debug, Default)]
+pub struct Negotiation {
+    /// The participant's first offer has been answered: the server may now offer.
+    pub established: bool,
+    /// The server's offer awaiting the participant's answer.
+    pub pending: Option<SdpPendingOffer>,
+}
+
+pub struct Participant {
+    pub id: ParticipantId,
+    pub room: String,
+    pub name: String,
+    pub rtc: Rtc,
+    pub ice_ufrag: String,
+    pub payload_types: PayloadTypes,
+    /// Tracks this participant publishes, by its transceiver's mid.
+    pub published: HashMap<Mid, TrackId>,
+    /// Incoming SSRC -> published track, filled on first sight of each SSRC.
+    pub ssrc_tracks: HashMap<Ssrc, TrackId>,
+    /// Down-tracks by the mid of the transceiver the server added for them.
+    pub downtracks: HashMap<Mid, DownTrack>,
+    /// Transceivers of ended down-tracks, to stop in the next offer.
+    pub mids_to_stop: Vec<Mid>,
+    pub negotiation: Negotiation,
+    /// When this participant's `Rtc` next wants `Input::Timeout`.
+    pub next_timeout: Instant,
+    pub joined_at: Instant,
+    pub connected: bool,
+    pub disconnected_since: Option<Instant>,
+    /// Queued for `poll_output` draining.
+    pub dirty: bool,
+}
+
+impl Participant {
+    pub fn new(
+        id: ParticipantId,
+        room: String,
+        name: String,
+        local_candidates: &[(Protocol, SocketAddr)],
+        now: Instant,
+    ) -> Self {
+        let ice_creds = IceCreds::new();
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .set_local_ice_credentials(ice_creds.clone())
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .enable_bwe(Some(str0m::bwe::Bitrate::kbps(600)))
+            .build(now);
+        for (proto, addr) in local_candidates {
+            let candidate = match proto {
+                Protocol::Tcp => Candidate::builder()
+                    .tcp()
+                    .host(*addr)
+                    .tcptype(str0m::net::TcpType::Passive)
+                    .build(),
+                _ => Candidate::host(*addr, "udp"),
+            };
+            match candidate {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::warn!(%addr, ?proto, error = %e, "local candidate refused"),
+            }
+        }
+        Self {
+            id,
+            room,
+            name,
+            rtc,
+            ice_ufrag: ice_creds.ufrag,
+            payload_types: PayloadTypes::default(),
+            published: HashMap::new(),
+            ssrc_tracks: HashMap::new(),
+            downtracks: HashMap::new(),
+            mids_to_stop: Vec::new(),
+            negotiation: Negotiation::default(),
+            next_timeout: now,
+            joined_at: now,
+            connected: false,
+            disconnected_since: None,
+            dirty: true,
+        }
+    }
+
+    /// Refresh the payload-type map after a negotiation, which may renumber codecs.
+    pub fn refresh_payload_types(&mut self) {
+        self.payload_types = PayloadTypes::from_config(self.rtc.codec_config());
+    }
+
+    /// Why this participant should be removed, if it should.
+    pub fn expiry(
+        &self,
+        now: Instant,
+        connect_timeout: Duration,
+        disconnect_timeout: Duration,
+    ) -> Option<RemovalReason> {
+        if !self.rtc.is_alive() {
+            return Some(RemovalReason::MediaClosed);
+        }
+        if !self.connected && now.saturating_duration_since(self.joined_at) > connect_timeout {
+            return Some(RemovalReason::ConnectTimeout);
+        }
+        match self.disconnected_since {
+            Some(since) if now.saturating_duration_since(since) > disconnect_timeout => {
+                Some(RemovalReason::MediaTimeout)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Why the SFU removed a participant on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovalReason {
+    /// ICE/DTLS never completed in time after joining.
+    ConnectTimeout,
+    /// The media path went silent past the ICE timeout.
+    MediaTimeout,
+    /// The peer connection closed (DTLS close or a fatal media error).
+    MediaClosed,
+}

@@ -1,0 +1,753 @@
+//! The sans-IO SFU core: rooms, participants and the forwarding path, driven by datagrams and
+//! time, producing datagrams to send and events for signaling. No sockets, threads or locks:
+//! one `Sfu` value is owned by one task (see `io::server` for the one we ship).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{
+    Direction, KeyframeRequest, KeyframeRequestKind, MediaAdded, MediaChanged, MediaKind, Mid,
+};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output};
+
+use crate::demux::Demux;
+use crate::error::SfuError;
+use crate::event::{JoinInfo, OfferedTrack, ParticipantInfo, SfuEvent, TrackInfo};
+use crate::ids::{ParticipantId, TrackId};
+use crate::participant::{Participant, RemovalReason};
+use crate::room::Room;
+use crate::track::{DownTrack, ForwardDecision, UpTrack};
+
+/// How the SFU is reached and how patient it is.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Addresses put in ICE candidates: the UDP address, and the ICE-TCP one if enabled.
+    /// Datagrams must be handed in with one of these as their destination.
+    pub candidates: Vec<(Protocol, SocketAddr)>,
+    /// A participant that has not connected this long after joining is removed.
+    pub connect_timeout: Duration,
+    /// A participant whose ICE has been disconnected this long is removed.
+    pub disconnect_timeout: Duration,
+}
+
+impl SfuConfig {
+    pub fn new(udp: SocketAddr, tcp: Option<SocketAddr>) -> Self {
+        let mut candidates = vec![(Protocol::Udp, udp)];
+        candidates.extend(tcp.map(|a| (Protocol::Tcp, a)));
+        Self {
+            candidates,
+            connect_timeout: Duration::from_secs(30),
+            disconnect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the driver of an `Sfu` must do next.
+#[derive(Debug)]
+pub enum SfuOutput {
+    Transmit(Transmit),
+    Event(SfuEvent),
+}
+
+/// Housekeeping (timeouts, empty rooms) runs at most this often.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
+
+pub struct Sfu {
+    config: SfuConfig,
+    participants: HashMap<ParticipantId, Participant>,
+    rooms: HashMap<String, Room>,
+    tracks: HashMap<TrackId, UpTrack>,
+    demux: Demux,
+    /// Every participant's next `Rtc` timeout, soonest first.
+    timeouts: BTreeSet<(Instant, ParticipantId)>,
+    /// Participants whose `Rtc` has output to drain.
+    dirty: Vec<ParticipantId>,
+    outputs: VecDeque<SfuOutput>,
+    next_housekeeping: Instant,
+}
+
+impl Sfu {
+    pub fn new(config: SfuConfig, now: Instant) -> Self {
+        install_crypto_provider();
+        Self {
+            config,
+            participants: HashMap::new(),
+            rooms: HashMap::new(),
+            tracks: HashMap::new(),
+            demux: Demux::default(),
+            timeouts: BTreeSet::new(),
+            dirty: Vec::new(),
+            outputs: VecDeque::new(),
+            next_housekeeping: now + HOUSEKEEPING_INTERVAL,
+        }
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
+    /// Add a participant to `room` (created on first join). Names and room names are the
+    /// caller's to validate.
+    pub fn join(&mut self, room: &str, name: &str, now: Instant) -> JoinInfo {
+        let id = ParticipantId::random();
+        let participant = Participant::new(
+            id,
+            room.to_owned(),
+            name.to_owned(),
+            &self.config.candidates,
+            now,
+        );
+        self.demux.add_peer(participant.ice_ufrag.clone(), id);
+        let room_state = self.rooms.entry(room.to_owned()).or_default();
+        let others: Vec<ParticipantInfo> = room_state
+            .participants
+            .iter()
+            .filter_map(|p| self.participants.get(p))
+            .map(|p| participant_info(p, &self.tracks))
+            .collect();
+        let info = ParticipantInfo {
+            id,
+            name: name.to_owned(),
+            tracks: Vec::new(),
+        };
+        for other in &others {
+            self.outputs
+                .push_back(SfuOutput::Event(SfuEvent::ParticipantJoined {
+                    to: other.id,
+                    participant: info.clone(),
+                }));
+        }
+        room_state.participants.push(id);
+        self.participants.insert(id, participant);
+        self.mark_dirty(id);
+        tracing::info!(participant = %id, room, name, "joined");
+        JoinInfo {
+            participant: id,
+            others,
+        }
+    }
+
+    /// Apply the participant's SDP offer and return the answer.
+    pub fn accept_offer(
+        &mut self,
+        id: ParticipantId,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<String, SfuError> {
+        let offer =
+            SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        let p = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::UnknownParticipant(id))?;
+        if p.negotiation.pending.is_some() {
+            return Err(SfuError::OfferCollision);
+        }
+        let answer = p
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SfuError::SdpRejected(e.to_string()))?;
+        p.negotiation.established = true;
+        p.refresh_payload_types();
+        self.mark_dirty(id);
+        self.drive(now);
+        self.renegotiate(id);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Apply the participant's answer to the server's pending offer.
+    pub fn accept_answer(
+        &mut self,
+        id: ParticipantId,
+        sdp: &str,
+        now: Instant,
+    ) -> Result<(), SfuError> {
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+        let p = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::UnknownParticipant(id))?;
+        let pending = p
+            .negotiation
+            .pending
+            .take()
+            .ok_or(SfuError::NoPendingOffer)?;
+        p.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| SfuError::SdpRejected(e.to_string()))?;
+        p.refresh_payload_types();
+        self.mark_dirty(id);
+        self.drive(now);
+        self.renegotiate(id);
+        Ok(())
+    }
+
+    /// A trickled ICE candidate of the participant. The server is ICE-lite and learns the
+    /// participant's addresses from its checks anyway; the candidate is validated and kept.
+    pub fn add_remote_candidate(
+        &mut self,
+        id: ParticipantId,
+        candidate: &str,
+    ) -> Result<(), SfuError> {
+        let line = candidate.strip_prefix("a=").unwrap_or(candidate);
+        let c = Candidate::from_sdp_string(line)
+            .map_err(|e| SfuError::InvalidCandidate(e.to_string()))?;
+        let p = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::UnknownParticipant(id))?;
+        p.rtc.add_remote_candidate(c);
+        self.mark_dirty(id);
+        Ok(())
+    }
+
+    /// The participant muted or unmuted the track it sends on `mid`; tell the room.
+    pub fn set_muted(
+        &mut self,
+        id: ParticipantId,
+        mid: &str,
+        muted: bool,
+    ) -> Result<TrackId, SfuError> {
+        let p = self
+            .participants
+            .get(&id)
+            .ok_or(SfuError::UnknownParticipant(id))?;
+        let track_id = *p
+            .published
+            .get(&Mid::from(mid))
+            .ok_or_else(|| SfuError::UnknownTrack(mid.to_owned()))?;
+        let room = p.room.clone();
+        if let Some(track) = self.tracks.get_mut(&track_id) {
+            track.muted = muted;
+        }
+        self.notify_room(&room, id, |to| SfuEvent::TrackMuted {
+            to,
+            participant: id,
+            track: track_id,
+            muted,
+        });
+        Ok(track_id)
+    }
+
+    /// The participant left (or its signaling went away).
+    pub fn leave(&mut self, id: ParticipantId, now: Instant) {
+        self.remove(id, now);
+    }
+
+    /// A datagram arrived on one of the SFU's sockets.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let Some(id) = self.demux.route(proto, source, data) else {
+            tracing::trace!(%source, ?proto, len = data.len(), "datagram from an unknown peer dropped");
+            return;
+        };
+        let Ok(receive) = Receive::new(proto, source, destination, data) else {
+            tracing::debug!(%source, len = data.len(), "unparseable datagram dropped");
+            return;
+        };
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if let Err(e) = p.rtc.handle_input(Input::Receive(now, receive)) {
+            tracing::debug!(participant = %id, error = %e, "datagram refused");
+        }
+        self.mark_dirty(id);
+        self.drive(now);
+    }
+
+    /// Time passed: run due timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.timeouts.first() {
+            if at > now {
+                break;
+            }
+            self.timeouts.pop_first();
+            if let Some(p) = self.participants.get_mut(&id) {
+                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(participant = %id, error = %e, "timeout handling failed");
+                }
+                self.mark_dirty(id);
+            }
+        }
+        if now >= self.next_housekeeping {
+            self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
+            self.expire_participants(now);
+        }
+        self.drive(now);
+    }
+
+    /// When `handle_timeout` should be called next.
+    pub fn next_timeout(&self) -> Instant {
+        self.timeouts
+            .first()
+            .map(|(at, _)| *at)
+            .unwrap_or(self.next_housekeeping)
+            .min(self.next_housekeeping)
+    }
+
+    /// The next thing to do: a datagram to send or an event to deliver.
+    pub fn poll_output(&mut self) -> Option<SfuOutput> {
+        self.outputs.pop_front()
+    }
+
+    fn mark_dirty(&mut self, id: ParticipantId) {
+        if let Some(p) = self.participants.get_mut(&id) {
+            if !p.dirty {
+                p.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Drain every dirty participant's `Rtc` until each is waiting on a timeout. Draining one
+    /// can dirty others (forwarded packets), so loop until none is left.
+    fn drive(&mut self, now: Instant) {
+        while let Some(id) = self.dirty.pop() {
+            self.drain(id, now);
+        }
+    }
+
+    fn drain(&mut self, id: ParticipantId, now: Instant) {
+        loop {
+            let Some(p) = self.participants.get_mut(&id) else {
+                return;
+            };
+            p.dirty = false;
+            match p.rtc.poll_output() {
+                Ok(Output::Timeout(at)) => {
+                    if at != p.next_timeout {
+                        self.timeouts.remove(&(p.next_timeout, id));
+                        p.next_timeout = at;
+                    }
+                    self.timeouts.insert((at, id));
+                    return;
+                }
+                Ok(Output::Transmit(t)) => self.outputs.push_back(SfuOutput::Transmit(t)),
+                Ok(Output::Event(e)) => self.handle_rtc_event(id, e, now),
+                Err(e) => {
+                    tracing::warn!(participant = %id, error = %e, "peer connection failed");
+                    self.remove_with_reason(id, RemovalReason::MediaClosed, now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle_rtc_event(&mut self, id: ParticipantId, event: Event, now: Instant) {
+        match event {
+            Event::RtpPacket(packet) => self.forward(id, packet, now),
+            Event::KeyframeRequest(req) => self.forward_keyframe_request(id, req, now),
+            Event::MediaAdded(media) => self.media_added(id, media),
+            Event::MediaChanged(change) => self.media_changed(id, change),
+            Event::Connected => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    p.connected = true;
+                }
+                tracing::info!(participant = %id, "media connected");
+                self.outputs
+                    .push_back(SfuOutput::Event(SfuEvent::Connected { to: id }));
+            }
+            Event::IceConnectionStateChange(state) => {
+                tracing::debug!(participant = %id, ?state, "ICE state");
+                if let Some(p) = self.participants.get_mut(&id) {
+                    p.disconnected_since = match state {
+                        IceConnectionState::Disconnected => p.disconnected_since.or(Some(now)),
+                        _ => None,
+                    };
+                }
+            }
+            Event::Closed => self.remove_with_reason(id, RemovalReason::MediaClosed, now),
+            _ => {}
+        }
+    }
+
+    /// The forwarding path: one incoming packet to every down-track of its track.
+    fn forward(&mut self, from: ParticipantId, packet: RtpPacket, now: Instant) {
+        let Some(publisher) = self.participants.get_mut(&from) else {
+            return;
+        };
+        let ssrc = packet.header.ssrc;
+        let track_id = match publisher.ssrc_tracks.get(&ssrc) {
+            Some(t) => *t,
+            None => {
+                let Some(mid) = publisher.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
+                    return;
+                };
+                let Some(&t) = publisher.published.get(&mid) else {
+                    return;
+                };
+                publisher.ssrc_tracks.insert(ssrc, t);
+                t
+            }
+        };
+        let Some(codec) = publisher.payload_types.codec(packet.header.payload_type) else {
+            tracing::debug!(participant = %from, pt = *packet.header.payload_type, "packet of an unforwarded codec dropped");
+            return;
+        };
+        let Some(track) = self.tracks.get_mut(&track_id) else {
+            return;
+        };
+        let starts_keyframe = codec.starts_keyframe(&packet.payload);
+        let nackable = track.kind == MediaKind::Video;
+        let mut exts = ExtensionValues::default();
+        exts.audio_level = packet.header.ext_vals.audio_level;
+        exts.voice_activity = packet.header.ext_vals.voice_activity;
+        exts.video_orientation = packet.header.ext_vals.video_orientation;
+        let seq = *packet.seq_no;
+        let mut wants_keyframe = false;
+
+        for &(subscriber_id, mid) in &track.subscribers {
+            let Some(subscriber) = self.participants.get_mut(&subscriber_id) else {
+                continue;
+            };
+            let Some(downtrack) = subscriber.downtracks.get_mut(&mid) else {
+                continue;
+            };
+            let (out_seq, out_ts) =
+                match downtrack.forward(ssrc, seq, packet.header.timestamp, starts_keyframe, now) {
+                    ForwardDecision::Send { seq, timestamp } => (seq, timestamp),
+                    ForwardDecision::NeedKeyframe => {
+                        wants_keyframe = true;
+                        continue;
+                    }
+                    ForwardDecision::Drop => continue,
+                };
+            let (Some(tx_ssrc), Some(pt)) =
+                (downtrack.tx_ssrc(), subscriber.payload_types.pt(codec))
+            else {
+                continue;
+            };
+            let mut api = subscriber.rtc.direct_api();
+            let Some(stream) = api.stream_tx(&tx_ssrc) else {
+                continue;
+            };
+            stream.write_rtp(
+                RtpWrite::new(
+                    pt,
+                    out_seq.into(),
+                    out_ts,
+                    packet.timestamp,
+                    packet.payload.clone(),
+                )
+                .marker(packet.header.marker)
+                .ext_vals(exts.clone())
+                .nackable(nackable),
+            );
+            if !subscriber.dirty {
+                subscriber.dirty = true;
+                self.dirty.push(subscriber_id);
+            }
+        }
+
+        if wants_keyframe && track.keyframe_throttle.try_request(now) {
+            if let Some(p) = self.participants.get_mut(&from) {
+                if let Some(stream) = p.rtc.direct_api().stream_rx(&ssrc) {
+                    stream.request_keyframe(KeyframeRequestKind::Pli);
+                }
+                self.mark_dirty(from);
+            }
+        }
+    }
+
+    /// A subscriber asked for a keyframe on one of its down-tracks: pass it to the publisher,
+    /// throttled per track.
+    fn forward_keyframe_request(
+        &mut self,
+        subscriber: ParticipantId,
+        req: KeyframeRequest,
+        now: Instant,
+    ) {
+        let Some(track_id) = self
+            .participants
+            .get(&subscriber)
+            .and_then(|p| p.downtracks.get(&req.mid))
+            .map(|d| d.track)
+        else {
+            return;
+        };
+        let Some(track) = self.tracks.get_mut(&track_id) else {
+            return;
+        };
+        if !track.keyframe_throttle.try_request(now) {
+            return;
+        }
+        let (publisher, mid) = (track.publisher, track.mid);
+        if let Some(p) = self.participants.get_mut(&publisher) {
+            if let Some(stream) = p.rtc.direct_api().stream_rx_by_mid(mid, None) {
+                stream.request_keyframe(req.kind);
+                self.mark_dirty(publisher);
+            }
+        }
+    }
+
+    fn media_added(&mut self, id: ParticipantId, media: MediaAdded) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if let Some(downtrack) = p.downtracks.get_mut(&media.mid) {
+            // A transceiver the server offered: forwarding can start.
+            match p
+                .rtc
+                .direct_api()
+                .stream_tx_by_mid(media.mid, None)
+                .map(|s| s.ssrc())
+            {
+                Some(ssrc) => downtrack.activate(ssrc),
+                None => {
+                    tracing::warn!(participant = %id, mid = %media.mid, "no send stream for an offered track")
+                }
+            }
+            return;
+        }
+        if !media.direction.is_receiving() || p.published.contains_key(&media.mid) {
+            return;
+        }
+        let track_id = TrackId::random();
+        p.published.insert(media.mid, track_id);
+        let room = p.room.clone();
+        self.tracks
+            .insert(track_id, UpTrack::new(track_id, id, media.mid, media.kind));
+        tracing::info!(participant = %id, track = %track_id, mid = %media.mid, kind = ?media.kind, "track published");
+        let info = TrackInfo {
+            id: track_id,
+            kind: media.kind,
+            muted: false,
+        };
+        self.notify_room(&room, id, |to| SfuEvent::TrackPublished {
+            to,
+            participant: id,
+            track: info.clone(),
+        });
+        self.renegotiate_room(&room, id);
+    }
+
+    fn media_changed(&mut self, id: ParticipantId, change: MediaChanged) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if p.downtracks.contains_key(&change.mid) || change.direction.is_receiving() {
+            return;
+        }
+        let Some(track_id) = p.published.remove(&change.mid) else {
+            return;
+        };
+        p.ssrc_tracks.retain(|_, t| *t != track_id);
+        let room = p.room.clone();
+        self.unpublish(track_id);
+        self.notify_room(&room, id, |to| SfuEvent::TrackUnpublished {
+            to,
+            participant: id,
+            track: track_id,
+        });
+        self.renegotiate_room(&room, id);
+    }
+
+    /// Remove a published track and every subscriber's down-track of it.
+    fn unpublish(&mut self, track_id: TrackId) {
+        let Some(track) = self.tracks.remove(&track_id) else {
+            return;
+        };
+        tracing::info!(participant = %track.publisher, track = %track_id, "track unpublished");
+        for (subscriber, mid) in track.subscribers {
+            if let Some(s) = self.participants.get_mut(&subscriber) {
+                s.downtracks.remove(&mid);
+                s.mids_to_stop.push(mid);
+            }
+        }
+    }
+
+    /// Renegotiate everyone in `room` except `except`, whose subscriptions may have changed.
+    fn renegotiate_room(&mut self, room: &str, except: ParticipantId) {
+        let members: Vec<ParticipantId> = self
+            .rooms
+            .get(room)
+            .map(|r| r.others(except).collect())
+            .unwrap_or_default();
+        for member in members {
+            self.renegotiate(member);
+        }
+    }
+
+    /// Bring a participant's down-tracks in line with what its room publishes: add the missing,
+    /// stop the ended, and send one offer for all of it. One offer is in flight at a time.
+    fn renegotiate(&mut self, id: ParticipantId) {
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        if !p.negotiation.established {
+            return;
+        }
+        if p.negotiation.pending.is_some() {
+            // Runs again when the answer arrives.
+            return;
+        }
+        let wanted: Vec<(TrackId, ParticipantId, MediaKind)> = self
+            .rooms
+            .get(&p.room)
+            .into_iter()
+            .flat_map(|room| room.others(id))
+            .filter_map(|other| self.participants.get(&other))
+            .flat_map(|other| other.published.values())
+            .filter_map(|t| self.tracks.get(t))
+            .map(|t| (t.id, t.publisher, t.kind))
+            .collect();
+
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let mut api = p.rtc.sdp_api();
+        let mut added = Vec::new();
+        for (track, publisher, kind) in wanted {
+            if !p.downtracks.values().any(|d| d.track == track) {
+                let mid = api.add_media(
+                    kind,
+                    Direction::SendOnly,
+                    Some(publisher.to_string()),
+                    Some(track.to_string()),
+                    None,
+                );
+                added.push((track, mid, kind));
+            }
+        }
+        for mid in p.mids_to_stop.drain(..) {
+            api.stop_media(mid);
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
+        p.negotiation.pending = Some(pending);
+        for (track, mid, kind) in added {
+            p.downtracks.insert(mid, DownTrack::new(track, mid, kind));
+            if let Some(t) = self.tracks.get_mut(&track) {
+                t.subscribers.push((id, mid));
+            }
+        }
+        let tracks = p
+            .downtracks
+            .values()
+            .filter_map(|d| {
+                let t = self.tracks.get(&d.track)?;
+                Some(OfferedTrack {
+                    mid: d.mid.to_string(),
+                    publisher: t.publisher,
+                    track: t.id,
+                    kind: t.kind,
+                })
+            })
+            .collect();
+        tracing::debug!(participant = %id, "sending offer");
+        self.outputs.push_back(SfuOutput::Event(SfuEvent::Offer {
+            to: id,
+            sdp: offer.to_sdp_string(),
+            tracks,
+        }));
+    }
+
+    fn notify_room(
+        &mut self,
+        room: &str,
+        except: ParticipantId,
+        mut event: impl FnMut(ParticipantId) -> SfuEvent,
+    ) {
+        if let Some(r) = self.rooms.get(room) {
+            for to in r.others(except) {
+                self.outputs.push_back(SfuOutput::Event(event(to)));
+            }
+        }
+    }
+
+    fn expire_participants(&mut self, now: Instant) {
+        let expired: Vec<(ParticipantId, RemovalReason)> = self
+            .participants
+            .values()
+            .filter_map(|p| {
+                p.expiry(
+                    now,
+                    self.config.connect_timeout,
+                    self.config.disconnect_timeout,
+                )
+                .map(|r| (p.id, r))
+            })
+            .collect();
+        for (id, reason) in expired {
+            self.remove_with_reason(id, reason, now);
+        }
+    }
+
+    fn remove_with_reason(&mut self, id: ParticipantId, reason: RemovalReason, now: Instant) {
+        if self.participants.contains_key(&id) {
+            tracing::info!(participant = %id, ?reason, "removing participant");
+            self.outputs
+                .push_back(SfuOutput::Event(SfuEvent::Removed { to: id, reason }));
+            self.remove(id, now);
+        }
+    }
+
+    fn remove(&mut self, id: ParticipantId, _now: Instant) {
+        let Some(p) = self.participants.remove(&id) else {
+            return;
+        };
+        self.timeouts.remove(&(p.next_timeout, id));
+        self.demux.remove_peer(&p.ice_ufrag, id);
+        for track_id in p.published.values() {
+            self.unpublish(*track_id);
+        }
+        for downtrack in p.downtracks.values() {
+            if let Some(track) = self.tracks.get_mut(&downtrack.track) {
+                track.subscribers.retain(|(s, _)| *s != id);
+            }
+        }
+        self.notify_room(&p.room, id, |to| SfuEvent::ParticipantLeft {
+            to,
+            participant: id,
+        });
+        if let Some(room) = self.rooms.get_mut(&p.room) {
+            room.remove(id);
+            if room.participants.is_empty() {
+                self.rooms.remove(&p.room);
+                tracing::info!(room = %p.room, "room closed");
+            }
+        }
+        tracing::info!(participant = %id, room = %p.room, "left");
+        self.renegotiate_room(&p.room, id);
+    }
+}
+
+fn participant_info(p: &Participant, tracks: &HashMap<TrackId, UpTrack>) -> ParticipantInfo {
+    ParticipantInfo {
+        id: p.id,
+        name: p.name.clone(),
+        tracks: p
+            .published
+            .values()
+            .filter_map(|t| tracks.get(t))
+            .map(|t| TrackInfo {
+                id: t.id,
+                kind: t.kind,
+                muted: t.muted,
+            })
+            .collect(),
+    }
+}
+
+fn install_crypto_provider() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+}

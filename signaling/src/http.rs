@@ -1,0 +1,67 @@
+//! HTTP routes: the web client (embedded in the binary), the WebSocket upgrade, health.
+
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rust_embed::RustEmbed;
+use sfu::SfuHandle;
+
+use crate::session::{IceServerProvider, Session};
+use crate::ws;
+
+#[derive(RustEmbed)]
+#[folder = "../web-client/"]
+#[exclude = "tests/*"]
+#[exclude = "*.md"]
+struct WebClient;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub sfu: SfuHandle,
+    pub ice_servers: IceServerProvider,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(websocket))
+        .route("/healthz", get(healthz))
+        .fallback(get(static_file))
+        .with_state(state)
+}
+
+async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade
+        .max_message_size(ws::HARD_FRAME_LIMIT)
+        .max_frame_size(ws::HARD_FRAME_LIMIT)
+        .on_upgrade(move |socket| ws::run(socket, Session::new(state.sfu, state.ice_servers)))
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.sfu.stats().await {
+        Ok(stats) => Json(serde_json::json!({
+            "status": "ok",
+            "rooms": stats.rooms,
+            "participants": stats.participants,
+        }))
+        .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+async fn static_file(uri: Uri) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    match WebClient::get(path) {
+        Some(file) => (
+            [
+                (header::CONTENT_TYPE, file.metadata.mimetype().to_owned()),
+                (header::CACHE_CONTROL, "no-cache".to_owned()),
+            ],
+            file.data,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}

@@ -1,0 +1,345 @@
+//! The JSON protocol of docs/protocol.md: message types, error codes, and the validation of
+//! everything a client sends. Parsing never panics and classifies every failure.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Largest text frame accepted; larger ones close the connection with 1009.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+const MAX_ROOM_CHARS: usize = 64;
+const MAX_NAME_CHARS: usize = 64;
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Join {
+        room: String,
+        name: String,
+        #[serde(default)]
+        token: Option<String>,
+    },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
+    Candidate {
+        #[serde(default)]
+        candidate: Option<String>,
+    },
+    Mute {
+        mid: String,
+        muted: bool,
+    },
+    Leave,
+    Ping,
+}
+
+const CLIENT_TYPES: &[&str] = &[
+    "join",
+    "offer",
+    "answer",
+    "candidate",
+    "mute",
+    "leave",
+    "ping",
+];
+
+/// A parsed request: its optional request id and the message.
+#[derive(Debug, PartialEq)]
+pub struct Request {
+    pub id: Option<u64>,
+    pub message: ClientMessage,
+}
+
+/// Why a text frame is not a valid request; `id` is kept when it could be read, so the error
+/// can be matched to the request.
+#[derive(Debug, PartialEq)]
+pub struct ParseError {
+    pub id: Option<u64>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+pub fn parse_request(text: &str) -> Result<Request, ParseError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| ParseError {
+        id: None,
+        code: ErrorCode::BadJson,
+        message: format!("not JSON: {e}"),
+    })?;
+    let Value::Object(object) = &value else {
+        return Err(ParseError {
+            id: None,
+            code: ErrorCode::BadJson,
+            message: "a message must be a JSON object".into(),
+        });
+    };
+    let id = object.get("id").and_then(Value::as_u64);
+    let kind = object
+        .get("type")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    match kind.as_deref() {
+        Some(k) if CLIENT_TYPES.contains(&k) => {}
+        Some(k) => {
+            return Err(ParseError {
+                id,
+                code: ErrorCode::UnknownType,
+                message: format!("unknown message type {:?}", truncate(k, 32)),
+            });
+        }
+        None => {
+            return Err(ParseError {
+                id,
+                code: ErrorCode::UnknownType,
+                message: "missing string field \"type\"".into(),
+            });
+        }
+    }
+    let message = ClientMessage::deserialize(value).map_err(|e| ParseError {
+        id,
+        code: ErrorCode::BadJson,
+        message: format!("malformed {}: {e}", kind.unwrap_or_default()),
+    })?;
+    Ok(Request { id, message })
+}
+
+fn truncate(s: &str, max_chars: usize) -> &str {
+    s.char_indices().nth(max_chars).map_or(s, |(i, _)| &s[..i])
+}
+
+pub fn validate_room(room: &str) -> Result<(), String> {
+    let ok_chars = room
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if room.is_empty() || room.chars().count() > MAX_ROOM_CHARS || !ok_chars {
+        return Err(format!(
+            "a room name is 1-{MAX_ROOM_CHARS} characters from A-Z a-z 0-9 - _ ."
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("a display name must not be empty or all whitespace".into());
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(format!(
+            "a display name is at most {MAX_NAME_CHARS} characters"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a display name must not contain control characters".into());
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadJson,
+    UnknownType,
+    InvalidRoom,
+    InvalidName,
+    NotJoined,
+    InvalidSdp,
+    InvalidCandidate,
+    UnknownTrack,
+    AlreadyJoined,
+    MessageTooLarge,
+    BinaryNotSupported,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The WebSocket close code for errors that end the connection.
+    pub fn close_code(self) -> Option<u16> {
+        match self {
+            Self::AlreadyJoined => Some(1008),
+            Self::MessageTooLarge => Some(1009),
+            Self::BinaryNotSupported => Some(1003),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TrackJson {
+    pub track_id: String,
+    pub kind: &'static str,
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ParticipantJson {
+    pub participant_id: String,
+    pub name: String,
+    pub tracks: Vec<TrackJson>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OfferedTrackJson {
+    pub participant_id: String,
+    pub track_id: String,
+    pub kind: &'static str,
+}
+
+/// An `RTCIceServer` for the client's peer connection.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Joined {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        participant_id: String,
+        room: String,
+        participants: Vec<ParticipantJson>,
+        ice_servers: Vec<IceServer>,
+    },
+    Answer {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        sdp: String,
+    },
+    Offer {
+        sdp: String,
+        tracks: BTreeMap<String, OfferedTrackJson>,
+    },
+    ParticipantJoined {
+        participant: ParticipantJson,
+    },
+    ParticipantLeft {
+        participant_id: String,
+    },
+    TrackPublished {
+        participant_id: String,
+        track: TrackJson,
+    },
+    TrackUnpublished {
+        participant_id: String,
+        track_id: String,
+    },
+    TrackMuted {
+        participant_id: String,
+        track_id: String,
+        muted: bool,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+    },
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    pub fn error(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            id,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail: no maps with non-string keys, no
+        // custom serializers.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"serialization"}"#.into()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        parse_request(text).expect_err("should fail").code
+    }
+
+    #[test]
+    fn parses_every_client_message() {
+        let r =
+            parse_request(r#"{"type":"join","id":1,"room":"a","name":"B","extra":true}"#).unwrap();
+        assert_eq!(r.id, Some(1));
+        assert!(matches!(r.message, ClientMessage::Join { .. }));
+        assert_eq!(
+            parse_request(r#"{"type":"leave"}"#).unwrap().message,
+            ClientMessage::Leave
+        );
+        assert_eq!(
+            parse_request(r#"{"type":"candidate","candidate":null}"#)
+                .unwrap()
+                .message,
+            ClientMessage::Candidate { candidate: None }
+        );
+        assert!(matches!(
+            parse_request(r#"{"type":"mute","mid":"0","muted":true}"#)
+                .unwrap()
+                .message,
+            ClientMessage::Mute { muted: true, .. }
+        ));
+    }
+
+    #[test]
+    fn classifies_malformed_input() {
+        assert_eq!(code("{"), ErrorCode::BadJson);
+        assert_eq!(code("[1,2]"), ErrorCode::BadJson);
+        assert_eq!(code("\"join\""), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"room":"a"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":7}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"explode"}"#), ErrorCode::UnknownType);
+        assert_eq!(
+            code(r#"{"type":"join","room":5,"name":"x"}"#),
+            ErrorCode::BadJson
+        );
+        assert_eq!(code(r#"{"type":"offer"}"#), ErrorCode::BadJson);
+        let err = parse_request(r#"{"type":"offer","id":9}"#).unwrap_err();
+        assert_eq!(err.id, Some(9), "the request id survives a malformed body");
+    }
+
+    #[test]
+    fn validates_rooms_and_names() {
+        assert!(validate_room("standup-2.b_c").is_ok());
+        assert!(validate_room("").is_err());
+        assert!(validate_room("has space").is_err());
+        assert!(validate_room("ü").is_err());
+        assert!(validate_room(&"r".repeat(65)).is_err());
+        assert!(validate_name("Zoë 🎧").is_ok());
+        assert!(validate_name("   ").is_err());
+        assert!(validate_name("a\u{0}b").is_err());
+        assert!(validate_name(&"n".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn server_messages_use_the_documented_shape() {
+        let json = ServerMessage::error(Some(3), ErrorCode::NotJoined, "join first").to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"error","id":3,"code":"not_joined","message":"join first"}"#
+        );
+        let json = ServerMessage::ParticipantLeft {
+            participant_id: "P1".into(),
+        }
+        .to_json();
+        assert_eq!(json, r#"{"type":"participant_left","participant_id":"P1"}"#);
+    }
+}

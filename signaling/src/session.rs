@@ -1,0 +1,298 @@
+//! The signaling state machine of one WebSocket: `Fresh` until a valid `join`, then `Joined`
+//! until it leaves. It turns requests into SFU calls and SFU events into messages; the
+//! WebSocket itself is `ws.rs`'s business.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sfu::{MediaKind, ParticipantId, ParticipantInfo, SfuError, SfuEvent, SfuHandle, TrackInfo};
+use tokio::sync::mpsc;
+
+use crate::protocol::{
+    self, ClientMessage, ErrorCode, IceServer, OfferedTrackJson, ParticipantJson, Request,
+    ServerMessage, TrackJson,
+};
+
+/// Supplies the `ice_servers` a newly joined participant should use (TURN credentials).
+pub type IceServerProvider = Arc<dyn Fn(ParticipantId) -> Vec<IceServer> + Send + Sync>;
+
+/// What the WebSocket should do.
+#[derive(Debug, PartialEq)]
+pub enum Action {
+    Send(ServerMessage),
+    /// Close the connection with this code and reason (after sending what came before).
+    Close(u16, String),
+}
+
+enum State {
+    Fresh,
+    Joined {
+        participant: ParticipantId,
+        events: mpsc::UnboundedReceiver<SfuEvent>,
+    },
+    Left,
+}
+
+pub struct Session {
+    sfu: SfuHandle,
+    ice_servers: IceServerProvider,
+    state: State,
+}
+
+impl Session {
+    pub fn new(sfu: SfuHandle, ice_servers: IceServerProvider) -> Self {
+        Self {
+            sfu,
+            ice_servers,
+            state: State::Fresh,
+        }
+    }
+
+    pub fn participant(&self) -> Option<ParticipantId> {
+        match &self.state {
+            State::Joined { participant, .. } => Some(*participant),
+            _ => None,
+        }
+    }
+
+    /// The next SFU event for this participant; pending forever before joining.
+    pub async fn next_event(&mut self) -> Option<SfuEvent> {
+        match &mut self.state {
+            State::Joined { events, .. } => events.recv().await,
+            _ => std::future::pending().await,
+        }
+    }
+
+    /// Handle one text frame from the client.
+    pub async fn handle_text(&mut self, text: &str) -> Vec<Action> {
+        if text.len() > protocol::MAX_MESSAGE_BYTES {
+            return fatal(
+                None,
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "message of {} bytes exceeds the limit of {} bytes",
+                    text.len(),
+                    protocol::MAX_MESSAGE_BYTES
+                ),
+            );
+        }
+        match protocol::parse_request(text) {
+            Ok(request) => self.handle_request(request).await,
+            Err(e) => {
+                tracing::info!(code = ?e.code, error = %e.message, "bad client message");
+                vec![Action::Send(ServerMessage::error(e.id, e.code, e.message))]
+            }
+        }
+    }
+
+    async fn handle_request(&mut self, Request { id, message }: Request) -> Vec<Action> {
+        let participant = self.participant();
+        match (message, participant) {
+            (ClientMessage::Ping, _) => vec![Action::Send(ServerMessage::Pong { id })],
+            (ClientMessage::Join { .. }, Some(_)) => fatal(
+                id,
+                ErrorCode::AlreadyJoined,
+                "this connection has already joined a room",
+            ),
+            (ClientMessage::Join { room, name, .. }, None) => self.join(id, room, name).await,
+            (ClientMessage::Leave, p) => {
+                if let Some(p) = p {
+                    self.sfu.leave(p);
+                    tracing::info!(participant = %p, "left by request");
+                }
+                self.state = State::Left;
+                vec![Action::Close(1000, "left".into())]
+            }
+            (_, None) => vec![Action::Send(ServerMessage::error(
+                id,
+                ErrorCode::NotJoined,
+                "join a room first",
+            ))],
+            (ClientMessage::Offer { sdp }, Some(p)) => match self.sfu.accept_offer(p, sdp).await {
+                Ok(sdp) => vec![Action::Send(ServerMessage::Answer { id, sdp })],
+                Err(SfuError::OfferCollision) => {
+                    tracing::debug!(participant = %p, "client offer ignored: the server's offer is pending");
+                    Vec::new()
+                }
+                Err(e) => sfu_error(id, p, e),
+            },
+            (ClientMessage::Answer { sdp }, Some(p)) => {
+                match self.sfu.accept_answer(p, sdp).await {
+                    Ok(()) => Vec::new(),
+                    Err(e) => sfu_error(id, p, e),
+                }
+            }
+            (ClientMessage::Candidate { candidate }, Some(p)) => {
+                let Some(candidate) = candidate.filter(|c| !c.trim().is_empty()) else {
+                    return Vec::new(); // end of candidates
+                };
+                match self.sfu.add_remote_candidate(p, candidate).await {
+                    Ok(()) => Vec::new(),
+                    Err(e) => sfu_error(id, p, e),
+                }
+            }
+            (ClientMessage::Mute { mid, muted }, Some(p)) => {
+                match self.sfu.set_muted(p, mid, muted).await {
+                    Ok(_) => Vec::new(),
+                    Err(e) => sfu_error(id, p, e),
+                }
+            }
+        }
+    }
+
+    async fn join(&mut self, id: Option<u64>, room: String, name: String) -> Vec<Action> {
+        if let Err(message) = protocol::validate_room(&room) {
+            return vec![Action::Send(ServerMessage::error(
+                id,
+                ErrorCode::InvalidRoom,
+                message,
+            ))];
+        }
+        if let Err(message) = protocol::validate_name(&name) {
+            return vec![Action::Send(ServerMessage::error(
+                id,
+                ErrorCode::InvalidName,
+                message,
+            ))];
+        }
+        match self.sfu.join(&room, &name).await {
+            Ok((info, events)) => {
+                let participant = info.participant;
+                self.state = State::Joined {
+                    participant,
+                    events,
+                };
+                vec![Action::Send(ServerMessage::Joined {
+                    id,
+                    participant_id: participant.to_string(),
+                    room,
+                    participants: info.others.iter().map(participant_json).collect(),
+                    ice_servers: (self.ice_servers)(participant),
+                })]
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "join failed");
+                vec![Action::Send(ServerMessage::error(
+                    id,
+                    ErrorCode::Internal,
+                    e.to_string(),
+                ))]
+            }
+        }
+    }
+
+    /// Turn an SFU event into what this client is told.
+    pub fn handle_event(&mut self, event: SfuEvent) -> Vec<Action> {
+        let message = match event {
+            SfuEvent::Offer { sdp, tracks, .. } => ServerMessage::Offer {
+                sdp,
+                tracks: tracks
+                    .into_iter()
+                    .map(|t| {
+                        (
+                            t.mid,
+                            OfferedTrackJson {
+                                participant_id: t.publisher.to_string(),
+                                track_id: t.track.to_string(),
+                                kind: kind_str(t.kind),
+                            },
+                        )
+                    })
+                    .collect::<BTreeMap<_, _>>(),
+            },
+            SfuEvent::ParticipantJoined { participant, .. } => ServerMessage::ParticipantJoined {
+                participant: participant_json(&participant),
+            },
+            SfuEvent::ParticipantLeft { participant, .. } => ServerMessage::ParticipantLeft {
+                participant_id: participant.to_string(),
+            },
+            SfuEvent::TrackPublished {
+                participant, track, ..
+            } => ServerMessage::TrackPublished {
+                participant_id: participant.to_string(),
+                track: track_json(&track),
+            },
+            SfuEvent::TrackUnpublished {
+                participant, track, ..
+            } => ServerMessage::TrackUnpublished {
+                participant_id: participant.to_string(),
+                track_id: track.to_string(),
+            },
+            SfuEvent::TrackMuted {
+                participant,
+                track,
+                muted,
+                ..
+            } => ServerMessage::TrackMuted {
+                participant_id: participant.to_string(),
+                track_id: track.to_string(),
+                muted,
+            },
+            SfuEvent::Connected { .. } => return Vec::new(),
+            SfuEvent::Removed { reason, .. } => {
+                self.state = State::Left;
+                return vec![Action::Close(
+                    4000,
+                    format!("removed by the server: {reason:?}"),
+                )];
+            }
+        };
+        vec![Action::Send(message)]
+    }
+
+    /// The connection is gone: make sure the participant is too.
+    pub fn close(&mut self) {
+        if let Some(p) = self.participant() {
+            tracing::info!(participant = %p, "signaling closed");
+            self.sfu.leave(p);
+        }
+        self.state = State::Left;
+    }
+}
+
+fn fatal(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Vec<Action> {
+    let message = message.into();
+    tracing::info!(?code, %message, "closing connection after protocol violation");
+    let close = code.close_code().unwrap_or(1008);
+    vec![
+        Action::Send(ServerMessage::error(id, code, message.clone())),
+        Action::Close(close, message.chars().take(100).collect()),
+    ]
+}
+
+fn sfu_error(id: Option<u64>, participant: ParticipantId, e: SfuError) -> Vec<Action> {
+    let code = match &e {
+        SfuError::InvalidSdp(_)
+        | SfuError::SdpRejected(_)
+        | SfuError::NoPendingOffer
+        | SfuError::OfferCollision => ErrorCode::InvalidSdp,
+        SfuError::InvalidCandidate(_) => ErrorCode::InvalidCandidate,
+        SfuError::UnknownTrack(_) => ErrorCode::UnknownTrack,
+        SfuError::UnknownParticipant(_) | SfuError::Closed => ErrorCode::Internal,
+    };
+    tracing::info!(%participant, ?code, error = %e, "request failed");
+    vec![Action::Send(ServerMessage::error(id, code, e.to_string()))]
+}
+
+fn kind_str(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Audio => "audio",
+        MediaKind::Video => "video",
+    }
+}
+
+fn track_json(t: &TrackInfo) -> TrackJson {
+    TrackJson {
+        track_id: t.id.to_string(),
+        kind: kind_str(t.kind),
+        muted: t.muted,
+    }
+}
+
+fn participant_json(p: &ParticipantInfo) -> ParticipantJson {
+    ParticipantJson {
+        participant_id: p.id.to_string(),
+        name: p.name.clone(),
+        tracks: p.tracks.iter().map(track_json).collect(),
+    }
+}
