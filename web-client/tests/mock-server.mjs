@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 // A stand-in for `switchboard serve`, for working on the web client without the Rust server.
 // NOT the server and not a reference for it: it speaks the signaling protocol of
 // docs/protocol.md over a WebSocket at /ws and serves web-client/ at /, but the media side is a
@@ -6,6 +7,7 @@
 // protocol says (the server ignores a client offer while its own is outstanding).
 //
 //   node mock-server.mjs [--port 8080]      then open http://127.0.0.1:8080/
+//   SWITCHBOARD_BIN=web-client/tests/mock-server.mjs loopback-only bash web-client/tests/run-e2e.sh
 //
 // Run it inside /work/shared/bin/loopback-only like the real server.
 
@@ -17,8 +19,10 @@ import { dirname, extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const portArg = process.argv.indexOf('--port');
-const PORT = portArg > 0 ? Number(process.argv[portArg + 1]) : 8080;
+// Accepts `[serve] [--http-addr 127.0.0.1:PORT] [--port PORT]`, so that run-e2e.sh can start it
+// in place of the server binary (SWITCHBOARD_BIN=web-client/tests/mock-server.mjs).
+const arg = (name) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
+const PORT = Number(arg('--port') || (arg('--http-addr') || '').split(':').pop() || 8080);
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.mjs': 'text/javascript' };
 
 // --- the media side: a Chromium page ------------------------------------------------------
