@@ -1,1 +1,66 @@
-//! placeholder
+//! # switchboard-turn: the STUN/TURN server bundled with Switchboard
+//!
+//! A TURN server (RFC 8656) and STUN server (RFC 8489) on the `stun-rs` codec,
+//! meant to replace coturn for Switchboard users and to be embedded in
+//! `switchboard serve`.
+//!
+//! ## Shape
+//!
+//! * [`Server`] is a sans-IO state machine: feed it client datagrams
+//!   ([`Server::handle_client`]), peer datagrams ([`Server::handle_peer`]) and
+//!   time ([`Server::handle_timeout`]); it appends [`Output`]s (datagrams to
+//!   send, relay sockets opened or closed). All protocol logic and all state
+//!   live there, so it is tested without sockets.
+//! * [`TurnServer`] is the tokio edge: UDP and TCP listeners on one port, an
+//!   optional TLS listener, one UDP socket per relay. It shares one `Server`
+//!   behind a mutex that is never held across an `.await`.
+//!
+//! ## Embedding
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), turn::TurnError> {
+//! let mut config = turn::TurnConfig::default();
+//! config.users.push(("alice".into(), "secret".into()));
+//! config.auth_secret = Some("rest-api-secret".into());
+//! let server = turn::TurnServer::bind(config).await?;
+//! println!("TURN on {}", server.local_addr());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+//!
+//! For TURN REST API credentials to hand to browsers, see
+//! [`ephemeral_credentials`].
+//!
+//! ## Safety defaults
+//!
+//! Relaying to loopback, private, CGNAT, link-local, ULA, multicast and
+//! broadcast addresses is refused in every spelling (see [`peer_filter`]);
+//! nothing is stored for a client before it authenticates (nonces are
+//! stateless, see `nonce.rs`); malformed input is dropped or answered with
+//! 400, never a panic.
+
+mod allocation;
+mod auth;
+mod channel_data;
+mod config;
+mod error;
+mod handlers;
+mod listen;
+mod nonce;
+pub mod peer_filter;
+mod ports;
+mod server;
+mod timer;
+
+#[cfg(test)]
+mod tests;
+
+pub use allocation::{FiveTuple, Transport};
+pub use auth::{ephemeral_credentials, rest_password};
+pub use config::{
+    TurnConfig, CHANNEL_LIFETIME, DEFAULT_LIFETIME, MAX_LIFETIME, PERMISSION_LIFETIME,
+};
+pub use error::TurnError;
+pub use listen::{run, TurnServer};
+pub use peer_filter::{Cidr, PeerFilter};
+pub use server::{Output, RelayBinder, Server};

@@ -1,0 +1,288 @@
+//! The tokio edge around the sans-IO core: binds the listeners, owns the
+//! relay sockets, and moves bytes between sockets and [`Server`].
+//!
+//! One `Server` is shared by all socket tasks behind a `std::sync::Mutex`.
+//! Each task locks, feeds one datagram, unlocks, then sends what the core
+//! returned; the lock is never held across an `.await`, so the critical
+//! section is a few hash lookups per packet.
+
+mod relay;
+mod tcp;
+mod tls;
+mod udp;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::allocation::Transport;
+use crate::config::TurnConfig;
+use crate::error::TurnError;
+use crate::server::{Output, Server};
+
+pub(crate) use relay::{Relay, TokioBinder};
+
+/// Socket buffer size we ask the kernel for on listeners and relays, so
+/// bursts are absorbed instead of dropped.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Writers of live TCP/TLS connections, by (transport, client address).
+type StreamWriters = HashMap<(Transport, SocketAddr), mpsc::Sender<Vec<u8>>>;
+
+/// State shared by every socket task.
+pub(crate) struct Shared {
+    core: Mutex<Server<TokioBinder>>,
+    udp: Arc<UdpSocket>,
+    streams: Mutex<StreamWriters>,
+}
+
+impl Shared {
+    pub(crate) fn core(&self) -> MutexGuard<'_, Server<TokioBinder>> {
+        // A panic while holding the lock would be a bug; keep serving anyway.
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn streams(&self) -> MutexGuard<'_, StreamWriters> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Performs the core's outputs, draining `outs`.
+    pub(crate) async fn dispatch(self: &Arc<Self>, outs: &mut Vec<Output<Relay>>) {
+        for o in outs.drain(..) {
+            match o {
+                Output::ToClient { tuple, data } => match tuple.transport {
+                    Transport::Udp => send_udp(&self.udp, &data, tuple.client).await,
+                    Transport::Tcp | Transport::Tls => {
+                        let tx = self
+                            .streams()
+                            .get(&(tuple.transport, tuple.client))
+                            .cloned();
+                        if let Some(tx) = tx {
+                            // a full queue means a stalled client: drop, as UDP would
+                            let _ = tx.try_send(data);
+                        }
+                    }
+                },
+                Output::ToPeer { relay, peer, data } => send_udp(relay.socket(), &data, peer).await,
+                Output::RelayOpened { relay, bound } => {
+                    relay::spawn(self.clone(), relay, bound);
+                }
+                Output::RelayClosed { relay } => relay.close(),
+            }
+        }
+    }
+}
+
+/// Sends without awaiting when the socket has room (the common case), waits
+/// otherwise. Errors (e.g. ICMP unreachable reported on the next send) are
+/// logged and dropped: UDP delivery is best-effort.
+async fn send_udp(sock: &UdpSocket, data: &[u8], to: SocketAddr) {
+    let r = match sock.try_send_to(data, to) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.send_to(data, to).await,
+        r => r,
+    };
+    if let Err(e) = r {
+        tracing::trace!(%to, error = %e, "UDP send failed");
+    }
+}
+
+pub(crate) fn buffered_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // keep IPv6 sockets IPv6-only so an IPv4 relay on the same port can coexist
+        s.set_only_v6(true)?;
+    }
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// A bound TURN server, ready to [`run`](TurnServer::run).
+pub struct TurnServer {
+    shared: Arc<Shared>,
+    tcp: TcpListener,
+    tls: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+    local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for TurnServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnServer")
+            .field("local_addr", &self.local_addr)
+            .field("tls_local_addr", &self.tls_local_addr())
+            .finish()
+    }
+}
+
+impl TurnServer {
+    /// Binds the UDP and TCP listeners (same port) and, when a certificate and
+    /// key are configured, the TLS listener. Must be called inside a tokio
+    /// runtime.
+    pub async fn bind(mut config: TurnConfig) -> Result<TurnServer, TurnError> {
+        if config.relay_ip.is_ipv6() {
+            return Err(TurnError::Config("relay_ip must be an IPv4 address".into()));
+        }
+        if config.relay_ipv6.is_some_and(|ip| ip.is_ipv4()) {
+            return Err(TurnError::Config(
+                "relay_ipv6 must be an IPv6 address".into(),
+            ));
+        }
+        if config.external_ip.is_none()
+            && config.relay_ip.is_unspecified()
+            && config.listen.ip().is_unspecified()
+        {
+            config.external_ip = guess_local_ipv4();
+            match config.external_ip {
+                Some(ip) => tracing::warn!(%ip, "no external_ip configured; advertising the default-route address"),
+                None => return Err(TurnError::Config("cannot tell which IPv4 address to advertise for relays: set external_ip or relay_ip".into())),
+            }
+        }
+        let (udp, tcp) = bind_udp_tcp(config.listen)?;
+        let local_addr = udp.local_addr()?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let acceptor = tls::acceptor(cert, key)?;
+                let l = TcpListener::bind(config.tls_listen)
+                    .await
+                    .map_err(|source| TurnError::Bind {
+                        what: "TLS",
+                        addr: config.tls_listen,
+                        source,
+                    })?;
+                Some((l, acceptor))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(TurnError::Config(
+                    "TLS needs both tls_cert and tls_key".into(),
+                ))
+            }
+        };
+        tracing::info!(%local_addr, tls = ?tls.as_ref().and_then(|(l, _)| l.local_addr().ok()), realm = %config.realm, "TURN server listening");
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Server::new(config, TokioBinder)),
+            udp: Arc::new(udp),
+            streams: Mutex::new(HashMap::new()),
+        });
+        Ok(TurnServer {
+            shared,
+            tcp,
+            tls,
+            local_addr,
+        })
+    }
+
+    /// The UDP and TCP listening address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The TLS listening address, if TLS is configured.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes, then closes every socket.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), TurnError> {
+        let mut tasks = JoinSet::new();
+        // Two UDP readers so both cores can pull client datagrams.
+        for _ in 0..2 {
+            tasks.spawn(udp::run(self.shared.clone()));
+        }
+        tasks.spawn(tcp::accept_loop(
+            self.shared.clone(),
+            self.tcp,
+            self.local_addr,
+        ));
+        if let Some((listener, acceptor)) = self.tls {
+            tasks.spawn(tls::accept_loop(self.shared.clone(), listener, acceptor));
+        }
+        tasks.spawn(timer_loop(self.shared.clone()));
+        tokio::select! {
+            _ = shutdown => tracing::info!("TURN server shutting down"),
+            Some(done) = tasks.join_next() => {
+                tracing::error!(?done, "a TURN listener task ended");
+            }
+        }
+        tasks.shutdown().await;
+        // Close relays: dropping the allocations' handles stops their tasks.
+        let mut outs = Vec::new();
+        {
+            self.shared.core().close_all(&mut outs);
+        }
+        for o in outs {
+            if let Output::RelayClosed { relay } = o {
+                relay.close();
+            }
+        }
+        self.shared.streams().clear();
+        Ok(())
+    }
+}
+
+/// Binds UDP and TCP on the same port; with port 0 retries until a port free
+/// for both is found.
+fn bind_udp_tcp(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), TurnError> {
+    let attempts = if addr.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = buffered_udp(addr).map_err(|source| TurnError::Bind {
+            what: "UDP",
+            addr,
+            source,
+        })?;
+        let port = udp.local_addr()?.port();
+        let tcp_addr = SocketAddr::new(addr.ip(), port);
+        match std::net::TcpListener::bind(tcp_addr) {
+            Ok(tcp) => {
+                tcp.set_nonblocking(true)?;
+                return Ok((UdpSocket::from_std(udp)?, TcpListener::from_std(tcp)?));
+            }
+            Err(source) => {
+                last = Some(TurnError::Bind {
+                    what: "TCP",
+                    addr: tcp_addr,
+                    source,
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| TurnError::Config("no port".into())))
+}
+
+/// The address the default route would use; `connect` on a UDP socket only
+/// consults the routing table and sends nothing.
+fn guess_local_ipv4() -> Option<IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+/// Drives the core's deadlines. One task for all allocations, permissions and
+/// channels; a one-second tick is far finer than the shortest lifetime.
+async fn timer_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut outs = Vec::new();
+    loop {
+        tick.tick().await;
+        shared.core().handle_timeout(Instant::now(), &mut outs);
+        shared.dispatch(&mut outs).await;
+    }
+}
+
+/// Binds a [`TurnServer`] and runs it until `shutdown` completes.
+pub async fn run(config: TurnConfig, shutdown: impl Future<Output = ()>) -> Result<(), TurnError> {
+    TurnServer::bind(config).await?.run(shutdown).await
+}
