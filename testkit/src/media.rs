@@ -78,6 +78,7 @@ struct Shared {
     gathered: watch::Sender<bool>,
     candidates: mpsc::UnboundedSender<LocalCandidate>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    pc: std::sync::OnceLock<std::sync::Weak<dyn PeerConnection>>,
 }
 
 impl Shared {
@@ -125,22 +126,55 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// The `mid` of the transceiver whose receiver carries `track`.
+async fn mid_of(shared: &Shared, track: &Arc<dyn TrackRemote>) -> Option<String> {
+    let pc = shared.pc.get()?.upgrade()?;
+    for transceiver in pc.get_transceivers().await {
+        if let Ok(Some(receiver)) = transceiver.receiver().await {
+            if Arc::ptr_eq(receiver.track(), track) {
+                return transceiver.mid().await.ok().flatten();
+            }
+        }
+    }
+    None
+}
+
 async fn read_remote_track(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
     let stream_id = track.stream_id().await;
-    let track_id = track.track_id().await;
+    let msid_track_id = track.track_id().await;
     let kind = match track.kind().await {
         RtpCodecKind::Audio => MediaKind::Audio,
         _ => MediaKind::Video,
     };
-    // The server's `tracks` map (applied before the offer) is authoritative; the msid stream id
-    // is the participant id too, and is all there is between two bare peers.
-    let participant = lock(&shared.remote)
-        .owner_by_track
-        .get(&track_id)
-        .cloned()
-        .unwrap_or(stream_id);
-    tracing::debug!("remote {kind} track {track_id} from {participant}");
-    lock(&shared.stats).track_entry(&participant, &track_id, kind);
+    let mid = mid_of(&shared, &track).await;
+    // The server's `tracks` map (applied before the offer) is authoritative, by mid first,
+    // then by track id; the msid stream id is the participant id too, and is all there is
+    // between two bare peers.
+    let (participant, track_id) = {
+        let remote = lock(&shared.remote);
+        if let Some(info) = mid.as_ref().and_then(|m| remote.by_mid.get(m)) {
+            if info.track_id != msid_track_id || info.participant_id != stream_id {
+                tracing::warn!(
+                    "mid {mid:?}: tracks map says {}/{}, msid says {stream_id}/{msid_track_id}",
+                    info.participant_id,
+                    info.track_id
+                );
+            }
+            (info.participant_id.clone(), info.track_id.clone())
+        } else if let Some(owner) = remote.owner_by_track.get(&msid_track_id) {
+            (owner.clone(), msid_track_id.clone())
+        } else {
+            (stream_id.clone(), msid_track_id.clone())
+        }
+    };
+    tracing::debug!("remote {kind} track {track_id} (mid {mid:?}) from {participant}");
+    {
+        let mut stats = lock(&shared.stats);
+        let entry = stats.track_entry(&participant, &track_id, kind);
+        if entry.mid.is_none() {
+            entry.mid = mid;
+        }
+    }
     while let Some(event) = track.poll().await {
         match event {
             TrackRemoteEvent::OnRtpPacket(pkt) => {
@@ -266,6 +300,7 @@ impl MediaPeer {
             gathered: watch::channel(false).0,
             candidates: candidates_tx,
             tasks: Mutex::default(),
+            pc: std::sync::OnceLock::new(),
         });
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
@@ -279,8 +314,10 @@ impl MediaPeer {
             .build()
             .await
             .context("build webrtc-rs peer connection")?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let _ = shared.pc.set(Arc::downgrade(&pc));
         Ok(Self {
-            pc: Arc::new(pc),
+            pc,
             shared,
             options,
             audio: Mutex::new(None),
