@@ -100,7 +100,7 @@ impl Participant {
             joined_at: now,
             connected: false,
             disconnected_since: None,
-            dirty: true,
+            dirty: false,
         }
     }
 

@@ -187,6 +187,15 @@ impl Sfu {
             .accept_answer(pending, answer)
             .map_err(|e| SfuError::SdpRejected(e.to_string()))?;
         p.refresh_payload_types();
+        // The transceivers this answer accepted now have send streams: forwarding can start.
+        for downtrack in p.downtracks.values_mut().filter(|d| d.tx_ssrc().is_none()) {
+            match p.rtc.direct_api().stream_tx_by_mid(downtrack.mid, None) {
+                Some(stream) => downtrack.activate(stream.ssrc()),
+                None => {
+                    tracing::warn!(participant = %id, mid = %downtrack.mid, "no send stream for an answered track")
+                }
+            }
+        }
         self.mark_dirty(id);
         self.drive(now);
         self.renegotiate(id);
@@ -501,20 +510,8 @@ impl Sfu {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
-        if let Some(downtrack) = p.downtracks.get_mut(&media.mid) {
-            // A transceiver the server offered: forwarding can start.
-            match p
-                .rtc
-                .direct_api()
-                .stream_tx_by_mid(media.mid, None)
-                .map(|s| s.ssrc())
-            {
-                Some(ssrc) => downtrack.activate(ssrc),
-                None => {
-                    tracing::warn!(participant = %id, mid = %media.mid, "no send stream for an offered track")
-                }
-            }
-            return;
+        if p.downtracks.contains_key(&media.mid) {
+            return; // a transceiver the server offered; activated when its answer arrives
         }
         if !media.direction.is_receiving() || p.published.contains_key(&media.mid) {
             return;
