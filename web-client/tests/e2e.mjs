@@ -221,9 +221,37 @@ async function screenshots(pages, label) {
   }
 }
 
+/** A summary of the page's RTP streams and transport, for failure reports. */
+function rtpSummary(page) {
+  return page.evaluate(async () => {
+    const lines = [];
+    for (const pc of window.__e2ePeerConnections || []) {
+      lines.push(`pc ${pc.connectionState} ice=${pc.iceConnectionState} signaling=${pc.signalingState}`);
+      const stats = await pc.getStats();
+      stats.forEach((r) => {
+        if (r.type === 'inbound-rtp' || r.type === 'outbound-rtp') {
+          const codec = r.codecId && stats.get(r.codecId);
+          lines.push(`  ${r.type} ${r.kind} mid=${r.mid} ssrc=${r.ssrc} codec=${codec ? codec.mimeType : '?'} ` +
+            (r.type === 'inbound-rtp'
+              ? `packets=${r.packetsReceived} lost=${r.packetsLost} bytes=${r.bytesReceived} frames=${r.framesDecoded ?? '-'} keyframes=${r.keyFramesDecoded ?? '-'} ${r.frameWidth ?? ''}x${r.frameHeight ?? ''} pli=${r.pliCount ?? '-'} nack=${r.nackCount ?? '-'}`
+              : `packets=${r.packetsSent} bytes=${r.bytesSent} frames=${r.framesEncoded ?? '-'} ${r.frameWidth ?? ''}x${r.frameHeight ?? ''} pli=${r.pliCount ?? '-'} nack=${r.nackCount ?? '-'}`));
+        } else if (r.type === 'transport') {
+          lines.push(`  transport ice=${r.iceState} dtls=${r.dtlsState} srtp=${r.srtpCipher ?? '-'} sent=${r.bytesSent} received=${r.bytesReceived}`);
+        }
+      });
+    }
+    return lines.join('\n');
+  }).catch((e) => `(no stats: ${e.message})`);
+}
+
 async function saveEvidence(pages, consoleLogs) {
   mkdirSync(RESULTS, { recursive: true });
   await screenshots(pages, 'failure');
+  for (const [name, page] of pages) {
+    const summary = await rtpSummary(page);
+    writeFileSync(join(RESULTS, `rtp-${name}.txt`), `${summary}\n`);
+    console.log(`----- RTP of page ${name} -----\n${summary}`);
+  }
   for (const [name, lines] of consoleLogs) {
     writeFileSync(join(RESULTS, `console-${name}.log`), `${lines.join('\n')}\n`);
     console.log(`----- console of page ${name} -----`);
