@@ -143,7 +143,7 @@ impl Sfu {
         now: Instant,
     ) -> Result<String, SfuError> {
         let offer =
-            SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+            SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::InvalidSdp(sdp_error(&e)))?;
         let p = self
             .participants
             .get_mut(&id)
@@ -172,7 +172,7 @@ impl Sfu {
         now: Instant,
     ) -> Result<(), SfuError> {
         let answer =
-            SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::InvalidSdp(e.to_string()))?;
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::InvalidSdp(sdp_error(&e)))?;
         let p = self
             .participants
             .get_mut(&id)
@@ -741,6 +741,21 @@ fn participant_info(p: &Participant, tracks: &HashMap<TrackId, UpTrack>) -> Part
                 muted: t.muted,
             })
             .collect(),
+    }
+}
+
+/// str0m's SDP parse errors start with a parser-internal pointer; keep only what explains the
+/// problem to the client.
+fn sdp_error(e: &impl std::fmt::Display) -> String {
+    let text = e.to_string();
+    let explanation: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("PointerOffset") && !l.trim().is_empty())
+        .collect();
+    if explanation.is_empty() {
+        "SDP could not be parsed".to_owned()
+    } else {
+        explanation.join("; ")
     }
 }
 

@@ -1,0 +1,84 @@
+//! Test support: runs the real `switchboard` binary on free loopback ports.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct TestServer {
+    child: Child,
+    pub http_addr: SocketAddr,
+    pub rtc_addr: SocketAddr,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let http_addr = free_tcp_port();
+        let rtc_addr = free_udp_and_tcp_port();
+        let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,str0m=warn".into());
+        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--http-addr", &http_addr.to_string(), "--rtc-addr", &rtc_addr.to_string()])
+            .env("RUST_LOG", log_filter)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start switchboard");
+        let server = TestServer {
+            child,
+            http_addr,
+            rtc_addr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.health().await.is_none() {
+            assert!(Instant::now() < deadline, "switchboard did not answer /healthz within 20 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.http_addr)
+    }
+
+    /// `/healthz` as JSON, or `None` while the server is not answering.
+    pub async fn health(&self) -> Option<serde_json::Value> {
+        let body = http_get(self.http_addr, "/healthz").await?;
+        serde_json::from_str(&body).ok()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET, enough for our own endpoints.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+fn free_tcp_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local addr")
+}
+
+/// A port free for both UDP and TCP, since media uses the same number for both.
+fn free_udp_and_tcp_port() -> SocketAddr {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a free UDP port");
+        let addr = udp.local_addr().expect("local addr");
+        if TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+}
