@@ -134,7 +134,7 @@ async function join(room, name) {
   const button = $('join-button');
   button.disabled = true;
   button.textContent = 'Joining…';
-  const s = { room, name, stream: null, signaling: null, call: null, participants: new Map(), left: false };
+  const s = { room, name, stream: null, signaling: null, call: null, participants: new Map(), gone: new Set(), left: false };
   session = s;
   try {
     s.stream = await getLocalMedia();
@@ -178,6 +178,8 @@ function startCall(s, joined) {
   s.call.addEventListener('error', (ev) => toast(ev.detail.message || String(ev.detail)));
   s.call.addEventListener('trackadded', (ev) => {
     const { participantId, trackId, kind, track } = ev.detail;
+    // A server offer still carrying a participant that has since left: its removal follows.
+    if (s.gone.has(participantId)) return;
     const p = s.participants.get(participantId);
     grid.upsert(participantId, p ? p.name : 'Guest');
     grid.setTrack(participantId, kind, track);
@@ -187,6 +189,8 @@ function startCall(s, joined) {
   s.call.addEventListener('trackremoved', (ev) => {
     const { participantId, kind } = ev.detail;
     grid.setTrack(participantId, kind, null);
+    // A tile made for tracks of a participant we were never told about goes with its tracks.
+    if (!s.participants.has(participantId) && !grid.hasTracks(participantId)) grid.remove(participantId);
   });
   s.call.publish(s.stream);
   updateControls(s);
@@ -199,6 +203,7 @@ function startCall(s, joined) {
 function addParticipant(s, p) {
   const tracks = new Map((p.tracks || []).map((t) => [t.track_id, { kind: t.kind, muted: Boolean(t.muted) }]));
   s.participants.set(p.participant_id, { name: p.name, tracks });
+  s.gone.delete(p.participant_id);
   grid.upsert(p.participant_id, p.name);
   for (const t of tracks.values()) grid.setMuted(p.participant_id, t.kind, t.muted);
 }
@@ -210,6 +215,7 @@ function onServerMessage(s, msg) {
       break;
     case 'participant_left':
       s.participants.delete(msg.participant_id);
+      s.gone.add(msg.participant_id);
       grid.remove(msg.participant_id);
       break;
     case 'track_published': {

@@ -161,6 +161,11 @@ export class TileGrid {
     if (tile) tile.setTrack(kind, track, this.onAudioBlocked);
   }
 
+  hasTracks(participantId) {
+    const tile = this.tiles.get(participantId);
+    return Boolean(tile && (tile.tracks.audio || tile.tracks.video));
+  }
+
   setMuted(participantId, kind, muted) {
     const tile = this.tiles.get(participantId);
     if (tile) tile.setMuted(kind, muted);
