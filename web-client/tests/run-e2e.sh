@@ -44,6 +44,7 @@ if ip -o link show 2>/dev/null | grep -qv ' lo:'; then
   echo "run-e2e: warning: other interfaces than lo are visible; run inside /work/shared/bin/loopback-only" >&2
 fi
 
+rm -rf "$results"  # no stale evidence from an earlier run
 mkdir -p "$results"
 RUST_LOG="${RUST_LOG:-info}" "$bin" serve --http-addr "$http_addr" --rtc-addr "$rtc_addr" >"$server_log" 2>&1 &
 server_pid=$!
