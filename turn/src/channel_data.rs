@@ -7,8 +7,13 @@
 
 /// Lowest valid channel number.
 pub const MIN_CHANNEL: u16 = 0x4000;
-/// Highest valid channel number (RFC 8656 narrowed the range to 0x4000-0x4FFF).
-pub const MAX_CHANNEL: u16 = 0x4FFF;
+/// Highest channel number we accept.
+///
+/// RFC 8656 §12 narrowed the range to 0x4000-0x4FFF, but coturn's and pion's
+/// clients still pick from RFC 5766's 0x4000-0x7FFE (turnutils_uclient binds
+/// e.g. 0x5213), and coturn and pion servers accept up to 0x7FFF. Refusing
+/// them would break the most common clients, so we keep the RFC 5766 range.
+pub const MAX_CHANNEL: u16 = 0x7FFF;
 /// Size of the ChannelData header.
 pub const HEADER_LEN: usize = 4;
 /// Size of a STUN header.
@@ -29,7 +34,7 @@ pub enum ChannelDataError {
     /// Fewer than 4 bytes.
     #[error("ChannelData shorter than its header")]
     Short,
-    /// Channel number outside 0x4000-0x4FFF.
+    /// Channel number outside 0x4000-0x7FFF.
     #[error("invalid channel number {0:#06x}")]
     BadChannel(u16),
     /// The length field exceeds the bytes present.
@@ -39,7 +44,7 @@ pub enum ChannelDataError {
 
 /// Whether the first byte starts a ChannelData message rather than STUN.
 pub fn is_channel_data(buf: &[u8]) -> bool {
-    buf.first().is_some_and(|b| (0x40..=0x4F).contains(b))
+    buf.first().is_some_and(|b| (0x40..=0x7F).contains(b))
 }
 
 /// Whether `n` is a valid channel number.
@@ -112,12 +117,7 @@ pub fn stream_frame_len(buf: &[u8]) -> StreamFrame {
             STUN_HEADER_LEN + len
         }
         // ChannelData: padded to 4 on streams
-        1 => {
-            if !is_channel_data(buf) {
-                return StreamFrame::Invalid;
-            }
-            HEADER_LEN + len.div_ceil(4) * 4
-        }
+        1 => HEADER_LEN + len.div_ceil(4) * 4,
         _ => return StreamFrame::Invalid,
     };
     if buf.len() >= total {
@@ -157,8 +157,12 @@ mod tests {
         assert_eq!(parse(&[]), Err(ChannelDataError::Short));
         assert_eq!(parse(&[0x40, 0x00, 0x00]), Err(ChannelDataError::Short));
         assert_eq!(
-            parse(&[0x50, 0x00, 0, 0]),
-            Err(ChannelDataError::BadChannel(0x5000))
+            parse(&[0x80, 0x00, 0, 0]),
+            Err(ChannelDataError::BadChannel(0x8000))
+        );
+        assert!(
+            parse(&[0x52, 0x13, 0, 0]).is_ok(),
+            "RFC 5766 range used by coturn clients"
         );
         assert_eq!(
             parse(&[0x3F, 0xFF, 0, 0]),
@@ -197,6 +201,6 @@ mod tests {
             StreamFrame::Invalid
         );
         assert_eq!(stream_frame_len(&[0x80, 0, 0, 0]), StreamFrame::Invalid);
-        assert_eq!(stream_frame_len(&[0x55, 0, 0, 0]), StreamFrame::Invalid);
+        assert_eq!(stream_frame_len(&[0xC5, 0, 0, 0]), StreamFrame::Invalid);
     }
 }

@@ -30,6 +30,7 @@ pub(crate) fn handle<B: RelayBinder>(
         return;
     };
     if !valid_channel(number) {
+        tracing::debug!(number, "channel number outside 0x4000-0x7FFF");
         srv.reply_error(req, 400, Some(&auth), Vec::new(), out);
         return;
     }

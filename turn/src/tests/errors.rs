@@ -655,7 +655,7 @@ fn create_permission_and_channel_bind_validation() {
     assert_eq!(error_code(&resp), Some(443), "IPv6 peer on IPv4 relay");
     let bind =
         |n: u16, p: &str| -> Vec<StunAttribute> { vec![ChannelNumber::new(n).into(), peer(p)] };
-    for (n, why) in [(0x3FFF, "below range"), (0x5000, "above range")] {
+    for (n, why) in [(0x3FFF, "below range"), (0x8000, "above range")] {
         let resp = h.authed(
             udp(1),
             methods::CHANNEL_BIND,
