@@ -228,11 +228,13 @@ impl TestClient {
                 }
             }));
         }
+        tracing::debug!("our offer:\n{offer}");
         let answer = expect_reply(&mut control_rx, "answer", 2, &stats).await?;
         let sdp = answer
             .get("sdp")
             .and_then(Value::as_str)
             .ok_or_else(|| anyhow!("answer without sdp: {answer}"))?;
+        tracing::debug!("server answer:\n{sdp}");
         peer.apply_answer(sdp).await?;
 
         // Server-initiated renegotiation and server candidates, strictly in order.
@@ -620,5 +622,8 @@ async fn answer_server_offer(peer: &MediaPeer, msg: &Value) -> anyhow::Result<St
         .and_then(Value::as_str)
         .ok_or_else(|| anyhow!("server offer without sdp"))?;
     let tracks = parse_tracks_map(msg)?;
-    peer.answer_offer(sdp, Some(&tracks)).await
+    tracing::debug!("server offer, tracks {tracks:?}:\n{sdp}");
+    let answer = peer.answer_offer(sdp, Some(&tracks)).await?;
+    tracing::debug!("our answer:\n{answer}");
+    Ok(answer)
 }

@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::SrtpProtectionProfile;
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState,
@@ -124,6 +125,24 @@ impl PeerConnectionEventHandler for Handler {
         let shared = Arc::clone(&self.shared);
         self.shared.spawn(read_remote_track(shared, track));
     }
+}
+
+/// SRTP profiles from `TESTKIT_SRTP_PROFILES` (comma-separated: `aes128cm`, `aes128cm32`,
+/// `aes128gcm`, `aes256gcm`), in preference order; unset means webrtc-rs's defaults.
+fn srtp_profiles_from_env() -> anyhow::Result<Option<Vec<SrtpProtectionProfile>>> {
+    let Ok(list) = std::env::var("TESTKIT_SRTP_PROFILES") else {
+        return Ok(None);
+    };
+    list.split(',')
+        .map(|name| match name.trim() {
+            "aes128cm" => Ok(SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80),
+            "aes128cm32" => Ok(SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_32),
+            "aes128gcm" => Ok(SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm),
+            "aes256gcm" => Ok(SrtpProtectionProfile::Srtp_Aead_Aes_256_Gcm),
+            other => Err(anyhow!("TESTKIT_SRTP_PROFILES: unknown profile {other:?}")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// The `mid` of the transceiver whose receiver carries `track`.
@@ -287,9 +306,12 @@ impl MediaPeer {
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)
             .context("register default interceptors")?
             .with(Slot::from(14_000), KeyframeRequestMarker::default());
-        let setting_engine = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-            .build();
+        let mut setting_engine =
+            SettingEngineBuilder::new().with_multicast_dns_mode(MulticastDnsMode::Disabled);
+        if let Some(profiles) = srtp_profiles_from_env()? {
+            setting_engine = setting_engine.with_srtp_protection_profiles(profiles);
+        }
+        let setting_engine = setting_engine.build();
         let (candidates_tx, candidates_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             stats,
