@@ -20,6 +20,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         relay_ip: listen.ip(),
         relay_ipv6: Some("::1".parse()?),
         allow_loopback_peers: true,
+        // load generators open many allocations with one user
+        max_allocations_per_user: 10_000,
         realm: "switchboard".into(),
         ..Default::default()
     };
