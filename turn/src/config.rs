@@ -71,6 +71,9 @@ pub struct TurnConfig {
     pub nonce_lifetime: Duration,
     /// SOFTWARE attribute value in responses; `None` omits it.
     pub software: Option<String>,
+    /// Relay worker threads (each a single-threaded runtime with its own UDP
+    /// listener socket on the shared port); 0 means one per CPU, at most 8.
+    pub threads: usize,
 }
 
 impl Default for TurnConfig {
@@ -96,6 +99,7 @@ impl Default for TurnConfig {
             port_range: 49152..=65535,
             nonce_lifetime: Duration::from_secs(600),
             software: Some(concat!("switchboard-turn ", env!("CARGO_PKG_VERSION")).to_string()),
+            threads: 0,
         }
     }
 }

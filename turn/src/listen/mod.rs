@@ -1,10 +1,16 @@
 //! The tokio edge around the sans-IO core: binds the listeners, owns the
 //! relay sockets, and moves bytes between sockets and [`Server`].
 //!
-//! One `Server` is shared by all socket tasks behind a `std::sync::Mutex`.
-//! Each task locks, feeds one datagram, unlocks, then sends what the core
-//! returned; the lock is never held across an `.await`, so the critical
-//! section is a few hash lookups per packet.
+//! The relay runs on its own worker threads, each with a single-threaded tokio
+//! runtime and its own UDP listener socket on the shared port
+//! (`SO_REUSEPORT`; the kernel keeps each client on one socket). A relay
+//! socket lives on the worker whose client allocated it, so a relayed packet
+//! never changes thread. Worker 0 also runs TCP, TLS and the timer.
+//!
+//! One `Server` is shared by all workers behind a `std::sync::Mutex`. Each
+//! task locks, feeds one datagram, unlocks, then sends what the core returned;
+//! the lock is never held across an `.await`, so the critical section is a few
+//! hash lookups per packet.
 
 mod relay;
 mod tcp;
@@ -36,11 +42,12 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// Writers of live TCP/TLS connections, by (transport, client address).
 type StreamWriters = HashMap<(Transport, SocketAddr), mpsc::Sender<Vec<u8>>>;
 
-/// State shared by every socket task.
+/// What the tasks of one worker thread share: the global core and stream
+/// table, and this worker's UDP listener socket.
 pub(crate) struct Shared {
-    core: Mutex<Server<TokioBinder>>,
+    core: Arc<Mutex<Server<TokioBinder>>>,
     udp: Arc<UdpSocket>,
-    streams: Mutex<StreamWriters>,
+    streams: Arc<Mutex<StreamWriters>>,
 }
 
 impl Shared {
@@ -93,12 +100,17 @@ async fn send_udp(sock: &UdpSocket, data: &[u8], to: SocketAddr) {
     }
 }
 
-pub(crate) fn buffered_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+/// A non-blocking UDP socket with large buffers; `reuse_port` lets several
+/// worker sockets share one listening port.
+pub(crate) fn buffered_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     if addr.is_ipv6() {
         // keep IPv6 sockets IPv6-only so an IPv4 relay on the same port can coexist
         s.set_only_v6(true)?;
+    }
+    if reuse_port {
+        s.set_reuse_port(true)?;
     }
     let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
@@ -111,10 +123,10 @@ pub(crate) fn buffered_udp(addr: SocketAddr) -> io::Result<std::net::UdpSocket> 
 ///
 /// The sockets are bound (so `local_addr` is known and port clashes surface
 /// early) but not yet registered with any runtime: `run` moves them onto the
-/// TURN thread.
+/// TURN worker threads.
 pub struct TurnServer {
     config: TurnConfig,
-    udp: std::net::UdpSocket,
+    udp: Vec<std::net::UdpSocket>,
     tcp: std::net::TcpListener,
     tls: Option<(std::net::TcpListener, tokio_rustls::TlsAcceptor)>,
     local_addr: SocketAddr,
@@ -125,8 +137,16 @@ impl std::fmt::Debug for TurnServer {
         f.debug_struct("TurnServer")
             .field("local_addr", &self.local_addr)
             .field("tls_local_addr", &self.tls_local_addr())
+            .field("threads", &self.udp.len())
             .finish()
     }
+}
+
+/// The sockets one worker thread starts with.
+struct WorkerSockets {
+    udp: std::net::UdpSocket,
+    tcp: Option<std::net::TcpListener>,
+    tls: Option<(std::net::TcpListener, tokio_rustls::TlsAcceptor)>,
 }
 
 impl TurnServer {
@@ -151,8 +171,15 @@ impl TurnServer {
                 None => return Err(TurnError::Config("cannot tell which IPv4 address to advertise for relays: set external_ip or relay_ip".into())),
             }
         }
-        let (udp, tcp) = bind_udp_tcp(config.listen)?;
-        let local_addr = udp.local_addr()?;
+        let threads = match config.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            n => n,
+        };
+        let (udp, tcp) = bind_udp_tcp(config.listen, threads)?;
+        let local_addr = udp
+            .first()
+            .ok_or_else(|| TurnError::Config("no UDP socket".into()))?
+            .local_addr()?;
         let tls = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => {
                 let acceptor = tls::acceptor(cert, key)?;
@@ -173,7 +200,7 @@ impl TurnServer {
                 ))
             }
         };
-        tracing::info!(%local_addr, tls = ?tls.as_ref().and_then(|(l, _)| l.local_addr().ok()), realm = %config.realm, "TURN server listening");
+        tracing::info!(%local_addr, tls = ?tls.as_ref().and_then(|(l, _)| l.local_addr().ok()), threads, realm = %config.realm, "TURN server listening");
         Ok(TurnServer {
             config,
             udp,
@@ -195,103 +222,130 @@ impl TurnServer {
 
     /// Serves until `shutdown` completes, then closes every socket.
     ///
-    /// The relay runs on a dedicated thread with its own single-threaded tokio
-    /// runtime: every socket wake-up then stays on one thread instead of
-    /// bouncing between the host runtime's workers (measured: 5-12% less CPU
-    /// per relayed packet, and TURN load cannot starve the host's tasks).
-    /// Call it from any tokio runtime.
+    /// The relay runs on dedicated threads, each with its own single-threaded
+    /// tokio runtime: socket wake-ups stay on one thread instead of bouncing
+    /// between the host runtime's workers (measured: 5-12% less CPU per
+    /// relayed packet), and TURN load cannot starve the host's tasks. Call it
+    /// from any tokio runtime.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), TurnError> {
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), TurnError>>();
-        std::thread::Builder::new()
-            .name("turn".into())
-            .spawn(move || {
-                let result = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(TurnError::from)
-                    .and_then(|rt| rt.block_on(self.serve(stop_rx)));
-                let _ = done_tx.send(result);
-            })?;
-        tokio::pin!(done_rx);
-        tokio::select! {
+        let core = Arc::new(Mutex::new(Server::new(self.config, TokioBinder)));
+        let streams = Arc::new(Mutex::new(HashMap::new()));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tcp = Some(self.tcp);
+        let mut tls = self.tls;
+        let mut done = Vec::new();
+        for (i, udp) in self.udp.into_iter().enumerate() {
+            let sockets = WorkerSockets {
+                udp,
+                tcp: tcp.take(),
+                tls: tls.take(),
+            };
+            let (core, streams, stop) = (core.clone(), streams.clone(), stop_rx.clone());
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), TurnError>>();
+            let local = self.local_addr;
+            std::thread::Builder::new()
+                .name(format!("turn-{i}"))
+                .spawn(move || {
+                    let result = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(TurnError::from)
+                        .and_then(|rt| rt.block_on(worker(core, streams, sockets, local, stop)));
+                    let _ = done_tx.send(result);
+                })?;
+            done.push(done_rx);
+        }
+        let mut first = done.remove(0);
+        let result = tokio::select! {
             _ = shutdown => {
                 tracing::info!("TURN server shutting down");
-                let _ = stop_tx.send(());
-                done_rx.await.unwrap_or(Ok(()))
+                let _ = stop_tx.send(true);
+                (&mut first).await.unwrap_or(Ok(()))
             }
-            r = &mut done_rx => r.unwrap_or(Ok(())),
-        }
-    }
-
-    /// The TURN thread's main future.
-    async fn serve(self, stop: tokio::sync::oneshot::Receiver<()>) -> Result<(), TurnError> {
-        let shared = Arc::new(Shared {
-            core: Mutex::new(Server::new(self.config, TokioBinder)),
-            udp: Arc::new(UdpSocket::from_std(self.udp)?),
-            streams: Mutex::new(HashMap::new()),
-        });
-        let mut tasks = JoinSet::new();
-        // One reader: several tasks waiting on one socket are all woken per
-        // datagram and all but one find nothing (measured: more CPU, not less).
-        tasks.spawn(udp::run(shared.clone()));
-        tasks.spawn(tcp::accept_loop(
-            shared.clone(),
-            TcpListener::from_std(self.tcp)?,
-            self.local_addr,
-        ));
-        if let Some((listener, acceptor)) = self.tls {
-            let listener = TcpListener::from_std(listener)?;
-            tasks.spawn(tls::accept_loop(shared.clone(), listener, acceptor));
-        }
-        tasks.spawn(timer_loop(shared.clone()));
-        tokio::select! {
-            _ = stop => {}
-            Some(done) = tasks.join_next() => {
-                tracing::error!(?done, "a TURN listener task ended");
+            r = &mut first => {
+                let _ = stop_tx.send(true);
+                r.unwrap_or(Ok(()))
             }
+        };
+        for d in done {
+            let _ = d.await;
         }
-        tasks.shutdown().await;
         // Close relays: their reader tasks stop and drop the sockets.
         let mut outs = Vec::new();
-        shared.core().close_all(&mut outs);
+        core.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .close_all(&mut outs);
         for o in outs {
             if let Output::RelayClosed { relay } = o {
                 relay.close();
             }
         }
-        shared.streams().clear();
-        Ok(())
+        streams.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        result
     }
 }
 
-/// Binds UDP and TCP on the same port; with port 0 retries until a port free
-/// for both is found.
+/// One TURN worker thread's main future.
+async fn worker(
+    core: Arc<Mutex<Server<TokioBinder>>>,
+    streams: Arc<Mutex<StreamWriters>>,
+    sockets: WorkerSockets,
+    local: SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), TurnError> {
+    let shared = Arc::new(Shared {
+        core,
+        udp: Arc::new(UdpSocket::from_std(sockets.udp)?),
+        streams,
+    });
+    let mut tasks = JoinSet::new();
+    tasks.spawn(udp::run(shared.clone()));
+    if let Some(tcp) = sockets.tcp {
+        tasks.spawn(tcp::accept_loop(
+            shared.clone(),
+            TcpListener::from_std(tcp)?,
+            local,
+        ));
+        // the timer lives with the TCP listener on worker 0
+        tasks.spawn(timer_loop(shared.clone()));
+    }
+    if let Some((listener, acceptor)) = sockets.tls {
+        let listener = TcpListener::from_std(listener)?;
+        tasks.spawn(tls::accept_loop(shared.clone(), listener, acceptor));
+    }
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => {}
+        Some(done) = tasks.join_next() => {
+            tracing::error!(?done, "a TURN listener task ended");
+        }
+    }
+    tasks.shutdown().await;
+    Ok(())
+}
+
+/// Binds `threads` UDP sockets (SO_REUSEPORT) and one TCP listener on the
+/// same port; with port 0 retries until a port free for both is found.
 fn bind_udp_tcp(
     addr: SocketAddr,
-) -> Result<(std::net::UdpSocket, std::net::TcpListener), TurnError> {
+    threads: usize,
+) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener), TurnError> {
     let attempts = if addr.port() == 0 { 20 } else { 1 };
     let mut last = None;
+    let bind_err = |what, addr, source| TurnError::Bind { what, addr, source };
     for _ in 0..attempts {
-        let udp = buffered_udp(addr).map_err(|source| TurnError::Bind {
-            what: "UDP",
-            addr,
-            source,
-        })?;
-        let port = udp.local_addr()?.port();
-        let tcp_addr = SocketAddr::new(addr.ip(), port);
-        match std::net::TcpListener::bind(tcp_addr) {
+        let first = buffered_udp(addr, threads > 1).map_err(|e| bind_err("UDP", addr, e))?;
+        let port = first.local_addr()?.port();
+        let udp_addr = SocketAddr::new(addr.ip(), port);
+        let mut udp = vec![first];
+        for _ in 1..threads {
+            udp.push(buffered_udp(udp_addr, true).map_err(|e| bind_err("UDP", udp_addr, e))?);
+        }
+        match std::net::TcpListener::bind(udp_addr) {
             Ok(tcp) => {
                 tcp.set_nonblocking(true)?;
                 return Ok((udp, tcp));
             }
-            Err(source) => {
-                last = Some(TurnError::Bind {
-                    what: "TCP",
-                    addr: tcp_addr,
-                    source,
-                })
-            }
+            Err(source) => last = Some(bind_err("TCP", udp_addr, source)),
         }
     }
     Err(last.unwrap_or_else(|| TurnError::Config("no port".into())))
