@@ -85,6 +85,21 @@ pub struct Channel {
     pub expires: Instant,
 }
 
+/// A relay port held back by EVEN-PORT with the R bit (RFC 8656 §7.2): the
+/// next-higher port, bound now so nobody else takes it, for a later Allocate
+/// carrying the RESERVATION-TOKEN (RTP/RTCP port pairs).
+#[derive(Debug)]
+pub struct Reservation<H> {
+    /// The bound (but not yet read) relay socket.
+    pub relay: H,
+    /// Its local address.
+    pub bound: SocketAddr,
+    /// The advertised address.
+    pub relayed: SocketAddr,
+    /// When the reservation lapses (RFC 8656: about 30 seconds).
+    pub expires: Instant,
+}
+
 /// One allocation.
 #[derive(Debug)]
 pub struct Allocation<H> {

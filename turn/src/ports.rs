@@ -75,6 +75,11 @@ impl PortPool {
         out
     }
 
+    /// Whether `port` is inside the range and not in use.
+    pub fn is_free(&self, v6: bool, port: u16) -> bool {
+        (self.min..=self.max).contains(&port) && !self.used(v6).contains(&port)
+    }
+
     /// Marks a port as used.
     pub fn take(&mut self, v6: bool, port: u16) {
         if v6 {

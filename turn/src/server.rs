@@ -25,7 +25,7 @@ use stun_rs::{
     TransactionId,
 };
 
-use crate::allocation::{AllocationTable, FiveTuple};
+use crate::allocation::{AllocationTable, FiveTuple, Reservation};
 use crate::auth::{self, CredentialError, Credentials, IntegrityKind};
 use crate::channel_data;
 use crate::config::TurnConfig;
@@ -100,6 +100,7 @@ pub struct Server<B: RelayBinder> {
     pub(crate) timers: TimerQueue,
     pub(crate) ports: PortPool,
     pub(crate) filter: PeerFilter,
+    pub(crate) reservations: std::collections::HashMap<[u8; 8], Reservation<B::Handle>>,
     nonces: NonceMint,
     creds: Credentials,
     decoder: MessageDecoder,
@@ -166,6 +167,7 @@ impl<B: RelayBinder> Server<B> {
             binder,
             table: AllocationTable::default(),
             timers: TimerQueue::default(),
+            reservations: Default::default(),
             decoder: MessageDecoderBuilder::default().build(),
             epoch,
             epoch_unix: wall
@@ -324,6 +326,18 @@ impl<B: RelayBinder> Server<B> {
                         }
                     }
                 }
+                TimerKey::Reservation(token) => {
+                    if self
+                        .reservations
+                        .get(&token)
+                        .is_some_and(|r| r.expires <= now)
+                    {
+                        if let Some(r) = self.reservations.remove(&token) {
+                            // never opened, so dropping the handle closes the socket
+                            self.ports.release(r.bound.is_ipv6(), r.bound.port());
+                        }
+                    }
+                }
                 TimerKey::Channel(id, number) => {
                     if let Some(a) = self.table.get_mut(id) {
                         if a.channels.get(&number).is_some_and(|c| c.expires <= now) {
@@ -349,6 +363,9 @@ impl<B: RelayBinder> Server<B> {
     pub fn close_all(&mut self, out: &mut Vec<Output<B::Handle>>) {
         for id in self.table.ids() {
             self.delete_allocation(id, out);
+        }
+        for (_, r) in self.reservations.drain() {
+            self.ports.release(r.bound.is_ipv6(), r.bound.port());
         }
     }
 

@@ -21,6 +21,8 @@ pub enum TimerKey {
     Permission(u64, IpAddr),
     /// A channel binding of an allocation, by channel number.
     Channel(u64, u16),
+    /// A port reservation, by token.
+    Reservation([u8; 8]),
 }
 
 /// A min-heap of (deadline, key).

@@ -322,6 +322,27 @@ fn uclient_wrong_password_fails() {
 }
 
 #[test]
+fn uclient_rtp_and_rtcp_pairs_with_even_port_reservation() {
+    // Without -c, uclient allocates an RTP relay with EVEN-PORT(R) and the RTCP
+    // relay with the returned RESERVATION-TOKEN.
+    let server = start(loopback_config());
+    let (_peer, port) = echo_peer("127.0.0.1");
+    let mut cmd = Command::new(tool("turnutils_uclient"));
+    cmd.args(["-n", "40", "-m", "2", "-l", "120", "-z", "5"])
+        .args([
+            "-p",
+            &server.addr.port().to_string(),
+            "-u",
+            USER,
+            "-w",
+            PASS,
+        ])
+        .args(["-e", "127.0.0.1", "-r", &port.to_string(), "127.0.0.1"]);
+    let out = run(&mut cmd, Duration::from_secs(60));
+    assert_relayed(&out, "RTP/RTCP pairs");
+}
+
+#[test]
 fn uclient_ipv6_relay_to_ipv6_peer() {
     let server = start(loopback_config());
     let (_peer, port) = echo_peer("::1");

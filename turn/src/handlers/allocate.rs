@@ -13,10 +13,13 @@ use stun_rs::attributes::StunAttribute;
 use stun_rs::AddressFamily;
 
 use super::{grant_lifetime, requested_lifetime};
-use crate::allocation::{Allocation, TokenBucket};
+use crate::allocation::{Allocation, Reservation, TokenBucket};
 use crate::ports::MAX_BIND_ATTEMPTS;
 use crate::server::{Authed, Output, RelayBinder, Request, Server};
 use crate::timer::TimerKey;
+
+/// How long a port reserved by EVEN-PORT(R) waits for its Allocate.
+const RESERVATION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// IANA protocol number of UDP, the only relay transport we offer.
 const UDP: u8 = 17;
@@ -70,22 +73,17 @@ pub(crate) fn handle<B: RelayBinder>(
         .get::<EvenPort>()
         .and_then(|a| a.as_even_port().ok())
         .map(|e| e.reserve());
-    let has_token = msg.get::<ReservationToken>().is_some();
+    let token: Option<[u8; 8]> = msg
+        .get::<ReservationToken>()
+        .and_then(|a| a.as_reservation_token().ok())
+        .and_then(|t| t.token().try_into().ok());
     // Illegal combinations (RFC 8656 §7.2 steps 4-6).
-    if (has_token && (even.is_some() || family.is_some() || additional.is_some()))
+    if (token.is_some() && (even.is_some() || family.is_some() || additional.is_some()))
         || (family.is_some() && additional.is_some())
         || additional == Some(AddressFamily::IPv4)
     {
         return srv.reply_error(req, 400, Some(&auth), Vec::new(), out);
     }
-    if has_token {
-        // We never hand out reservations, so no token can be valid.
-        return srv.reply_error(req, 508, Some(&auth), Vec::new(), out);
-    }
-    let v6 = family == Some(AddressFamily::IPv6);
-    let Some((bind_ip, public_ip)) = relay_ips(srv, req, v6) else {
-        return srv.reply_error(req, 440, Some(&auth), Vec::new(), out);
-    };
     if srv.table.user_count(&auth.username) >= srv.cfg.max_allocations_per_user {
         tracing::info!(user = auth.username, "allocation quota reached");
         return srv.reply_error(req, 486, Some(&auth), Vec::new(), out);
@@ -94,24 +92,43 @@ pub(crate) fn handle<B: RelayBinder>(
         tracing::warn!("total allocation limit reached");
         return srv.reply_error(req, 508, Some(&auth), Vec::new(), out);
     }
-    let mut bound = None;
-    for port in srv.ports.candidates(v6, even.is_some(), MAX_BIND_ATTEMPTS) {
-        match srv.binder.bind(SocketAddr::new(bind_ip, port)) {
-            Ok((handle, addr)) => {
-                srv.ports.take(v6, port);
-                bound = Some((handle, addr, port));
-                break;
-            }
-            Err(e) => tracing::debug!(port, error = %e, "relay port unavailable"),
+    let mut extra = Vec::new();
+    let (relay, bound_addr, relayed) = if let Some(token) = token {
+        // An unknown or lapsed token is "insufficient capacity" (§7.2 step 5).
+        let Some(r) = srv.reservations.remove(&token) else {
+            return srv.reply_error(req, 508, Some(&auth), Vec::new(), out);
+        };
+        (r.relay, r.bound, r.relayed)
+    } else {
+        let v6 = family == Some(AddressFamily::IPv6);
+        let Some((bind_ip, public_ip)) = relay_ips(srv, req, v6) else {
+            return srv.reply_error(req, 440, Some(&auth), Vec::new(), out);
+        };
+        let reserve = even == Some(true);
+        let Some((relay, bound, reserved)) = bind_relay(srv, bind_ip, even.is_some(), reserve)
+        else {
+            tracing::warn!("no relay port available");
+            return srv.reply_error(req, 508, Some(&auth), Vec::new(), out);
+        };
+        if let Some((next, next_bound)) = reserved {
+            let token: [u8; 8] = rand::random();
+            let expires = req.now + RESERVATION_LIFETIME;
+            srv.reservations.insert(
+                token,
+                Reservation {
+                    relay: next,
+                    bound: next_bound,
+                    relayed: SocketAddr::new(public_ip, next_bound.port()),
+                    expires,
+                },
+            );
+            srv.timers.push(expires, TimerKey::Reservation(token));
+            extra.push(ReservationToken::from(token).into());
         }
-    }
-    let Some((relay, bound_addr, port)) = bound else {
-        tracing::warn!("no relay port available");
-        return srv.reply_error(req, 508, Some(&auth), Vec::new(), out);
+        (relay, bound, SocketAddr::new(public_ip, bound.port()))
     };
     let lifetime = grant_lifetime(requested_lifetime(req));
     let id = srv.table.next_id();
-    let relayed = SocketAddr::new(public_ip, port);
     let expires = req.now + lifetime;
     let bucket = (srv.cfg.max_bytes_per_sec > 0)
         .then(|| TokenBucket::new(srv.cfg.max_bytes_per_sec, req.now));
@@ -135,7 +152,6 @@ pub(crate) fn handle<B: RelayBinder>(
         bound: bound_addr,
     });
     tracing::info!(user = auth.username, client = %req.tuple.client, %relayed, "allocation created");
-    let mut extra = Vec::new();
     if additional == Some(AddressFamily::IPv6) {
         // Dual-stack allocations are not offered: report the IPv6 half as
         // unsupported and keep the IPv4 one (RFC 8656 §7.2, ADDRESS-ERROR-CODE).
@@ -145,6 +161,46 @@ pub(crate) fn handle<B: RelayBinder>(
     }
     let secs = u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX);
     success(srv, req, &auth, relayed, secs, extra, out);
+}
+
+/// Binds a relay socket on a free port (even if asked). With `reserve`, also
+/// binds the next port and returns it for a reservation; pairs where either
+/// half is taken are skipped.
+#[allow(clippy::type_complexity)]
+fn bind_relay<B: RelayBinder>(
+    srv: &mut Server<B>,
+    ip: IpAddr,
+    even: bool,
+    reserve: bool,
+) -> Option<(B::Handle, SocketAddr, Option<(B::Handle, SocketAddr)>)> {
+    let v6 = ip.is_ipv6();
+    for port in srv.ports.candidates(v6, even, MAX_BIND_ATTEMPTS) {
+        let next = port.checked_add(1);
+        if reserve && !next.is_some_and(|n| srv.ports.is_free(v6, n)) {
+            continue;
+        }
+        let (handle, bound) = match srv.binder.bind(SocketAddr::new(ip, port)) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(port, error = %e, "relay port unavailable");
+                continue;
+            }
+        };
+        let reserved = match next.filter(|_| reserve) {
+            Some(n) => match srv.binder.bind(SocketAddr::new(ip, n)) {
+                Ok(pair) => Some(pair),
+                // the first socket is dropped (closed) with `handle`
+                Err(_) => continue,
+            },
+            None => None,
+        };
+        srv.ports.take(v6, port);
+        if let Some((_, b)) = &reserved {
+            srv.ports.take(v6, b.port());
+        }
+        return Some((handle, bound, reserved));
+    }
+    None
 }
 
 /// (bind address, advertised address) for a relay of the given family, or
