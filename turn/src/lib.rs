@@ -28,8 +28,8 @@
 //! # }
 //! ```
 //!
-//! For TURN REST API credentials to hand to browsers, see
-//! [`ephemeral_credentials`].
+//! For the credentials and URLs to hand to browsers, see
+//! [`ephemeral_credentials`] and [`ice_urls`].
 //!
 //! ## Safety defaults
 //!
@@ -45,6 +45,7 @@ mod channel_data;
 mod config;
 mod error;
 mod handlers;
+mod ice;
 mod listen;
 mod nonce;
 pub mod peer_filter;
@@ -61,6 +62,7 @@ pub use config::{
     TurnConfig, CHANNEL_LIFETIME, DEFAULT_LIFETIME, MAX_LIFETIME, PERMISSION_LIFETIME,
 };
 pub use error::TurnError;
+pub use ice::ice_urls;
 pub use listen::{run, TurnServer};
 pub use peer_filter::{Cidr, PeerFilter};
 pub use server::{Output, RelayBinder, Server};
