@@ -397,9 +397,11 @@ impl Sfu {
             Some(t) => *t,
             None => {
                 let Some(mid) = publisher.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
+                    tracing::debug!(participant = %from, %ssrc, "packet on an unknown stream dropped");
                     return;
                 };
                 let Some(&t) = publisher.published.get(&mid) else {
+                    tracing::debug!(participant = %from, %ssrc, %mid, "packet on an unpublished mid dropped");
                     return;
                 };
                 publisher.ssrc_tracks.insert(ssrc, t);
@@ -429,22 +431,33 @@ impl Sfu {
             let Some(downtrack) = subscriber.downtracks.get_mut(&mid) else {
                 continue;
             };
-            let (out_seq, out_ts) =
-                match downtrack.forward(ssrc, seq, packet.header.timestamp, starts_keyframe, now) {
-                    ForwardDecision::Send { seq, timestamp } => (seq, timestamp),
-                    ForwardDecision::NeedKeyframe => {
-                        wants_keyframe = true;
-                        continue;
-                    }
-                    ForwardDecision::Drop => continue,
-                };
+            let (out_seq, out_ts) = match downtrack.forward(
+                ssrc,
+                seq,
+                packet.header.timestamp,
+                starts_keyframe,
+                now,
+            ) {
+                ForwardDecision::Send { seq, timestamp } => (seq, timestamp),
+                ForwardDecision::NeedKeyframe => {
+                    tracing::trace!(subscriber = %subscriber_id, track = %track_id, "waiting for a keyframe");
+                    wants_keyframe = true;
+                    continue;
+                }
+                ForwardDecision::Drop => {
+                    tracing::trace!(subscriber = %subscriber_id, seq, "dropped");
+                    continue;
+                }
+            };
             let (Some(tx_ssrc), Some(pt)) =
                 (downtrack.tx_ssrc(), subscriber.payload_types.pt(codec))
             else {
+                tracing::trace!(subscriber = %subscriber_id, ?codec, "codec not negotiated by the subscriber");
                 continue;
             };
             let mut api = subscriber.rtc.direct_api();
             let Some(stream) = api.stream_tx(&tx_ssrc) else {
+                tracing::trace!(subscriber = %subscriber_id, %tx_ssrc, "no send stream");
                 continue;
             };
             stream.write_rtp(

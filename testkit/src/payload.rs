@@ -139,13 +139,15 @@ impl Vp8Descriptor {
     }
 }
 
-/// Writes the descriptor this client always sends: X=1, I=1 (15-bit picture ID), L=1.
+/// Writes the descriptor this client always sends, as libwebrtc does: X=1, I=1 (15-bit
+/// picture ID), L=1 and T=1 (RFC 7741 4.2: TL0PICIDX is only valid together with TID).
 pub fn write_vp8_descriptor(out: &mut Vec<u8>, start_of_frame: bool, picture_id: u16, tl0: u8) {
     out.push(if start_of_frame { 0x90 } else { 0x80 }); // X=1, S, PID=0
-    out.push(0xC0); // I=1, L=1, T=0, K=0
+    out.push(0xE0); // I=1, L=1, T=1, K=0
     out.push(0x80 | ((picture_id >> 8) as u8 & 0x7F)); // M=1
     out.push(picture_id as u8);
     out.push(tl0);
+    out.push(0x00); // TID=0, Y=0, KEYIDX=0
 }
 
 /// Parses a VP8 payload descriptor in any valid form.

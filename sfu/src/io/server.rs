@@ -145,12 +145,9 @@ impl MediaLoop {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             self.flush();
-            let now = Instant::now();
             let deadline = self.sfu.next_timeout();
-            if deadline <= now {
-                self.sfu.handle_timeout(now);
-                continue;
-            }
+            // An unbiased select: a past deadline fires at once but cannot starve the sockets
+            // or the command channel.
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => self.handle_command(command),
