@@ -30,8 +30,12 @@ struct Running {
     _rt: tokio::runtime::Runtime,
 }
 
-fn start(mut cfg: TurnConfig) -> Running {
-    cfg.listen = "127.0.0.1:0".parse().expect("addr");
+fn start(cfg: TurnConfig) -> Running {
+    start_on(cfg, "127.0.0.1:0")
+}
+
+fn start_on(mut cfg: TurnConfig, listen: &str) -> Running {
+    cfg.listen = listen.parse().expect("addr");
     cfg.relay_ip = "127.0.0.1".parse().expect("ip");
     cfg.relay_ipv6 = Some("::1".parse().expect("ip"));
     cfg.users = vec![(USER.into(), PASS.into())];
@@ -400,4 +404,70 @@ fn uclient_over_tls() {
     );
     assert_relayed(&out, "TLS channel");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn uclient_over_ipv6_transport() {
+    let server = start_on(loopback_config(), "[::1]:0");
+    let (_peer, port) = echo_peer("127.0.0.1");
+    let out = uclient(
+        &server,
+        server.addr.port(),
+        &["-u", USER, "-w", PASS],
+        Some(("127.0.0.1", port)),
+    );
+    assert_relayed(&out, "UDP over IPv6 to an IPv4 relay");
+}
+
+#[test]
+fn garbage_over_udp_and_tcp_leaves_server_serving() {
+    use std::io::Write;
+    let server = start(loopback_config());
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..3000u64 {
+        let len = (next() % 120) as usize;
+        let mut buf: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if i % 3 == 0 && len >= 20 {
+            // plausible STUN header: type, length, magic cookie
+            buf[0] = 0;
+            buf[1] = 3;
+            let body = ((len - 20) & !3) as u16;
+            buf.truncate(20 + usize::from(body));
+            buf[2..4].copy_from_slice(&body.to_be_bytes());
+            buf[4..8].copy_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        }
+        let _ = udp.send_to(&buf, server.addr);
+    }
+    for _ in 0..20 {
+        if let Ok(mut tcp) = std::net::TcpStream::connect(server.addr) {
+            let junk: Vec<u8> = (0..500).map(|_| next() as u8).collect();
+            let _ = tcp.write_all(&junk);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // still a working STUN server
+    let out = run(
+        Command::new(tool("turnutils_stunclient")).args([
+            "-p",
+            &server.addr.port().to_string(),
+            "127.0.0.1",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(out.contains("UDP reflexive addr: 127.0.0.1:"), "{out}");
+    let (_peer, port) = echo_peer("127.0.0.1");
+    let out = uclient(
+        &server,
+        server.addr.port(),
+        &["-t", "-u", USER, "-w", PASS],
+        Some(("127.0.0.1", port)),
+    );
+    assert_relayed(&out, "TCP after garbage");
 }
