@@ -64,9 +64,19 @@ impl Peer {
     }
 }
 
-/// Runs the call for `duration` of virtual time; returns the number of audio frames Bob
-/// received from Alice through the SFU.
-pub fn run(duration: Duration) -> usize {
+/// What happened during a call.
+pub struct CallSummary {
+    /// Audio frames Bob received from Alice through the SFU.
+    pub frames_received_by_bob: usize,
+    /// Every event the SFU emitted, in order.
+    pub events: Vec<SfuEvent>,
+    pub alice: ParticipantId,
+    pub bob: ParticipantId,
+}
+
+/// Runs the call for `duration` of virtual time. From `bob_silent_after` on, the network drops
+/// everything Bob sends, as if his machine had lost its connection.
+pub fn run(duration: Duration, bob_silent_after: Option<Duration>) -> CallSummary {
     let start = Instant::now();
     let mut now = start;
     let sfu_addr: SocketAddr = SFU_ADDR.parse().expect("literal address");
@@ -96,6 +106,8 @@ pub fn run(duration: Duration) -> usize {
     let mut network: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)> = VecDeque::new();
     let mut next_frame = start;
     let mut frame_no: u64 = 0;
+    let mut events = Vec::new();
+    let bob_addr = peers[1].addr;
 
     while now < start + duration {
         for peer in &mut peers {
@@ -124,7 +136,9 @@ pub fn run(duration: Duration) -> usize {
                     network.push_back((t.source, t.destination, t.contents.to_vec()))
                 }
                 // The SFU adds the other participants' tracks by renegotiating.
-                SfuOutput::Event(SfuEvent::Offer { to, sdp, .. }) => {
+                SfuOutput::Event(SfuEvent::Offer { to, sdp, .. })
+                    if peers.iter().any(|p| p.id == Some(to)) =>
+                {
                     let peer = peers
                         .iter_mut()
                         .find(|p| p.id == Some(to))
@@ -138,10 +152,14 @@ pub fn run(duration: Duration) -> usize {
                     sfu.accept_answer(to, &answer.to_sdp_string(), now)
                         .expect("answer accepted");
                 }
-                SfuOutput::Event(_) => {}
+                SfuOutput::Event(event) => events.push(event),
             }
         }
         if let Some((from, to, bytes)) = network.pop_front() {
+            let bob_silent = bob_silent_after.is_some_and(|after| now >= start + after);
+            if bob_silent && from == bob_addr {
+                continue;
+            }
             if to == sfu_addr {
                 sfu.handle_receive(now, Protocol::Udp, from, to, &bytes);
             } else if let Some(peer) = peers.iter_mut().find(|p| p.addr == to) {
@@ -195,13 +213,19 @@ pub fn run(duration: Duration) -> usize {
             }
         }
     }
-    peers[1].frames_received
+    CallSummary {
+        frames_received_by_bob: peers[1].frames_received,
+        events,
+        alice: peers[0].id.expect("joined"),
+        bob: peers[1].id.expect("joined"),
+    }
 }
 
 #[allow(dead_code)] // `main` is unused when the integration test includes this file.
 fn main() {
-    let received = run(Duration::from_secs(5));
+    let call = run(Duration::from_secs(5), None);
     println!(
-        "Bob received {received} audio frames from Alice through the SFU in 5 s of virtual time"
+        "Bob received {} audio frames from Alice through the SFU in 5 s of virtual time",
+        call.frames_received_by_bob
     );
 }

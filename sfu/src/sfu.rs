@@ -417,10 +417,12 @@ impl Sfu {
         };
         let starts_keyframe = codec.starts_keyframe(&packet.payload);
         let nackable = track.kind == MediaKind::Video;
-        let mut exts = ExtensionValues::default();
-        exts.audio_level = packet.header.ext_vals.audio_level;
-        exts.voice_activity = packet.header.ext_vals.voice_activity;
-        exts.video_orientation = packet.header.ext_vals.video_orientation;
+        let exts = ExtensionValues {
+            audio_level: packet.header.ext_vals.audio_level,
+            voice_activity: packet.header.ext_vals.voice_activity,
+            video_orientation: packet.header.ext_vals.video_orientation,
+            ..Default::default()
+        };
         let seq = *packet.seq_no;
         let mut wants_keyframe = false;
 

@@ -4,13 +4,46 @@
 #[path = "../examples/embed.rs"]
 mod embed;
 
+use std::time::Duration;
+
+use sfu::{RemovalReason, SfuEvent};
+
 #[test]
 fn audio_flows_through_the_sfu_in_virtual_time() {
-    let frames = embed::run(std::time::Duration::from_secs(5));
+    let call = embed::run(Duration::from_secs(5), None);
+    let frames = call.frames_received_by_bob;
     // Alice sends 50 frames a second; allow for ICE, DTLS and one renegotiation at the start.
     assert!(frames >= 150, "Bob received only {frames} frames");
     assert!(
         frames <= 251,
         "Bob received more frames ({frames}) than Alice sent"
+    );
+    assert!(
+        !call
+            .events
+            .iter()
+            .any(|e| matches!(e, SfuEvent::Removed { .. })),
+        "nobody times out in a healthy call"
+    );
+}
+
+#[test]
+fn a_participant_whose_media_goes_silent_is_removed_and_others_are_told() {
+    let call = embed::run(Duration::from_secs(30), Some(Duration::from_secs(3)));
+    let removed_at = call
+        .events
+        .iter()
+        .position(|e| matches!(e, SfuEvent::Removed { to, reason: RemovalReason::MediaTimeout } if *to == call.bob))
+        .unwrap_or_else(|| panic!("Bob was not removed for silence: {:?}", call.events));
+    let told = call.events[removed_at..].iter().any(
+        |e| matches!(e, SfuEvent::ParticipantLeft { to, participant } if *to == call.alice && *participant == call.bob),
+    );
+    assert!(told, "Alice was not told that Bob left: {:?}", call.events);
+    assert!(
+        !call
+            .events
+            .iter()
+            .any(|e| matches!(e, SfuEvent::Removed { to, .. } if *to == call.alice)),
+        "Alice stays"
     );
 }

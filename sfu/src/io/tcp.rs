@@ -50,12 +50,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, events: mpsc::Unbounded
         }
     };
     let read = async {
-        loop {
-            let len = match reader.read_u16().await {
-                Ok(len) => usize::from(len),
-                Err(_) => break,
-            };
-            let mut frame = vec![0; len];
+        while let Ok(len) = reader.read_u16().await {
+            let mut frame = vec![0; usize::from(len)];
             if reader.read_exact(&mut frame).await.is_err() {
                 break;
             }
