@@ -50,6 +50,7 @@ mod listen;
 mod nonce;
 pub mod peer_filter;
 mod ports;
+mod response;
 mod server;
 mod timer;
 

@@ -7,22 +7,20 @@
 //! implements; tests use a fake. Everything else is returned as [`Output`]
 //! values appended to a caller-owned `Vec`, which hot paths reuse.
 //!
-//! Per-method logic lives in `handlers/`; this file owns dispatch,
-//! authentication and response encoding.
+//! Per-method logic lives in `handlers/`, response building in `response.rs`;
+//! this file owns dispatch, authentication and expiry.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use stun_rs::attributes::stun::{
-    ErrorCode as ErrorCodeAttr, Fingerprint, MessageIntegrity, MessageIntegritySha256, Nonce,
-    PasswordAlgorithm, PasswordAlgorithms, Realm, Software, UnknownAttributes, UserName,
+    Fingerprint, MessageIntegrity, MessageIntegritySha256, Nonce, PasswordAlgorithm,
+    PasswordAlgorithms, Realm, UnknownAttributes, UserName,
 };
-use stun_rs::attributes::StunAttribute;
 use stun_rs::{
     methods, AlgorithmId, HMACKey, MessageClass, MessageDecoder, MessageDecoderBuilder,
-    MessageEncoderBuilder, MessageMethod, MessageType, StunMessage, StunMessageBuilder,
-    TransactionId,
+    MessageType, StunMessage, StunMessageBuilder, TransactionId,
 };
 
 use crate::allocation::{AllocationTable, FiveTuple, Reservation};
@@ -101,7 +99,7 @@ pub struct Server<B: RelayBinder> {
     pub(crate) ports: PortPool,
     pub(crate) filter: PeerFilter,
     pub(crate) reservations: std::collections::HashMap<[u8; 8], Reservation<B::Handle>>,
-    nonces: NonceMint,
+    pub(crate) nonces: NonceMint,
     creds: Credentials,
     decoder: MessageDecoder,
     epoch: Instant,
@@ -117,27 +115,8 @@ impl<B: RelayBinder> std::fmt::Debug for Server<B> {
     }
 }
 
-fn reason(code: u16) -> &'static str {
-    match code {
-        300 => "Try Alternate",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        420 => "Unknown Attribute",
-        437 => "Allocation Mismatch",
-        438 => "Stale Nonce",
-        440 => "Address Family not Supported",
-        441 => "Wrong Credentials",
-        442 => "Unsupported Transport Protocol",
-        443 => "Peer Address Family Mismatch",
-        486 => "Allocation Quota Reached",
-        508 => "Insufficient Capacity",
-        _ => "Server Error",
-    }
-}
-
 /// The algorithms we offer in PASSWORD-ALGORITHMS, in preference order.
-fn offered_algorithms() -> PasswordAlgorithms {
+pub(crate) fn offered_algorithms() -> PasswordAlgorithms {
     PasswordAlgorithms::from(vec![
         PasswordAlgorithm::new(AlgorithmId::MD5.into()),
         PasswordAlgorithm::new(AlgorithmId::SHA256.into()),
@@ -208,13 +187,16 @@ impl<B: RelayBinder> Server<B> {
         }
         // Header sanity before handing bytes to the codec: top bits zero, magic
         // cookie, length a multiple of 4 and equal to what we received.
-        let Some(header) = data.get(..channel_data::STUN_HEADER_LEN) else {
+        let Some(&[t0, t1, l0, l1, c0, c1, c2, c3, ref tid @ ..]) = data
+            .get(..channel_data::STUN_HEADER_LEN)
+            .and_then(|h| <&[u8; channel_data::STUN_HEADER_LEN]>::try_from(h).ok())
+        else {
             return;
         };
-        let msg_type = u16::from_be_bytes([header[0], header[1]]);
-        let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
+        let msg_type = u16::from_be_bytes([t0, t1]);
+        let length = usize::from(u16::from_be_bytes([l0, l1]));
         if msg_type & 0xC000 != 0
-            || header[4..8] != stun_rs::MAGIC_COOKIE.as_u32().to_be_bytes()
+            || [c0, c1, c2, c3] != stun_rs::MAGIC_COOKIE.as_u32().to_be_bytes()
             || length % 4 != 0
             || length + channel_data::STUN_HEADER_LEN != data.len()
         {
@@ -227,10 +209,8 @@ impl<B: RelayBinder> Server<B> {
                 tracing::debug!(client = %tuple.client, error = %e, "malformed STUN message");
                 let mt = MessageType::from(msg_type);
                 if mt.class() == MessageClass::Request {
-                    let mut tid = [0u8; 12];
-                    tid.copy_from_slice(&header[8..20]);
                     let msg = StunMessageBuilder::new(mt.method(), MessageClass::Request)
-                        .with_transaction_id(TransactionId::from(tid))
+                        .with_transaction_id(TransactionId::from(*tid))
                         .build();
                     let req = Request {
                         tuple,
@@ -470,119 +450,5 @@ impl<B: RelayBinder> Server<B> {
             key,
             kind,
         })
-    }
-
-    /// 401 or 438 with REALM, a fresh NONCE and PASSWORD-ALGORITHMS.
-    fn challenge(&self, req: &Request<'_>, code: u16, out: &mut Vec<Output<B::Handle>>) {
-        let nonce = self.nonces.issue(req.tuple.client.ip(), self.unix(req.now));
-        let mut attrs: Vec<StunAttribute> = Vec::with_capacity(3);
-        if let Ok(r) = Realm::new(&self.cfg.realm) {
-            attrs.push(r.into());
-        }
-        if let Ok(n) = Nonce::new(nonce) {
-            attrs.push(n.into());
-        }
-        attrs.push(offered_algorithms().into());
-        self.reply_error(req, code, None, attrs, out);
-    }
-
-    /// Queues an error response. `auth` signs it (for errors after successful
-    /// authentication, RFC 8656 §4).
-    pub(crate) fn reply_error(
-        &self,
-        req: &Request<'_>,
-        code: u16,
-        auth: Option<&Authed>,
-        attrs: Vec<StunAttribute>,
-        out: &mut Vec<Output<B::Handle>>,
-    ) {
-        tracing::debug!(client = %req.tuple.client, method = ?req.msg.method(), code, "error response");
-        let mut all = Vec::with_capacity(attrs.len() + 1);
-        if let Ok(ec) = stun_rs::ErrorCode::new(code, reason(code)) {
-            all.push(ErrorCodeAttr::from(ec).into());
-        }
-        all.extend(attrs);
-        self.reply(req, MessageClass::ErrorResponse, all, auth, out);
-    }
-
-    /// Queues a success response.
-    pub(crate) fn reply_ok(
-        &self,
-        req: &Request<'_>,
-        attrs: Vec<StunAttribute>,
-        auth: Option<&Authed>,
-        out: &mut Vec<Output<B::Handle>>,
-    ) {
-        self.reply(req, MessageClass::SuccessResponse, attrs, auth, out);
-    }
-
-    fn reply(
-        &self,
-        req: &Request<'_>,
-        class: MessageClass,
-        attrs: Vec<StunAttribute>,
-        auth: Option<&Authed>,
-        out: &mut Vec<Output<B::Handle>>,
-    ) {
-        if let Some(data) = encode(
-            req.msg.method(),
-            class,
-            req.msg.transaction_id(),
-            attrs,
-            self.cfg.software.as_deref(),
-            auth.map(|a| (&a.key, a.kind)),
-        ) {
-            out.push(Output::ToClient {
-                tuple: req.tuple,
-                data,
-            });
-        }
-    }
-}
-
-/// Encodes a message with optional SOFTWARE, integrity and a FINGERPRINT.
-pub(crate) fn encode(
-    method: MessageMethod,
-    class: MessageClass,
-    tid: &TransactionId,
-    attrs: Vec<StunAttribute>,
-    software: Option<&str>,
-    integrity: Option<(&HMACKey, IntegrityKind)>,
-) -> Option<Vec<u8>> {
-    let mut extra = 0;
-    let mut b = StunMessageBuilder::new(method, class).with_transaction_id(*tid);
-    for a in attrs {
-        if let Ok(d) = a.as_data() {
-            extra += d.as_bytes().len();
-        }
-        b = b.with_attribute(a);
-    }
-    if let Some(s) = software.and_then(|s| Software::new(s).ok()) {
-        b = b.with_attribute(s);
-    }
-    match integrity {
-        Some((key, IntegrityKind::Sha1)) => {
-            b = b.with_attribute(MessageIntegrity::new(key.clone()))
-        }
-        Some((key, IntegrityKind::Sha256)) => {
-            b = b.with_attribute(MessageIntegritySha256::new(key.clone()))
-        }
-        None => {}
-    }
-    b = b.with_attribute(Fingerprint::default());
-    let msg = b.build();
-    let mut buf = vec![0u8; 1024 + extra];
-    match MessageEncoderBuilder::default()
-        .build()
-        .encode(&mut buf, &msg)
-    {
-        Ok(n) => {
-            buf.truncate(n);
-            Some(buf)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "failed to encode STUN message");
-            None
-        }
     }
 }

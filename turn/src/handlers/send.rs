@@ -16,7 +16,8 @@ use stun_rs::{methods, MessageClass, TransactionId};
 use super::peer_address;
 use crate::allocation::FiveTuple;
 use crate::channel_data;
-use crate::server::{encode, Output, RelayBinder, Request, Server};
+use crate::response::encode;
+use crate::server::{Output, RelayBinder, Request, Server};
 
 /// ChannelData from the client.
 pub(crate) fn channel_data<B: RelayBinder>(
