@@ -33,6 +33,19 @@ pub struct FiveTuple {
 }
 
 impl FiveTuple {
+    /// The client address to report in XOR-MAPPED-ADDRESS: IPv4 clients of a
+    /// dual-stack `[::]` listener appear as `::ffff:a.b.c.d` and are reported
+    /// as the IPv4 address they are.
+    pub fn reflexive(&self) -> SocketAddr {
+        match self.client {
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+                None => self.client,
+            },
+            SocketAddr::V4(_) => self.client,
+        }
+    }
+
     /// True for TCP and TLS, where ChannelData must be padded.
     pub fn is_stream(&self) -> bool {
         !matches!(self.transport, Transport::Udp)

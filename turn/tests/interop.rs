@@ -471,3 +471,34 @@ fn garbage_over_udp_and_tcp_leaves_server_serving() {
     );
     assert_relayed(&out, "TCP after garbage");
 }
+
+#[test]
+fn dual_stack_listener_serves_ipv4_and_ipv6_clients() {
+    // Listening on [::] (all interfaces); the clients still only use loopback.
+    let server = start_on(loopback_config(), "[::]:0");
+    let port = server.addr.port().to_string();
+    for (ip, want) in [
+        ("127.0.0.1", "UDP reflexive addr: 127.0.0.1:"),
+        ("::1", "UDP reflexive addr: ::1:"),
+    ] {
+        let out = run(
+            Command::new(tool("turnutils_stunclient")).args(["-p", &port, ip]),
+            Duration::from_secs(20),
+        );
+        assert!(out.contains(want), "{ip}: {out}");
+    }
+    let (_peer, peer_port) = echo_peer("127.0.0.1");
+    for extra in [
+        &["-u", USER, "-w", PASS][..],
+        &["-t", "-u", USER, "-w", PASS],
+    ] {
+        let mut cmd = Command::new(tool("turnutils_uclient"));
+        cmd.args([
+            "-c", "-n", "40", "-m", "2", "-l", "120", "-z", "5", "-p", &port,
+        ])
+        .args(extra)
+        .args(["-e", "127.0.0.1", "-r", &peer_port.to_string(), "127.0.0.1"]);
+        let out = run(&mut cmd, Duration::from_secs(60));
+        assert_relayed(&out, &format!("IPv4 client on [::] {extra:?}"));
+    }
+}

@@ -238,7 +238,7 @@ fn success<B: RelayBinder>(
     let mut attrs: Vec<StunAttribute> = vec![
         XorRelayedAddress::from(relayed).into(),
         LifeTime::from(lifetime_secs).into(),
-        XorMappedAddress::from(req.tuple.client).into(),
+        XorMappedAddress::from(req.tuple.reflexive()).into(),
     ];
     attrs.extend(extra);
     srv.reply_ok(req, attrs, Some(auth), out);

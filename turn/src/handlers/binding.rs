@@ -11,6 +11,6 @@ pub(crate) fn handle<B: RelayBinder>(
     req: &Request<'_>,
     out: &mut Vec<Output<B::Handle>>,
 ) {
-    let mapped = XorMappedAddress::from(req.tuple.client);
+    let mapped = XorMappedAddress::from(req.tuple.reflexive());
     srv.reply_ok(req, vec![mapped.into()], None, out);
 }

@@ -102,12 +102,19 @@ async fn send_udp(sock: &UdpSocket, data: &[u8], to: SocketAddr) {
 
 /// A non-blocking UDP socket with large buffers; `reuse_port` lets several
 /// worker sockets share one listening port.
-pub(crate) fn buffered_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
+///
+/// IPv6 sockets are IPv6-only (so an IPv4 relay can use the same port number),
+/// except a listener on `[::]`, which also serves IPv4 clients (they appear
+/// as `::ffff:a.b.c.d`, which is how replies must be addressed on it).
+pub(crate) fn buffered_udp(
+    addr: SocketAddr,
+    reuse_port: bool,
+    listener: bool,
+) -> io::Result<std::net::UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-    if addr.is_ipv6() {
-        // keep IPv6 sockets IPv6-only so an IPv4 relay on the same port can coexist
-        s.set_only_v6(true)?;
+    if let IpAddr::V6(ip) = addr.ip() {
+        s.set_only_v6(!(listener && ip.is_unspecified()))?;
     }
     if reuse_port {
         s.set_reuse_port(true)?;
@@ -333,12 +340,12 @@ fn bind_udp_tcp(
     let mut last = None;
     let bind_err = |what, addr, source| TurnError::Bind { what, addr, source };
     for _ in 0..attempts {
-        let first = buffered_udp(addr, threads > 1).map_err(|e| bind_err("UDP", addr, e))?;
+        let first = buffered_udp(addr, threads > 1, true).map_err(|e| bind_err("UDP", addr, e))?;
         let port = first.local_addr()?.port();
         let udp_addr = SocketAddr::new(addr.ip(), port);
         let mut udp = vec![first];
         for _ in 1..threads {
-            udp.push(buffered_udp(udp_addr, true).map_err(|e| bind_err("UDP", udp_addr, e))?);
+            udp.push(buffered_udp(udp_addr, true, true).map_err(|e| bind_err("UDP", udp_addr, e))?);
         }
         match std::net::TcpListener::bind(udp_addr) {
             Ok(tcp) => {

@@ -45,7 +45,7 @@ impl RelayBinder for TokioBinder {
     type Handle = Relay;
 
     fn bind(&mut self, addr: SocketAddr) -> io::Result<(Relay, SocketAddr)> {
-        let std_sock = buffered_udp(addr, false)?;
+        let std_sock = buffered_udp(addr, false, false)?;
         let socket = UdpSocket::from_std(std_sock)?;
         let local = socket.local_addr()?;
         Ok((

@@ -255,3 +255,17 @@ fn garbage_never_panics_and_never_allocates() {
     // no per-client state was created by any of it
     assert!(h.srv.timers.len() <= 1);
 }
+
+#[test]
+fn dual_stack_clients_are_reported_as_ipv4() {
+    let mut h = Harness::new(config());
+    let mut tuple = udp(1);
+    tuple.client = "[::ffff:198.51.100.7]:40000".parse().expect("addr");
+    let req = build(methods::BINDING, MessageClass::Request, vec![], None);
+    let resp = h.request(tuple, &req, h.t0);
+    let mapped = resp
+        .get::<stun_rs::attributes::stun::XorMappedAddress>()
+        .and_then(|a| a.as_xor_mapped_address().ok())
+        .expect("mapped");
+    assert_eq!(mapped.socket_address().to_string(), "198.51.100.7:40000");
+}
