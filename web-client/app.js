@@ -1,11 +1,17 @@
 // Entry point: the join form, the call view and the wiring between the signaling connection
 // (signaling.js), the peer connection (call.js) and the tile grid (tiles.js).
 //
-// `/?room=R&name=N&autojoin=1` joins at once with camera and microphone.
+// `/?room=R&name=N&autojoin=1` joins at once with camera and microphone. More flags, mostly for
+// tests and debugging:
+//   `simulcast=0`               send the camera as one encoding instead of q/h/f
+//   `publish=audio|video|none`  publish only that (default: camera and microphone)
+//   `tile=WxH`                  show remote camera tiles at a fixed CSS size (e.g. 320x180)
 
 import { Signaling, signalingUrl } from './signaling.js';
 import { Call } from './call.js';
-import { TileGrid } from './tiles.js';
+import { TileGrid, parseTileSize } from './tiles.js';
+import { SizeReporter } from './sizes.js';
+import { StatsStore } from './stats.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -76,13 +82,39 @@ function describeServerError(msg) {
 
 // --- media ---------------------------------------------------------------------------------
 
+// Simulcast needs the full 1280x720 from the camera, or the top layer is never sent.
 const VIDEO_CONSTRAINTS = { width: 1280, height: 720 };
 
-/** Camera and microphone; falls back to either alone, or to nothing (watch only). */
-async function getLocalMedia() {
+/** Reads the URL flags described at the top. */
+export function readOptions(params) {
+  const publish = (params.get('publish') || 'all').toLowerCase();
+  return {
+    simulcast: params.get('simulcast') !== '0',
+    audio: publish === 'all' || publish === 'audio',
+    video: publish === 'all' || publish === 'video',
+    fixedTile: parseTileSize(params.get('tile')),
+  };
+}
+
+const options = readOptions(new URLSearchParams(location.search));
+
+/**
+ * Camera and microphone (as far as `options` wants them); falls back to either alone, or to
+ * nothing (watch only).
+ */
+async function getLocalMedia({ audio, video }) {
+  if (!audio && !video) return null;
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     toast('This page cannot use the camera here (it needs https or localhost). Joining to watch only.');
     return null;
+  }
+  if (!audio || !video) {
+    try {
+      return await navigator.mediaDevices.getUserMedia(audio ? { audio: true } : { video: VIDEO_CONSTRAINTS });
+    } catch (e) {
+      toast(`Could not use your ${audio ? 'microphone' : 'camera'} (${e.message || e.name}). Joining to watch only.`);
+      return null;
+    }
   }
   try {
     return await navigator.mediaDevices.getUserMedia({ video: VIDEO_CONSTRAINTS, audio: true });
@@ -105,8 +137,11 @@ async function getLocalMedia() {
 
 let session = null;
 
+const stats = new StatsStore();
 const grid = new TileGrid($('grid'), {
   onAudioBlocked: () => { $('audio-button').hidden = false; },
+  stats,
+  fixedTile: options.fixedTile,
 });
 
 function showView(which) {
@@ -137,7 +172,7 @@ async function join(room, name) {
   const s = { room, name, stream: null, signaling: null, call: null, participants: new Map(), gone: new Set(), left: false };
   session = s;
   try {
-    s.stream = await getLocalMedia();
+    s.stream = await getLocalMedia(options);
     s.signaling = new Signaling(signalingUrl());
     s.signaling.addEventListener('state', (ev) => {
       if (session === s) setStatus('signaling', ...SIGNALING_STATUS[ev.detail]);
@@ -163,6 +198,13 @@ function startCall(s, joined) {
   history.replaceState(null, '', `?room=${encodeURIComponent(s.room)}`);
   showView('call');
   grid.setLocal(s.name, s.stream);
+  s.sizes = new SizeReporter({
+    send: (size) => {
+      stats.debug.sizes[size.track_id] = { width: size.width, height: size.height };
+      s.signaling.notify({ type: 'video_size', ...size });
+    },
+  });
+  grid.setSizeReporter(s.sizes);
 
   for (const p of joined.participants || []) addParticipant(s, p);
 
@@ -173,7 +215,8 @@ function startCall(s, joined) {
     teardown(s);
   });
 
-  s.call = new Call({ signaling: s.signaling, iceServers: joined.ice_servers || [] });
+  s.call = new Call({ signaling: s.signaling, iceServers: joined.ice_servers || [], simulcast: options.simulcast });
+  stats.debug.cameraLayers = () => (s.call ? s.call.cameraLayers() : {});
   s.call.addEventListener('state', (ev) => showMediaState(ev.detail));
   s.call.addEventListener('error', (ev) => toast(ev.detail.message || String(ev.detail)));
   s.call.addEventListener('trackadded', (ev) => {
@@ -181,17 +224,28 @@ function startCall(s, joined) {
     // A server offer still carrying a participant that has since left: its removal follows.
     if (s.gone.has(participantId)) return;
     const p = s.participants.get(participantId);
-    grid.upsert(participantId, p ? p.name : 'Guest');
-    grid.setTrack(participantId, kind, track);
+    const name = p ? p.name : 'Guest';
     const info = p && p.tracks.get(trackId);
+    grid.upsert(participantId, name);
+    if (isScreenTrack(ev.detail, info)) {
+      grid.addScreen(participantId, trackId, name, track);
+      if (info) grid.setScreenMuted(trackId, info.muted);
+      return;
+    }
+    grid.setTrack(participantId, kind, track, trackId);
     if (info) grid.setMuted(participantId, kind, info.muted);
   });
   s.call.addEventListener('trackremoved', (ev) => {
-    const { participantId, kind } = ev.detail;
+    const { participantId, kind, trackId } = ev.detail;
+    if (grid.isScreen(trackId)) {
+      grid.removeScreen(trackId);
+      return;
+    }
     grid.setTrack(participantId, kind, null);
     // A tile made for tracks of a participant we were never told about goes with its tracks.
     if (!s.participants.has(participantId) && !grid.hasTracks(participantId)) grid.remove(participantId);
   });
+  s.call.addEventListener('screenended', () => updateControls(s));
   s.call.publish(s.stream);
   updateControls(s);
 
@@ -200,8 +254,23 @@ function startCall(s, joined) {
   }, 20000);
 }
 
+/**
+ * Whether a received video track is a screen share: the server says so (`source`, when it
+ * sends one), or else it is a second video track of a participant whose tile already shows one.
+ */
+function isScreenTrack({ participantId, trackId, kind, source }, info) {
+  if (kind !== 'video') return false;
+  const known = source || (info && info.source);
+  if (known) return known === 'screen';
+  return grid.hasOtherVideo(participantId, trackId);
+}
+
+function trackInfo(t) {
+  return { kind: t.kind, muted: Boolean(t.muted), source: typeof t.source === 'string' ? t.source : null };
+}
+
 function addParticipant(s, p) {
-  const tracks = new Map((p.tracks || []).map((t) => [t.track_id, { kind: t.kind, muted: Boolean(t.muted) }]));
+  const tracks = new Map((p.tracks || []).map((t) => [t.track_id, trackInfo(t)]));
   s.participants.set(p.participant_id, { name: p.name, tracks });
   s.gone.delete(p.participant_id);
   grid.upsert(p.participant_id, p.name);
@@ -220,7 +289,7 @@ function onServerMessage(s, msg) {
       break;
     case 'track_published': {
       const p = s.participants.get(msg.participant_id);
-      if (p) p.tracks.set(msg.track.track_id, { kind: msg.track.kind, muted: Boolean(msg.track.muted) });
+      if (p) p.tracks.set(msg.track.track_id, trackInfo(msg.track));
       grid.setMuted(msg.participant_id, msg.track.kind, Boolean(msg.track.muted));
       break;
     }
@@ -233,16 +302,28 @@ function onServerMessage(s, msg) {
       const p = s.participants.get(msg.participant_id);
       const t = p && p.tracks.get(msg.track_id);
       if (t) t.muted = Boolean(msg.muted);
+      if (grid.setScreenMuted(msg.track_id, Boolean(msg.muted))) break;
       const kind = t ? t.kind : kindOfReceived(s, msg.track_id);
       if (kind) grid.setMuted(msg.participant_id, kind, Boolean(msg.muted));
       break;
     }
+    case 'video_paused':
+      stats.debug.paused[msg.track_id] = { paused: Boolean(msg.paused), reason: msg.reason };
+      grid.setPaused(msg.track_id, Boolean(msg.paused), msg.reason);
+      break;
+    case 'stats':
+      stats.update(msg);
+      grid.refreshStats();
+      break;
     case 'error':
-      toast(describeServerError(msg));
+      // An older server does not know a newer message: nothing the user can act on.
+      if (msg.code === 'unknown_type') console.info('switchboard: server did not know a message', msg);
+      else toast(describeServerError(msg));
       break;
     case 'offer':
     case 'answer':
     case 'pong':
+    case 'publisher_layers':
       break; // call.js / signaling.js
     default:
       console.debug('switchboard: unhandled message', msg.type);
@@ -267,9 +348,12 @@ function teardown(s) {
   if (session === s) session = null;
   clearInterval(s.keepalive);
   if (s.call) s.call.close();
+  grid.clear();
+  if (s.sizes) s.sizes.close();
+  grid.setSizeReporter(null);
+  stats.clear();
   if (s.signaling && s.signaling.state !== 'closed' && !s.left) s.signaling.close();
   if (s.stream) for (const t of s.stream.getTracks()) t.stop();
-  grid.clear();
   $('audio-button').hidden = true;
   setStatus('media', 'idle', 'idle');
   setStatus('signaling', 'idle', 'idle');
@@ -295,6 +379,43 @@ function updateControls(s) {
     button.title = !has ? `No ${kind === 'audio' ? 'microphone' : 'camera'}` : muted ? offLabel : onLabel;
     grid.setLocalMuted(kind, muted);
   }
+  const screen = $('screen-button');
+  const sharing = Boolean(s.call && s.call.isSharingScreen());
+  screen.hidden = !(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
+  screen.disabled = !s.call;
+  screen.setAttribute('aria-pressed', String(sharing));
+  screen.classList.toggle('sharing', sharing);
+  screen.querySelector('.control-label').textContent = sharing ? 'Stop sharing' : 'Share screen';
+  screen.title = sharing ? 'Stop sharing your screen' : 'Share your screen';
+}
+
+/** Starts or stops sharing the screen (a second video track, `track_source` "screen"). */
+async function toggleScreen() {
+  const s = session;
+  if (!s || !s.call) return;
+  if (s.call.isSharingScreen()) {
+    s.call.stopScreen();
+    updateControls(s);
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15, max: 30 } }, audio: false });
+  } catch (e) {
+    if (e.name !== 'NotAllowedError' && e.name !== 'AbortError') toast(`Could not share the screen (${e.message || e.name}).`);
+    return;
+  }
+  if (session !== s || !s.call || s.call.closed) {
+    for (const t of stream.getTracks()) t.stop();
+    return;
+  }
+  try {
+    s.call.publishScreen(stream);
+  } catch (e) {
+    for (const t of stream.getTracks()) t.stop();
+    toast(`Could not share the screen (${e.message || e.name}).`);
+  }
+  updateControls(s);
 }
 
 function toggle(kind) {
@@ -318,6 +439,7 @@ function init() {
   });
   $('mic-button').addEventListener('click', () => toggle('audio'));
   $('cam-button').addEventListener('click', () => toggle('video'));
+  $('screen-button').addEventListener('click', toggleScreen);
   $('leave-button').addEventListener('click', leave);
   $('audio-button').addEventListener('click', async () => {
     await grid.resumeAudio();

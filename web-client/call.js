@@ -12,17 +12,14 @@
 // id). Which receivers are live is recomputed after every completed negotiation, so tracks the
 // server stops are reported as removed whatever way the browser signals it.
 
-/** How the camera is sent. Simulcast (rid q/h/f) is a change here only. */
-function videoSendInit(stream) {
+import { SenderLayers, cameraEncodings } from './simulcast.js';
+
+/** How the camera is sent: simulcast q/h/f (simulcast.js), or one encoding. */
+function videoSendInit(stream, { simulcast = true } = {}) {
   return {
     direction: 'sendonly',
     streams: [stream],
-    // Simulcast, later:
-    // sendEncodings: [
-    //   { rid: 'q', scaleResolutionDownBy: 4 },
-    //   { rid: 'h', scaleResolutionDownBy: 2 },
-    //   { rid: 'f', scaleResolutionDownBy: 1 },
-    // ],
+    sendEncodings: cameraEncodings(simulcast),
   };
 }
 
@@ -30,18 +27,25 @@ function audioSendInit(stream) {
   return { direction: 'sendonly', streams: [stream] };
 }
 
+/** A screen share: one encoding, full size. */
+function screenSendInit(stream) {
+  return { direction: 'sendonly', streams: [stream], sendEncodings: [{ scaleResolutionDownBy: 1 }] };
+}
+
 /** Consecutive rejected offers after which we stop re-offering on our own. */
 const MAX_FAILED_OFFERS = 3;
 
 /**
  * Events (`CustomEvent`, payload in `detail`):
- * - `trackadded`: `{mid, participantId, trackId, kind, track}`
+ * - `trackadded`: `{mid, participantId, trackId, kind, source, track}` (`source` is the server's
+ *   `source` for the track when it sends one, else null)
  * - `trackremoved`: `{mid, participantId, trackId, kind}`
+ * - `screenended`: our screen share stopped (the browser's "stop sharing", or `stopScreen()`)
  * - `state`: `{connectionState, iceConnectionState, signalingState}`
  * - `error`: an Error to show to the user
  */
 export class Call extends EventTarget {
-  constructor({ signaling, iceServers = [] }) {
+  constructor({ signaling, iceServers = [], simulcast = true }) {
     super();
     this.signaling = signaling;
     this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
@@ -49,7 +53,11 @@ export class Call extends EventTarget {
     this.closed = false;
     this.offerId = null; // request id of our outstanding offer
     this.failedOffers = 0;
-    this.local = new Map(); // kind -> {track, transceiver, muted, announced}
+    this.simulcast = simulcast;
+    // 'audio' | 'video' (camera) | 'screen' -> {track, transceiver, muted, announced, source,
+    // sourceAnnounced, layers}
+    this.local = new Map();
+    this.placeholders = new Set(); // our recvonly transceivers when we publish nothing
     this.midMap = new Map(); // mid -> {participant_id, track_id, kind} from server offers
     this.streamByMid = new Map(); // mid -> msid stream id, from ontrack (fallback mapping)
     this.receiving = new Map(); // mid -> {participantId, trackId, kind, track} currently live
@@ -73,13 +81,65 @@ export class Call extends EventTarget {
   publish(stream) {
     const tracks = stream ? stream.getTracks() : [];
     for (const track of tracks) {
-      const init = track.kind === 'video' ? videoSendInit(stream) : audioSendInit(stream);
-      const transceiver = this.pc.addTransceiver(track, init);
-      this.local.set(track.kind, { track, transceiver, muted: false, announced: false });
+      const video = track.kind === 'video';
+      const transceiver = this.pc.addTransceiver(track, video ? videoSendInit(stream, { simulcast: this.simulcast }) : audioSendInit(stream));
+      const layers = video ? new SenderLayers(transceiver.sender, { simulcast: this.simulcast }) : null;
+      this.local.set(track.kind, { track, transceiver, muted: false, announced: false, source: video ? 'camera' : null, layers });
     }
-    // With nothing to publish there is no `negotiationneeded`, but the protocol has the
-    // client make the first offer.
-    if (tracks.length === 0) this.enqueue(() => this.makeOffer());
+    // With nothing to publish the first offer still needs an m-line (docs/protocol.md, "A
+    // client with nothing to publish"): receive-only audio and video. Adding them fires
+    // `negotiationneeded`.
+    if (tracks.length === 0) {
+      for (const kind of ['audio', 'video']) {
+        this.placeholders.add(this.pc.addTransceiver(kind, { direction: 'recvonly' }));
+      }
+    }
+  }
+
+  /**
+   * Publishes a screen share (a `getDisplayMedia` stream) as a second video track; tells the
+   * server it is a screen (`track_source`) once its mid is known. Ends by itself when the
+   * browser's "stop sharing" ends the track.
+   */
+  publishScreen(stream) {
+    const track = stream.getVideoTracks()[0];
+    if (!track) throw new Error('the screen share has no video');
+    if (this.local.has('screen')) this.stopScreen();
+    if ('contentHint' in track) track.contentHint = 'detail';
+    const transceiver = this.pc.addTransceiver(track, screenSendInit(stream));
+    const entry = { track, transceiver, muted: false, announced: false, source: 'screen', sourceAnnounced: false, layers: null };
+    entry.onEnded = () => this.stopScreen();
+    track.addEventListener('ended', entry.onEnded);
+    this.local.set('screen', entry);
+    return track;
+  }
+
+  /** Stops our screen share: the track stops and its transceiver goes inactive (renegotiated). */
+  stopScreen() {
+    const entry = this.local.get('screen');
+    if (!entry) return;
+    this.local.delete('screen');
+    entry.track.removeEventListener('ended', entry.onEnded);
+    entry.track.stop();
+    if (!this.closed) {
+      try {
+        // sendonly -> inactive; `negotiationneeded` follows and the server unpublishes it.
+        this.pc.removeTrack(entry.transceiver.sender);
+      } catch (e) {
+        console.warn('call: could not remove the screen track', e);
+      }
+    }
+    this.emit('screenended', {});
+  }
+
+  isSharingScreen() {
+    return this.local.has('screen');
+  }
+
+  /** `{rid: active}` of the camera's simulcast encodings (for tests and the stats panel). */
+  cameraLayers() {
+    const l = this.local.get('video');
+    return l && l.layers ? l.layers.activeLayers() : {};
   }
 
   /** Mutes or unmutes what we send of `kind` ('audio' | 'video'). */
@@ -100,6 +160,11 @@ export class Call extends EventTarget {
   close() {
     if (this.closed) return;
     this.closed = true;
+    const screen = this.local.get('screen');
+    if (screen) {
+      screen.track.removeEventListener('ended', screen.onEnded);
+      screen.track.stop();
+    }
     this.signaling.removeEventListener('message', this.onMessage);
     for (const [mid, r] of this.receiving) this.emit('trackremoved', { mid, ...withoutTrack(r) });
     this.receiving.clear();
@@ -124,6 +189,9 @@ export class Call extends EventTarget {
         break;
       case 'error':
         if (msg.id != null && msg.id === this.offerId) this.enqueue(() => this.onOfferRejected());
+        break;
+      case 'publisher_layers':
+        this.onPublisherLayers(msg);
         break;
       default:
         break;
@@ -193,14 +261,33 @@ export class Call extends EventTarget {
 
   afterNegotiation() {
     this.syncReceivers();
-    for (const l of this.local.values()) this.announceMute(l);
+    for (const l of this.local.values()) {
+      this.announceMute(l);
+      this.announceSource(l);
+      if (l.layers) l.layers.afterNegotiation();
+    }
+  }
+
+  /** Dynacast: switch our simulcast encodings on transceiver `mid` on or off. */
+  onPublisherLayers(msg) {
+    for (const l of this.local.values()) {
+      if (l.transceiver.mid !== msg.mid) continue;
+      if (!l.layers) {
+        console.debug('call: publisher_layers for a track without simulcast, mid', msg.mid);
+        return;
+      }
+      console.info(`call: publisher_layers mid ${msg.mid}: ${JSON.stringify(msg.active)}`);
+      l.layers.setActive(msg.active);
+      return;
+    }
+    console.debug('call: publisher_layers for a mid we do not send on', msg.mid);
   }
 
   /** Diffs the live receivers against what we reported, emitting added/removed tracks. */
   syncReceivers() {
     const live = new Map();
     for (const t of this.pc.getTransceivers()) {
-      if (t.mid == null || t.stopped) continue;
+      if (t.mid == null || t.stopped || this.placeholders.has(t)) continue;
       const dir = t.currentDirection;
       if (dir !== 'recvonly' && dir !== 'sendrecv') continue;
       const info = this.midMap.get(t.mid);
@@ -213,6 +300,7 @@ export class Call extends EventTarget {
         participantId,
         trackId: info ? info.track_id : t.receiver.track.id,
         kind: (info && info.kind) || t.receiver.track.kind,
+        source: (info && info.source) || null,
         track: t.receiver.track,
       });
     }
@@ -245,6 +333,15 @@ export class Call extends EventTarget {
     } catch (e) {
       this.emit('error', e);
     }
+  }
+
+  /** Tells the server what a non-camera video track shows, once its mid is known. */
+  announceSource(l) {
+    const mid = l.transceiver.mid;
+    if (l.source !== 'screen' || l.sourceAnnounced || mid == null || this.closed) return;
+    l.sourceAnnounced = true;
+    // Best effort: a server without `track_source` answers `unknown_type`, which is fine.
+    this.signaling.notify({ type: 'track_source', mid, source: l.source });
   }
 
   sendCandidate(candidate) {

@@ -36,6 +36,8 @@ export class Signaling extends EventTarget {
     this.ws = null;
     this.nextId = 1;
     this.pending = new Map(); // id -> {resolve, reject, type}
+    this.bestEffort = new Map(); // id -> type, for `notify()`
+    this.unsupported = new Set(); // message types the server answered with `unknown_type`
     this.leaving = false;
   }
 
@@ -78,6 +80,25 @@ export class Signaling extends EventTarget {
     }
     this.ws.send(JSON.stringify(out));
     return out.id;
+  }
+
+  /**
+   * Sends a best-effort message (`video_size`, `track_source`): no reply is awaited, and an
+   * `error` answering it is logged, not dispatched. A type the server does not know
+   * (`unknown_type`, an older server) is not sent again on this connection. Returns whether
+   * the message was sent.
+   */
+  notify(msg) {
+    if (this.unsupported.has(msg.type)) return false;
+    let id;
+    try {
+      id = this.send(msg, { withId: true });
+    } catch {
+      return false;
+    }
+    this.bestEffort.set(id, msg.type);
+    if (this.bestEffort.size > 200) this.bestEffort.delete(this.bestEffort.keys().next().value);
+    return true;
   }
 
   /**
@@ -130,6 +151,17 @@ export class Signaling extends EventTarget {
       this.pending.delete(msg.id);
       if (msg.type === 'error') p.reject(new ServerError(msg));
       else p.resolve(msg);
+      return;
+    }
+    if (msg.type === 'error' && msg.id != null && this.bestEffort.has(msg.id)) {
+      const type = this.bestEffort.get(msg.id);
+      this.bestEffort.delete(msg.id);
+      if (msg.code === 'unknown_type') {
+        this.unsupported.add(type);
+        console.info(`signaling: the server does not know \`${type}\`; not sending it again`);
+      } else {
+        console.debug(`signaling: \`${type}\` refused: ${msg.code} ${msg.message || ''}`);
+      }
       return;
     }
     this.emit('message', msg);

@@ -1,9 +1,19 @@
-// The call grid: one tile per participant (plus our own preview), laid out to fill the space.
-// A remote tile holds a <video data-participant="NAME"> (muted: its sound plays through the
-// tile's <audio>, so video autoplay never depends on the audio autoplay policy), an <audio>,
-// an avatar shown while there is no picture, and a caption with the name and mute badges.
+// The call grid: one tile per participant (plus our own preview), and one more per remote
+// screen share, laid out to fill the space. A participant's tile holds a
+// <video data-participant="NAME"> (muted: its sound plays through the tile's <audio>, so video
+// autoplay never depends on the audio autoplay policy), an <audio>, an avatar shown while there
+// is no picture, and a caption with the name and mute badges. A screen-share tile holds a
+// <video data-screen-of="NAME">, is twice as wide and comes first.
+//
+// Remote tiles also carry an info button that opens the server's view of that video (`stats`),
+// and a "paused" overlay for `video_paused`. Every remote video is reported to `sizes`
+// (sizes.js) while it has a track.
+
+import { statsRows } from './stats.js';
 
 const MIC_OFF_SVG = `<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M19 11a7 7 0 0 1-1.2 3.9l-1.5-1.5A5 5 0 0 0 17 11h2zM12 2a3 3 0 0 1 3 3v6l-.03.4L9 5.4V5a3 3 0 0 1 3-3zM3.3 2.3 21.7 20.7l-1.4 1.4-4.2-4.2A7 7 0 0 1 13 19v3h-2v-3a7 7 0 0 1-6-7h2a5 5 0 0 0 7.6 4.3l-1.5-1.5A3 3 0 0 1 9 11v-.8L1.9 3.7z"/></svg>`;
+const SCREEN_SVG = `<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M3 4h18a1 1 0 0 1 1 1v11a1 1 0 0 1-1 1h-7v2h3v2H7v-2h3v-2H3a1 1 0 0 1-1-1V5a1 1 0 0 1 1-1zm1 2v9h16V6H4z"/></svg>`;
+const PAUSE_SVG = `<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M7 5h4v14H7zm6 0h4v14h-4z"/></svg>`;
 const CAM_OFF_SVG = `<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M3.3 2.3 21.7 20.7l-1.4 1.4-3-3H4a1 1 0 0 1-1-1V7a1 1 0 0 1 1-1h.2L1.9 3.7zM21 6.5v11l-.3-.3L17 13.5V16l-9-9h8a1 1 0 0 1 1 1v2.5z"/></svg>`;
 
 function initials(name) {
@@ -32,23 +42,33 @@ function el(tag, attrs = {}, children = []) {
   return e;
 }
 
+let panelIds = 0;
+
 class Tile {
-  constructor({ name, local = false }) {
+  /** `screen`: a remote screen share (no audio, no avatar initials, labelled as a screen). */
+  constructor({ name, local = false, screen = false }) {
     this.local = local;
+    this.screen = screen;
     this.video = el('video', { autoplay: true, playsinline: true, muted: true });
     this.video.muted = true; // the attribute alone does not mute a srcObject in every browser
-    this.audio = local ? null : el('audio', { autoplay: true });
+    this.audio = local || screen ? null : el('audio', { autoplay: true });
     this.avatar = el('div', { class: 'avatar', 'aria-hidden': 'true' });
     this.nameEl = el('span', { class: 'name' });
     this.micBadge = el('span', { class: 'badge mic-off', title: 'Microphone muted', html: MIC_OFF_SVG });
-    this.camBadge = el('span', { class: 'badge cam-off', title: 'Camera off', html: CAM_OFF_SVG });
-    this.root = el('figure', { class: local ? 'tile local' : 'tile' }, [
+    this.camBadge = el('span', { class: 'badge cam-off', title: screen ? 'Screen share paused' : 'Camera off', html: CAM_OFF_SVG });
+    const caption = el('figcaption', {}, [
+      ...(screen ? [el('span', { class: 'badge screen-icon', html: SCREEN_SVG })] : []),
+      this.nameEl, this.micBadge, this.camBadge,
+    ]);
+    this.root = el('figure', { class: `tile${local ? ' local' : ''}${screen ? ' screen' : ''}` }, [
       this.video,
       el('div', { class: 'placeholder' }, [this.avatar]),
-      el('figcaption', {}, [this.nameEl, this.micBadge, this.camBadge]),
+      caption,
     ]);
     if (this.audio) this.root.append(this.audio);
+    if (!local) this.addOverlays();
     this.tracks = { audio: null, video: null };
+    this.trackIds = { audio: null, video: null };
     this.muted = { audio: false, video: false };
     this.video.addEventListener('resize', () => this.refresh());
     this.video.addEventListener('playing', () => this.refresh());
@@ -57,14 +77,34 @@ class Tile {
     this.refresh();
   }
 
+  /** The "paused (low bandwidth)" overlay, the info button and its stats panel. */
+  addOverlays() {
+    this.pausedEl = el('div', { class: 'paused-overlay', role: 'status', hidden: true }, [
+      el('span', { class: 'paused-icon', html: PAUSE_SVG }),
+      el('span', { text: 'Paused (low bandwidth)' }),
+    ]);
+    const panelId = `stats-panel-${++panelIds}`;
+    this.statsPanel = el('dl', { class: 'stats-panel', id: panelId, hidden: true });
+    this.infoButton = el('button', {
+      type: 'button', class: 'info-toggle', 'aria-expanded': 'false', 'aria-controls': panelId, text: 'i',
+    });
+    this.infoButton.addEventListener('click', () => this.toggleStats());
+    this.root.append(this.pausedEl, this.infoButton, this.statsPanel);
+  }
+
   setName(name) {
     this.name = name;
-    this.nameEl.textContent = this.local ? `${name} (you)` : name;
+    const label = this.local ? `${name} (you)` : this.screen ? `${name}’s screen` : name;
+    this.nameEl.textContent = label;
     this.avatar.textContent = initials(name);
     this.avatar.style.setProperty('--hue', hue(name));
-    if (!this.local) this.video.setAttribute('data-participant', name);
-    else this.video.setAttribute('data-local', '');
-    this.root.setAttribute('aria-label', this.local ? `You (${name})` : name);
+    if (this.local) this.video.setAttribute('data-local', '');
+    else this.video.setAttribute(this.screen ? 'data-screen-of' : 'data-participant', name);
+    this.root.setAttribute('aria-label', this.local ? `You (${name})` : label);
+    if (this.infoButton) {
+      this.infoButton.setAttribute('aria-label', `Video stats for ${label}`);
+      this.infoButton.title = `Video stats for ${label}`;
+    }
   }
 
   setStream(stream) {
@@ -74,11 +114,13 @@ class Tile {
     this.refresh();
   }
 
-  /** Sets (or clears, with `null`) the received track of one kind. */
-  setTrack(kind, track, onAudioBlocked) {
+  /** Sets (or clears, with `null`) the received track of one kind, with its server track id. */
+  setTrack(kind, track, trackId, onAudioBlocked) {
     if (this.tracks[kind] === track) return;
     this.tracks[kind] = track;
+    this.trackIds[kind] = track ? trackId || null : null;
     const media = kind === 'video' ? this.video : this.audio;
+    if (!media) return;
     media.srcObject = track ? new MediaStream([track]) : null;
     if (track) {
       media.play().catch((e) => {
@@ -86,6 +128,7 @@ class Tile {
         else if (e.name !== 'AbortError') console.warn('tile: play failed', e);
       });
     }
+    if (kind === 'video' && !track) this.setPaused(false);
     this.refresh();
   }
 
@@ -94,11 +137,31 @@ class Tile {
     this.refresh();
   }
 
+  setPaused(paused) {
+    if (this.pausedEl) this.pausedEl.hidden = !paused;
+    this.root.classList.toggle('paused', Boolean(paused));
+  }
+
+  toggleStats(open = this.statsPanel.hidden) {
+    this.statsPanel.hidden = !open;
+    this.infoButton.setAttribute('aria-expanded', String(open));
+    this.infoButton.classList.toggle('active', open);
+    if (open && this.renderStats) this.renderStats();
+  }
+
+  /** Fills the stats panel (if open) from a `stats` subscription entry. */
+  showStats(entry, estimateBps) {
+    if (!this.statsPanel || this.statsPanel.hidden) return;
+    const rows = statsRows(entry, estimateBps, this.video);
+    this.statsPanel.replaceChildren(...rows.flatMap(([k, v]) => [el('dt', { text: k }), el('dd', { text: v })]));
+  }
+
   refresh() {
     const picture = this.tracks.video && !this.muted.video && this.video.videoWidth > 0;
     this.root.classList.toggle('has-video', Boolean(picture));
-    this.micBadge.hidden = !this.muted.audio;
+    this.micBadge.hidden = !this.muted.audio || this.screen;
     this.camBadge.hidden = !this.muted.video;
+    if (this.renderStats) this.renderStats();
   }
 
   /** Retries audio playback after a user gesture. */
@@ -108,13 +171,39 @@ class Tile {
   }
 }
 
+/** Parses `WxH` (e.g. `320x180`) into CSS pixels, or null. */
+export function parseTileSize(text) {
+  const m = /^(\d{1,5})x(\d{1,5})$/.exec(String(text || '').trim());
+  if (!m) return null;
+  const width = Number(m[1]);
+  const height = Number(m[2]);
+  return width > 0 && height > 0 ? { width, height } : null;
+}
+
 export class TileGrid {
-  constructor(container, { onAudioBlocked } = {}) {
+  /**
+   * `sizes`: an object with `observe(videoElement, trackId)` / `unobserve(videoElement)`
+   * (sizes.js), told about every remote video. `stats`: a StatsStore (stats.js) for the info
+   * panels. `fixedTile`: `{width, height}` in CSS pixels for every remote camera tile (tests).
+   */
+  constructor(container, { onAudioBlocked, sizes = null, stats = null, fixedTile = null } = {}) {
     this.container = container;
     this.onAudioBlocked = onAudioBlocked;
-    this.tiles = new Map(); // participant id -> Tile
+    this.sizes = sizes;
+    this.stats = stats;
+    this.tiles = new Map(); // participant id -> Tile (camera, audio)
+    this.screens = new Map(); // track id -> {participantId, tile}
     this.localTile = null;
+    if (fixedTile) {
+      container.classList.add('fixed-tiles');
+      container.style.setProperty('--fixed-w', `${fixedTile.width}px`);
+      container.style.setProperty('--fixed-h', `${fixedTile.height}px`);
+    }
     this.observe();
+  }
+
+  setSizeReporter(sizes) {
+    this.sizes = sizes;
   }
 
   setLocal(name, stream) {
@@ -131,34 +220,74 @@ export class TileGrid {
     if (this.localTile) this.localTile.setMuted(kind, muted);
   }
 
-  /** Adds a participant's tile, or renames it if it exists. */
+  /** Adds a participant's tile, or renames it (and its screen tiles) if it exists. */
   upsert(participantId, name) {
     let tile = this.tiles.get(participantId);
     if (tile) {
-      if (tile.name !== name) tile.setName(name);
+      if (tile.name !== name) {
+        tile.setName(name);
+        for (const s of this.screens.values()) if (s.participantId === participantId) s.tile.setName(name);
+      }
       return tile;
     }
     tile = new Tile({ name });
     tile.root.dataset.participantId = participantId;
+    this.wireStats(tile);
     this.tiles.set(participantId, tile);
     this.container.append(tile.root);
     this.layout();
     return tile;
   }
 
+  /** Removes a participant's tile and its screen shares. */
   remove(participantId) {
+    for (const [trackId, s] of [...this.screens]) if (s.participantId === participantId) this.removeScreen(trackId);
     const tile = this.tiles.get(participantId);
     if (!tile) return;
-    tile.setTrack('video', null);
-    tile.setTrack('audio', null);
+    this.setTileTrack(tile, 'video', null, null);
+    this.setTileTrack(tile, 'audio', null, null);
     tile.root.remove();
     this.tiles.delete(participantId);
     this.layout();
   }
 
-  setTrack(participantId, kind, track) {
+  setTrack(participantId, kind, track, trackId = null) {
     const tile = this.tiles.get(participantId);
-    if (tile) tile.setTrack(kind, track, this.onAudioBlocked);
+    if (tile) this.setTileTrack(tile, kind, track, trackId);
+  }
+
+  /** Shows a remote screen share in a tile of its own. */
+  addScreen(participantId, trackId, name, track) {
+    let s = this.screens.get(trackId);
+    if (!s) {
+      const tile = new Tile({ name, screen: true });
+      tile.root.dataset.participantId = participantId;
+      this.wireStats(tile);
+      s = { participantId, tile };
+      this.screens.set(trackId, s);
+      this.container.append(tile.root);
+    }
+    this.setTileTrack(s.tile, 'video', track, trackId);
+    this.layout();
+  }
+
+  removeScreen(trackId) {
+    const s = this.screens.get(trackId);
+    if (!s) return;
+    this.setTileTrack(s.tile, 'video', null, null);
+    s.tile.root.remove();
+    this.screens.delete(trackId);
+    this.layout();
+  }
+
+  isScreen(trackId) {
+    return this.screens.has(trackId);
+  }
+
+  /** Whether the participant's own tile already shows a video track other than `trackId`. */
+  hasOtherVideo(participantId, trackId) {
+    const tile = this.tiles.get(participantId);
+    return Boolean(tile && tile.tracks.video && tile.trackIds.video !== trackId);
   }
 
   hasTracks(participantId) {
@@ -171,12 +300,41 @@ export class TileGrid {
     if (tile) tile.setMuted(kind, muted);
   }
 
+  /** Mutes the tile showing `trackId` if it is a screen share; returns whether it was one. */
+  setScreenMuted(trackId, muted) {
+    const s = this.screens.get(trackId);
+    if (s) s.tile.setMuted('video', muted);
+    return Boolean(s);
+  }
+
+  /** `video_paused`: shows or hides the "paused" overlay of the tile showing `trackId`. */
+  setPaused(trackId, paused, reason) {
+    const tile = this.tileForTrack(trackId);
+    // `hidden` pauses are ours (we reported size 0): nothing to explain to the user.
+    if (tile) tile.setPaused(paused && reason !== 'hidden');
+    return Boolean(tile);
+  }
+
+  tileForTrack(trackId) {
+    if (!trackId) return null;
+    const s = this.screens.get(trackId);
+    if (s) return s.tile;
+    for (const t of this.tiles.values()) if (t.trackIds.video === trackId || t.trackIds.audio === trackId) return t;
+    return null;
+  }
+
+  /** Refreshes the open stats panels (after a `stats` message). */
+  refreshStats() {
+    for (const t of this.allRemote()) if (t.renderStats) t.renderStats();
+  }
+
   resumeAudio() {
     return Promise.all([...this.tiles.values()].map((t) => t.resumeAudio()));
   }
 
   clear() {
     for (const id of [...this.tiles.keys()]) this.remove(id);
+    for (const id of [...this.screens.keys()]) this.removeScreen(id);
     if (this.localTile) {
       this.localTile.setStream(null);
       this.localTile.root.remove();
@@ -185,12 +343,33 @@ export class TileGrid {
     this.layout();
   }
 
+  *allRemote() {
+    yield* this.tiles.values();
+    for (const s of this.screens.values()) yield s.tile;
+  }
+
+  setTileTrack(tile, kind, track, trackId) {
+    tile.setTrack(kind, track, trackId, this.onAudioBlocked);
+    if (kind !== 'video' || !this.sizes) return;
+    if (track && tile.trackIds.video) this.sizes.observe(tile.video, tile.trackIds.video);
+    else this.sizes.unobserve(tile.video);
+  }
+
+  wireStats(tile) {
+    tile.renderStats = () => {
+      if (!this.stats) return;
+      tile.showStats(this.stats.forTrack(tile.trackIds.video), this.stats.estimate());
+    };
+  }
+
   /**
    * Sizes tiles (16:9) as large as the container allows: tries every column count and keeps
-   * the one that gives the biggest tile. Tiles flow in a centred, wrapping flex box.
+   * the one that gives the biggest tile. A screen-share tile counts as four (twice as wide and
+   * high). Tiles flow in a centred, wrapping flex box.
    */
   layout() {
-    const n = this.tiles.size + (this.localTile ? 1 : 0);
+    const cells = this.tiles.size + 4 * this.screens.size + (this.localTile ? 1 : 0);
+    const n = this.tiles.size + this.screens.size + (this.localTile ? 1 : 0);
     this.container.dataset.count = n;
     const css = getComputedStyle(this.container);
     const px = (v) => parseFloat(v) || 0;
@@ -198,9 +377,10 @@ export class TileGrid {
     const H = this.container.clientHeight - px(css.paddingTop) - px(css.paddingBottom);
     if (!n || W <= 0 || H <= 0) return;
     const gap = px(css.columnGap);
+    const minCols = this.screens.size ? 2 : 1;
     let best = 0;
-    for (let cols = 1; cols <= n; cols++) {
-      const rows = Math.ceil(n / cols);
+    for (let cols = minCols; cols <= Math.max(cells, minCols); cols++) {
+      const rows = Math.max(Math.ceil(cells / cols), this.screens.size ? 2 : 1);
       const cellW = (W - gap * (cols - 1)) / cols;
       const cellH = (H - gap * (rows - 1)) / rows;
       const w = Math.min(cellW, (cellH * 16) / 9);
