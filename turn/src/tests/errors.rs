@@ -567,18 +567,72 @@ fn ipv6_relay_needs_configuration_440() {
 }
 
 #[test]
-fn reservation_token_is_refused() {
+fn even_port_reservation_and_token() {
     let mut h = Harness::new(config());
-    let token = ReservationToken::from([1u8; 8]);
+    let unknown: StunAttribute = ReservationToken::from([1u8; 8]).into();
     let resp = h.authed(
         udp(1),
         methods::ALLOCATE,
-        vec![udp_transport(), token.into()],
+        vec![udp_transport(), unknown],
         USER,
         PASS,
         h.t0,
     );
-    assert_eq!(error_code(&resp), Some(508));
+    assert_eq!(error_code(&resp), Some(508), "unknown token");
+    let even = || -> StunAttribute { stun_rs::attributes::turn::EvenPort::new(true).into() };
+    let resp = h.authed(
+        udp(1),
+        methods::ALLOCATE,
+        vec![udp_transport(), even()],
+        USER,
+        PASS,
+        h.t0,
+    );
+    assert_eq!(resp.class(), MessageClass::SuccessResponse);
+    let rtp = relayed_of(&resp);
+    assert_eq!(rtp.port() % 2, 0, "EVEN-PORT gives an even port");
+    let token = resp
+        .get::<ReservationToken>()
+        .cloned()
+        .expect("RESERVATION-TOKEN with the R bit");
+    let resp = h.authed(
+        udp(2),
+        methods::ALLOCATE,
+        vec![udp_transport(), token.clone()],
+        USER,
+        PASS,
+        h.t0,
+    );
+    assert_eq!(resp.class(), MessageClass::SuccessResponse);
+    assert_eq!(
+        relayed_of(&resp).port(),
+        rtp.port() + 1,
+        "the reserved odd port"
+    );
+    let resp = h.authed(
+        udp(3),
+        methods::ALLOCATE,
+        vec![udp_transport(), token],
+        USER,
+        PASS,
+        h.t0,
+    );
+    assert_eq!(error_code(&resp), Some(508), "a token is single-use");
+    // an unused reservation lapses after 30 s and frees its port
+    let resp = h.authed(
+        udp(4),
+        methods::ALLOCATE,
+        vec![udp_transport(), even()],
+        USER,
+        PASS,
+        h.t0,
+    );
+    let reserved_port = relayed_of(&resp).port() + 1;
+    assert!(!h.srv.ports.is_free(false, reserved_port));
+    let mut out = Vec::new();
+    h.srv.handle_timeout(h.at(31), &mut out);
+    assert!(h.srv.ports.is_free(false, reserved_port));
+    assert!(h.srv.reservations.is_empty());
 }
 
 #[test]
