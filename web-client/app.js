@@ -217,6 +217,7 @@ function startCall(s, joined) {
 
   s.call = new Call({ signaling: s.signaling, iceServers: joined.ice_servers || [], simulcast: options.simulcast });
   stats.debug.cameraLayers = () => (s.call ? s.call.cameraLayers() : {});
+  stats.debug.unsupported = () => [...s.signaling.unsupported];
   s.call.addEventListener('state', (ev) => showMediaState(ev.detail));
   s.call.addEventListener('error', (ev) => toast(ev.detail.message || String(ev.detail)));
   s.call.addEventListener('trackadded', (ev) => {

@@ -122,6 +122,10 @@ class Tile {
     const media = kind === 'video' ? this.video : this.audio;
     if (!media) return;
     media.srcObject = track ? new MediaStream([track]) : null;
+    if (kind === 'video') {
+      if (this.trackIds.video) media.dataset.trackId = this.trackIds.video;
+      else delete media.dataset.trackId;
+    }
     if (track) {
       media.play().catch((e) => {
         if (e.name === 'NotAllowedError' && kind === 'audio' && onAudioBlocked) onAudioBlocked();
@@ -159,6 +163,7 @@ class Tile {
   refresh() {
     const picture = this.tracks.video && !this.muted.video && this.video.videoWidth > 0;
     this.root.classList.toggle('has-video', Boolean(picture));
+    this.root.classList.toggle('video-track', Boolean(this.tracks.video));
     this.micBadge.hidden = !this.muted.audio || this.screen;
     this.camBadge.hidden = !this.muted.video;
     if (this.renderStats) this.renderStats();
@@ -178,6 +183,41 @@ export function parseTileSize(text) {
   const width = Number(m[1]);
   const height = Number(m[2]);
   return width > 0 && height > 0 ? { width, height } : null;
+}
+
+/**
+ * Height of `items` ('tile' | 'screen', in order) flowing in rows of width `W` like the grid's
+ * wrapping flex box, for a tile width `w`: a tile is w x 9w/16, a screen 2w+gap wide (at most
+ * W) and as high as its width asks.
+ */
+function flowHeight(items, w, W, gap) {
+  let total = 0;
+  let rowW = 0;
+  let rowH = 0;
+  for (const item of items) {
+    const iw = item === 'screen' ? Math.min(2 * w + gap, W) : w;
+    const ih = (iw * 9) / 16;
+    if (rowW > 0 && rowW + gap + iw > W) {
+      total += rowH + gap;
+      rowW = 0;
+      rowH = 0;
+    }
+    rowW += (rowW > 0 ? gap : 0) + iw;
+    rowH = Math.max(rowH, ih);
+  }
+  return total + rowH;
+}
+
+/** The largest tile width (CSS px) for which `items` fit a W x H box. */
+export function fitTileWidth(items, W, H, gap) {
+  let lo = 0;
+  let hi = W;
+  for (let i = 0; i < 24; i++) {
+    const mid = (lo + hi) / 2;
+    if (flowHeight(items, mid, W, gap) <= H) lo = mid;
+    else hi = mid;
+  }
+  return lo;
 }
 
 export class TileGrid {
@@ -363,30 +403,22 @@ export class TileGrid {
   }
 
   /**
-   * Sizes tiles (16:9) as large as the container allows: tries every column count and keeps
-   * the one that gives the biggest tile. A screen-share tile counts as four (twice as wide and
-   * high). Tiles flow in a centred, wrapping flex box.
+   * Sizes tiles (16:9) as large as the container allows, screen shares (twice as wide, first)
+   * included: see `fitTileWidth`.
    */
   layout() {
-    const cells = this.tiles.size + 4 * this.screens.size + (this.localTile ? 1 : 0);
-    const n = this.tiles.size + this.screens.size + (this.localTile ? 1 : 0);
-    this.container.dataset.count = n;
+    const items = [
+      ...Array(this.screens.size).fill('screen'),
+      ...Array(this.tiles.size + (this.localTile ? 1 : 0)).fill('tile'),
+    ];
+    this.container.dataset.count = items.length;
     const css = getComputedStyle(this.container);
     const px = (v) => parseFloat(v) || 0;
     const W = this.container.clientWidth - px(css.paddingLeft) - px(css.paddingRight);
     const H = this.container.clientHeight - px(css.paddingTop) - px(css.paddingBottom);
-    if (!n || W <= 0 || H <= 0) return;
-    const gap = px(css.columnGap);
-    const minCols = this.screens.size ? 2 : 1;
-    let best = 0;
-    for (let cols = minCols; cols <= Math.max(cells, minCols); cols++) {
-      const rows = Math.max(Math.ceil(cells / cols), this.screens.size ? 2 : 1);
-      const cellW = (W - gap * (cols - 1)) / cols;
-      const cellH = (H - gap * (rows - 1)) / rows;
-      const w = Math.min(cellW, (cellH * 16) / 9);
-      if (w > best) best = w;
-    }
-    this.container.style.setProperty('--tile-w', `${Math.floor(best)}px`);
+    if (!items.length || W <= 0 || H <= 0) return;
+    const w = fitTileWidth(items, W, H, px(css.columnGap));
+    this.container.style.setProperty('--tile-w', `${Math.floor(w)}px`);
   }
 
   /** Keeps the layout right as the window changes size. */

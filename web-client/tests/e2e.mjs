@@ -12,70 +12,25 @@
 // Prints one final line starting with "E2E PASS" or "E2E FAIL"; exits non-zero on failure.
 
 import { chromium } from 'playwright-core';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import {
+  BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, keepPeerConnections, makeLogger, saveEvidence,
+  screenshots, sleep, waitFor,
+} from './lib.mjs';
 
-const BASE = (process.env.SWITCHBOARD_URL || 'http://127.0.0.1:8080').replace(/\/$/, '');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ROOM = process.env.E2E_ROOM || 'e2e';
 const KEEP_SCREENSHOTS = process.env.E2E_SCREENSHOTS === '1';
 const NAMES = ['A', 'B', 'C'];
 const LEAVER = 'C';
-const RESULTS = join(dirname(fileURLToPath(import.meta.url)), 'test-results');
 
 const CONNECT_TIMEOUT_MS = 30_000; // join + ICE + DTLS + first frames, all three pages
 const SAMPLE_MS = 2_500; // window over which media must advance
 const LEAVE_TIMEOUT_MS = 10_000;
 const TOTAL_TIMEOUT_MS = 120_000;
 
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-fake-device-for-media-stream',
-  '--use-fake-ui-for-media-stream',
-  '--allow-loopback-in-peer-connection',
-  '--autoplay-policy=no-user-gesture-required',
-];
-
-// Runs in every page before its scripts: keep each RTCPeerConnection so the test can read its
-// stats without any help from the page.
-function keepPeerConnections() {
-  const Native = window.RTCPeerConnection;
-  const kept = [];
-  Object.defineProperty(window, '__e2ePeerConnections', { value: kept });
-  class Kept extends Native {
-    constructor(...args) {
-      super(...args);
-      kept.push(this);
-    }
-  }
-  window.RTCPeerConnection = Kept;
-}
-
-const t0 = Date.now();
-const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
-const log = (...a) => console.log(`[e2e ${elapsed()}]`, ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `check` (returning {ok, detail}) until ok or timeout; returns the last detail. */
-async function waitFor(what, check, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    last = await check();
-    if (last.ok) return last.detail;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}: ${JSON.stringify(last.detail)}`);
-    await sleep(250);
-  }
-}
+const { elapsed, log } = makeLogger('e2e');
 
 /** The page's remote videos: name, size, playback position. */
 function remoteVideos(page) {
@@ -132,9 +87,7 @@ async function main() {
       const page = pages.size === 0 && context.pages()[0] ? context.pages()[0] : await context.newPage();
       const lines = [];
       consoleLogs.set(name, lines);
-      page.on('console', (m) => lines.push(`[${elapsed()}] ${m.type()}: ${m.text()}`));
-      page.on('pageerror', (e) => lines.push(`[${elapsed()}] pageerror: ${e.stack || e.message}`));
-      page.on('requestfailed', (r) => lines.push(`[${elapsed()}] requestfailed: ${r.url()} ${r.failure()?.errorText}`));
+      captureConsole(page, lines, elapsed);
       pages.set(name, page);
     }
     // Join one after the other, so each join sees the earlier participants in `joined` and the
@@ -212,52 +165,6 @@ async function main() {
     if (context) await context.close().catch(() => {});
     rmSync(userDataDir, { recursive: true, force: true });
   }
-}
-
-async function screenshots(pages, label) {
-  mkdirSync(RESULTS, { recursive: true });
-  for (const [name, page] of pages) {
-    await page.screenshot({ path: join(RESULTS, `${label}-${name}.png`) }).catch(() => {});
-  }
-}
-
-/** A summary of the page's RTP streams and transport, for failure reports. */
-function rtpSummary(page) {
-  return page.evaluate(async () => {
-    const lines = [];
-    for (const pc of window.__e2ePeerConnections || []) {
-      lines.push(`pc ${pc.connectionState} ice=${pc.iceConnectionState} signaling=${pc.signalingState}`);
-      const stats = await pc.getStats();
-      stats.forEach((r) => {
-        if (r.type === 'inbound-rtp' || r.type === 'outbound-rtp') {
-          const codec = r.codecId && stats.get(r.codecId);
-          lines.push(`  ${r.type} ${r.kind} mid=${r.mid} ssrc=${r.ssrc} codec=${codec ? codec.mimeType : '?'} ` +
-            (r.type === 'inbound-rtp'
-              ? `packets=${r.packetsReceived} lost=${r.packetsLost} bytes=${r.bytesReceived} frames=${r.framesDecoded ?? '-'} keyframes=${r.keyFramesDecoded ?? '-'} ${r.frameWidth ?? ''}x${r.frameHeight ?? ''} pli=${r.pliCount ?? '-'} nack=${r.nackCount ?? '-'}`
-              : `packets=${r.packetsSent} bytes=${r.bytesSent} frames=${r.framesEncoded ?? '-'} ${r.frameWidth ?? ''}x${r.frameHeight ?? ''} pli=${r.pliCount ?? '-'} nack=${r.nackCount ?? '-'}`));
-        } else if (r.type === 'transport') {
-          lines.push(`  transport ice=${r.iceState} dtls=${r.dtlsState} srtp=${r.srtpCipher ?? '-'} sent=${r.bytesSent} received=${r.bytesReceived}`);
-        }
-      });
-    }
-    return lines.join('\n');
-  }).catch((e) => `(no stats: ${e.message})`);
-}
-
-async function saveEvidence(pages, consoleLogs) {
-  mkdirSync(RESULTS, { recursive: true });
-  await screenshots(pages, 'failure');
-  for (const [name, page] of pages) {
-    const summary = await rtpSummary(page);
-    writeFileSync(join(RESULTS, `rtp-${name}.txt`), `${summary}\n`);
-    console.log(`----- RTP of page ${name} -----\n${summary}`);
-  }
-  for (const [name, lines] of consoleLogs) {
-    writeFileSync(join(RESULTS, `console-${name}.log`), `${lines.join('\n')}\n`);
-    console.log(`----- console of page ${name} -----`);
-    for (const l of lines) console.log(l);
-  }
-  console.log(`(screenshots and console logs in ${RESULTS})`);
 }
 
 process.exit(await main());

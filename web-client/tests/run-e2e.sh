@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts the Switchboard server, runs the browser end-to-end test against it, stops the server
-# and exits with the test's status. Meant to run in a loopback-only network namespace:
+# Starts the Switchboard server, runs the browser end-to-end tests against it (e2e.mjs, ui.mjs,
+# simulcast.mjs; each only if the one before passed), stops the server and exits with the
+# first failing test's status. Meant to run in a loopback-only network namespace:
 #
 #   /work/shared/bin/loopback-only bash web-client/tests/run-e2e.sh      (from the repo root)
 #
@@ -10,7 +11,8 @@
 # Env: SWITCHBOARD_BIN (default target/debug/switchboard, relative to the repo root),
 # SWITCHBOARD_URL (default http://127.0.0.1:8080; the server is told to listen there),
 # SWITCHBOARD_RTC_ADDR (default 127.0.0.1:50000), RUST_LOG (default info),
-# CHROMIUM_PATH (default /usr/bin/chromium). Server log: web-client/tests/test-results/server.log.
+# CHROMIUM_PATH (default /usr/bin/chromium), E2E_TESTS (default "e2e ui simulcast": which of
+# tests/*.mjs to run, in order). Server log: web-client/tests/test-results/server.log.
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -69,10 +71,15 @@ for _ in $(seq 1 200); do
 done
 [ "$up" = 1 ] || { echo "run-e2e: the server did not answer $SWITCHBOARD_URL/ within 20 s; its log:" >&2; cat "$server_log" >&2; exit 1; }
 
-start=$(date +%s)
-(cd "$here" && node e2e.mjs)
-rc=$?
-echo "run-e2e: e2e.mjs exited $rc after $(( $(date +%s) - start )) s"
+# The tests, in order; each runs only if the one before passed (E2E_TESTS picks some).
+rc=0
+for test in ${E2E_TESTS:-e2e ui simulcast}; do
+  start=$(date +%s)
+  (cd "$here" && node "$test.mjs")
+  rc=$?
+  echo "run-e2e: $test.mjs exited $rc after $(( $(date +%s) - start )) s"
+  [ "$rc" -eq 0 ] || break
+done
 if [ "$rc" -ne 0 ]; then
   echo "----- last 80 lines of the server log ($server_log) -----"
   tail -n 80 "$server_log"

@@ -1,0 +1,144 @@
+// Shared pieces of the browser tests (e2e.mjs, simulcast.mjs): Chromium's flags, the init
+// script that keeps each page's RTCPeerConnection, polling, and failure evidence.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BASE = (process.env.SWITCHBOARD_URL || 'http://127.0.0.1:8080').replace(/\/$/, '');
+export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+export const RESULTS = join(dirname(fileURLToPath(import.meta.url)), 'test-results');
+
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+// Runs in every page before its scripts: keep each RTCPeerConnection so the test can read its
+// stats without any help from the page.
+export function keepPeerConnections() {
+  const Native = window.RTCPeerConnection;
+  const kept = [];
+  Object.defineProperty(window, '__e2ePeerConnections', { value: kept });
+  class Kept extends Native {
+    constructor(...args) {
+      super(...args);
+      kept.push(this);
+    }
+  }
+  window.RTCPeerConnection = Kept;
+}
+
+export function makeLogger(tag) {
+  const t0 = Date.now();
+  const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
+  const log = (...a) => console.log(`[${tag} ${elapsed()}]`, ...a);
+  return { elapsed, log };
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` (returning {ok, detail}) until ok or timeout; returns the last detail. */
+export async function waitFor(what, check, timeoutMs, intervalMs = 250) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await check();
+    if (last.ok) return last.detail;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000}s waiting for ${what}: ${JSON.stringify(last.detail)}`);
+    await sleep(intervalMs);
+  }
+}
+
+/** Records a page's console, errors and failed requests into `lines`. */
+export function captureConsole(page, lines, elapsed) {
+  page.on('console', (m) => lines.push(`[${elapsed()}] ${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => lines.push(`[${elapsed()}] pageerror: ${e.stack || e.message}`));
+  page.on('requestfailed', (r) => lines.push(`[${elapsed()}] requestfailed: ${r.url()} ${r.failure()?.errorText}`));
+}
+
+export async function screenshots(pages, label) {
+  mkdirSync(RESULTS, { recursive: true });
+  for (const [name, page] of pages) {
+    await page.screenshot({ path: join(RESULTS, `${label}-${name}.png`) }).catch(() => {});
+  }
+}
+
+/** A summary of the page's RTP streams and transport, for failure reports. */
+export function rtpSummary(page) {
+  return page.evaluate(async () => {
+    const lines = [];
+    for (const pc of window.__e2ePeerConnections || []) {
+      lines.push(`pc ${pc.connectionState} ice=${pc.iceConnectionState} signaling=${pc.signalingState}`);
+      const stats = await pc.getStats();
+      stats.forEach((r) => {
+        if (r.type === 'inbound-rtp' || r.type === 'outbound-rtp') {
+          const codec = r.codecId && stats.get(r.codecId);
+          lines.push(`  ${r.type} ${r.kind} mid=${r.mid} ${r.rid ? `rid=${r.rid} ` : ''}ssrc=${r.ssrc} codec=${codec ? codec.mimeType : '?'} ` +
+            (r.type === 'inbound-rtp'
+              ? `packets=${r.packetsReceived} lost=${r.packetsLost} bytes=${r.bytesReceived} frames=${r.framesDecoded ?? '-'} keyframes=${r.keyFramesDecoded ?? '-'} ${r.frameWidth ?? ''}x${r.frameHeight ?? ''} pli=${r.pliCount ?? '-'} nack=${r.nackCount ?? '-'}`
+              : `active=${r.active ?? '-'} packets=${r.packetsSent} bytes=${r.bytesSent} frames=${r.framesEncoded ?? '-'} ${r.frameWidth ?? ''}x${r.frameHeight ?? ''} limit=${r.qualityLimitationReason ?? '-'} pli=${r.pliCount ?? '-'} nack=${r.nackCount ?? '-'}`));
+        } else if (r.type === 'transport') {
+          lines.push(`  transport ice=${r.iceState} dtls=${r.dtlsState} srtp=${r.srtpCipher ?? '-'} sent=${r.bytesSent} received=${r.bytesReceived}`);
+        } else if (r.type === 'candidate-pair' && r.nominated) {
+          lines.push(`  candidate-pair available-outgoing=${r.availableOutgoingBitrate ?? '-'} rtt=${r.currentRoundTripTime ?? '-'}`);
+        }
+      });
+    }
+    return lines.join('\n');
+  }).catch((e) => `(no stats: ${e.message})`);
+}
+
+/** Screenshots, RTP summaries and console logs of every page, printed and saved. */
+export async function saveEvidence(pages, consoleLogs) {
+  mkdirSync(RESULTS, { recursive: true });
+  await screenshots(pages, 'failure');
+  for (const [name, page] of pages) {
+    const summary = await rtpSummary(page);
+    writeFileSync(join(RESULTS, `rtp-${name}.txt`), `${summary}\n`);
+    console.log(`----- RTP of page ${name} -----\n${summary}`);
+  }
+  for (const [name, lines] of consoleLogs) {
+    writeFileSync(join(RESULTS, `console-${name}.log`), `${lines.join('\n')}\n`);
+    console.log(`----- console of page ${name} -----`);
+    for (const l of lines) console.log(l);
+  }
+  console.log(`(screenshots and console logs in ${RESULTS})`);
+}
+
+// Runs in every page before its scripts: keep each WebSocket, record what the page sends
+// (`__e2eSent`), and let the test play the server (`__e2eInject(msg)` delivers `msg` as if the
+// server had sent it).
+export function keepWebSockets() {
+  const Native = window.WebSocket;
+  const sockets = [];
+  const sent = [];
+  Object.defineProperty(window, '__e2eSent', { value: sent });
+  class Kept extends Native {
+    constructor(...args) {
+      super(...args);
+      sockets.push(this);
+    }
+
+    send(data) {
+      try { sent.push(JSON.parse(data)); } catch { /* not JSON */ }
+      return super.send(data);
+    }
+  }
+  window.WebSocket = Kept;
+  window.__e2eInject = (msg) => {
+    const open = sockets.filter((ws) => ws.readyState === Native.OPEN);
+    for (const ws of open) ws.dispatchEvent(new MessageEvent('message', { data: JSON.stringify(msg) }));
+    return open.length;
+  };
+}
