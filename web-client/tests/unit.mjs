@@ -1,0 +1,64 @@
+// Unit tests of the client's pure parts (no browser): `node --test web-client/tests/unit.mjs`.
+
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { cameraEncodings, withActiveLayers } from '../simulcast.js';
+import { devicePixels, sizeChanged } from '../sizes.js';
+import { fitTileWidth, parseTileSize } from '../tiles.js';
+import { formatBps, formatLayer, statsRows } from '../stats.js';
+
+test('camera encodings: q/h/f lowest first, every one scaled', () => {
+  const e = cameraEncodings(true);
+  assert.deepEqual(e.map((x) => [x.rid, x.scaleResolutionDownBy, x.maxBitrate]), [['q', 4, 150_000], ['h', 2, 500_000], ['f', 1, 2_000_000]]);
+  assert.deepEqual(cameraEncodings(false), [{ scaleResolutionDownBy: 1 }]);
+  e[0].active = false;
+  assert.equal(cameraEncodings(true)[0].active, true, 'a fresh copy each time');
+});
+
+test('dynacast: only the listed rids stay active; empty list turns all off', () => {
+  const enc = cameraEncodings(true);
+  let r = withActiveLayers(enc, ['q', 'h']);
+  assert.deepEqual(r.encodings.map((e) => e.active), [true, true, false]);
+  assert.equal(r.changed, true);
+  r = withActiveLayers(r.encodings, ['h', 'q']);
+  assert.equal(r.changed, false);
+  r = withActiveLayers(r.encodings, []);
+  assert.deepEqual(r.encodings.map((e) => e.active), [false, false, false]);
+  r = withActiveLayers([{ active: true }], []);
+  assert.deepEqual(r, { encodings: [{ active: true }], changed: false }, 'no rid: not simulcast, untouched');
+});
+
+test('video sizes: device pixels, zero when not shown, meaningful changes only', () => {
+  assert.deepEqual(devicePixels({ width: 320, height: 180 }, 2, true), { width: 640, height: 360 });
+  assert.deepEqual(devicePixels({ width: 320, height: 180 }, 1, false), { width: 0, height: 0 });
+  assert.deepEqual(devicePixels({ width: 0, height: 180 }, 1, true), { width: 0, height: 0 });
+  assert.equal(sizeChanged(null, { width: 0, height: 0 }), true);
+  assert.equal(sizeChanged({ width: 640, height: 360 }, { width: 650, height: 366 }), false);
+  assert.equal(sizeChanged({ width: 640, height: 360 }, { width: 320, height: 180 }), true);
+  assert.equal(sizeChanged({ width: 640, height: 360 }, { width: 0, height: 0 }), true);
+  assert.equal(sizeChanged({ width: 0, height: 0 }, { width: 0, height: 0 }), false);
+  assert.equal(sizeChanged({ width: 0, height: 0 }, { width: 4, height: 2 }), true);
+});
+
+test('tile sizes: parse WxH; the layout fits the box', () => {
+  assert.deepEqual(parseTileSize('320x180'), { width: 320, height: 180 });
+  assert.equal(parseTileSize('0x180'), null);
+  assert.equal(parseTileSize('big'), null);
+  assert.equal(parseTileSize(null), null);
+  const w = fitTileWidth(['tile', 'tile'], 1256, 560, 12);
+  assert.ok(w > 600 && w <= 622, `two tiles side by side: ${w}`);
+  const s = fitTileWidth(['screen', 'tile', 'tile'], 1256, 560, 12);
+  assert.ok(s > 250 && s < w, `a screen share takes room: ${s}`);
+});
+
+test('stats formatting', () => {
+  assert.equal(formatBps(2_400_000), '2.40 Mbit/s');
+  assert.equal(formatBps(510_000), '510 kbit/s');
+  assert.equal(formatBps(undefined), '–');
+  assert.equal(formatLayer(null), 'none');
+  assert.equal(formatLayer('h'), 'h (½)');
+  const rows = Object.fromEntries(statsRows({ current_layer: 'q', target_layer: 'f', bitrate_bps: 150_000, paused: false, reason: 'r' }, 1e6, { videoWidth: 320, videoHeight: 180 }));
+  assert.equal(rows.Layer, 'q (¼)');
+  assert.equal(rows.Decoded, '320×180');
+  assert.equal(rows.Estimate, '1.00 Mbit/s');
+});
