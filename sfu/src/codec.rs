@@ -36,6 +36,53 @@ impl ForwardedCodec {
     }
 }
 
+/// The VP8 payload descriptor fields the forwarder rewrites (RFC 7741 4.2), and where the
+/// VP8 payload itself starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vp8Header {
+    pub picture_id: Option<u16>,
+    pub tl0: Option<u8>,
+    pub descriptor_len: usize,
+}
+
+impl Vp8Header {
+    pub fn parse(payload: &[u8]) -> Option<Self> {
+        let first = *payload.first()?;
+        let mut at = 1;
+        let mut header = Self {
+            picture_id: None,
+            tl0: None,
+            descriptor_len: 0,
+        };
+        if first & 0x80 != 0 {
+            let ext = *payload.get(at)?;
+            at += 1;
+            if ext & 0x80 != 0 {
+                let hi = *payload.get(at)?;
+                at += 1;
+                header.picture_id = Some(if hi & 0x80 != 0 {
+                    let lo = *payload.get(at)?;
+                    at += 1;
+                    (u16::from(hi & 0x7f) << 8) | u16::from(lo)
+                } else {
+                    u16::from(hi & 0x7f)
+                });
+            }
+            if ext & 0x40 != 0 {
+                header.tl0 = Some(*payload.get(at)?);
+                at += 1;
+            }
+            if ext & 0x30 != 0 {
+                at += 1; // TID/Y/KEYIDX
+            }
+        }
+        (at < payload.len()).then_some(Self {
+            descriptor_len: at,
+            ..header
+        })
+    }
+}
+
 /// Whether an H.264 RTP payload (RFC 6184) carries an IDR slice: as a single NAL unit, inside
 /// a STAP-A aggregate, or as the first fragment of an FU-A.
 fn h264_has_idr(payload: &[u8]) -> bool {
@@ -126,6 +173,41 @@ mod tests {
         // Garbage and truncated payloads are simply "not a keyframe".
         assert!(!ForwardedCodec::Vp8.starts_keyframe(&[]));
         assert!(!ForwardedCodec::Vp8.starts_keyframe(&[0x90, 0x80]));
+    }
+
+    #[test]
+    fn vp8_descriptor_fields_are_read() {
+        // X, I (15-bit 0x0123), L (tl0 7), T (tid byte), then payload.
+        let p = [0x90, 0xe0, 0x81, 0x23, 0x07, 0x20, 0xaa];
+        assert_eq!(
+            Vp8Header::parse(&p),
+            Some(Vp8Header {
+                picture_id: Some(0x123),
+                tl0: Some(7),
+                descriptor_len: 6
+            })
+        );
+        // 7-bit picture id, nothing else.
+        assert_eq!(
+            Vp8Header::parse(&[0x80, 0x80, 0x05, 0xaa]),
+            Some(Vp8Header {
+                picture_id: Some(5),
+                tl0: None,
+                descriptor_len: 3
+            })
+        );
+        // No extension at all.
+        assert_eq!(
+            Vp8Header::parse(&[0x10, 0xaa]).map(|h| h.descriptor_len),
+            Some(1)
+        );
+        // Truncated descriptors, and a descriptor with no payload after it.
+        assert_eq!(Vp8Header::parse(&[0x90, 0xe0, 0x81]), None);
+        assert_eq!(
+            Vp8Header::parse(&[0x90, 0xe0, 0x81, 0x23, 0x07, 0x20]),
+            None
+        );
+        assert_eq!(Vp8Header::parse(&[]), None);
     }
 
     #[test]

@@ -2,8 +2,24 @@
 
 use str0m::media::MediaKind;
 
+pub use crate::allocator::Reason as LayerReason;
 use crate::ids::{ParticipantId, TrackId};
 pub use crate::participant::RemovalReason;
+
+/// What one subscriber receives of one track, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionStats {
+    pub publisher: ParticipantId,
+    pub track: TrackId,
+    pub kind: MediaKind,
+    /// The simulcast rid forwarded now (`None`: nothing, or a track without simulcast).
+    pub current_layer: Option<String>,
+    /// The rid the allocator is moving to.
+    pub target_layer: Option<String>,
+    pub paused: bool,
+    pub reason: &'static str,
+    pub bitrate_bps: u64,
+}
 
 /// A published track as others see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +27,16 @@ pub struct TrackInfo {
     pub id: TrackId,
     pub kind: MediaKind,
     pub muted: bool,
+}
+
+/// One participant's view, for `/api/stats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantStats {
+    pub participant: ParticipantId,
+    pub name: String,
+    pub room: String,
+    pub estimate_bps: u64,
+    pub subscriptions: Vec<SubscriptionStats>,
 }
 
 /// A participant as others see it.
@@ -72,6 +98,26 @@ pub enum SfuEvent {
         track: TrackId,
         muted: bool,
     },
+    /// The SFU stopped (or resumed) forwarding a video to this subscriber.
+    VideoPaused {
+        to: ParticipantId,
+        participant: ParticipantId,
+        track: TrackId,
+        paused: bool,
+        reason: LayerReason,
+    },
+    /// Dynacast: the simulcast rids of the publisher's transceiver `mid` that anyone needs.
+    PublisherLayers {
+        to: ParticipantId,
+        mid: String,
+        active: Vec<String>,
+    },
+    /// Periodic: the bandwidth estimate toward this participant and what it receives.
+    Stats {
+        to: ParticipantId,
+        estimate_bps: u64,
+        subscriptions: Vec<SubscriptionStats>,
+    },
     /// ICE and DTLS completed: media can flow.
     Connected { to: ParticipantId },
     /// The SFU removed this participant on its own (its media timed out or closed).
@@ -91,6 +137,9 @@ impl SfuEvent {
             | Self::TrackPublished { to, .. }
             | Self::TrackUnpublished { to, .. }
             | Self::TrackMuted { to, .. }
+            | Self::VideoPaused { to, .. }
+            | Self::PublisherLayers { to, .. }
+            | Self::Stats { to, .. }
             | Self::Connected { to }
             | Self::Removed { to, .. } => *to,
         }

@@ -30,23 +30,30 @@
 //!   `rewrite/`: sequence and timestamp rewriting; `codec.rs`: payload types and keyframes;
 //!   `io/`: sockets and the task that owns the core.
 
+pub mod allocator;
 mod codec;
 mod demux;
+mod engine;
 mod error;
 mod event;
 mod ids;
 pub mod io;
 pub mod keyframe;
 mod participant;
+mod rate;
 pub mod rewrite;
 mod room;
-mod sfu;
 mod track;
 
+pub use engine::{Sfu, SfuConfig, SfuOutput};
 pub use error::SfuError;
-pub use event::{JoinInfo, OfferedTrack, ParticipantInfo, RemovalReason, SfuEvent, TrackInfo};
+pub use event::{
+    JoinInfo, LayerReason, OfferedTrack, ParticipantInfo, ParticipantStats, RemovalReason,
+    SfuEvent, SubscriptionStats, TrackInfo,
+};
 pub use ids::{ParticipantId, TrackId};
 pub use io::{SfuHandle, SfuServer, SfuServerConfig};
-pub use sfu::{Sfu, SfuConfig, SfuOutput};
 pub use str0m::media::MediaKind;
+pub use str0m::media::Rid;
 pub use str0m::net::{Protocol, Transmit};
+pub use track::TrackSource;

@@ -15,6 +15,10 @@ use crate::codec::PayloadTypes;
 use crate::ids::{ParticipantId, TrackId};
 use crate::track::DownTrack;
 
+/// Where the bandwidth estimate toward a new participant starts: enough for the lowest layers
+/// of a few videos, so a call starts at once and climbs as the estimate does.
+const INITIAL_ESTIMATE: str0m::bwe::Bitrate = str0m::bwe::Bitrate::kbps(800);
+
 /// Where the SDP offer/answer exchange with this participant stands.
 #[derive(Debug, Default)]
 pub struct Negotiation {
@@ -33,8 +37,10 @@ pub struct Participant {
     pub payload_types: PayloadTypes,
     /// Tracks this participant publishes, by its transceiver's mid.
     pub published: HashMap<Mid, TrackId>,
-    /// Incoming SSRC -> published track, filled on first sight of each SSRC.
-    pub ssrc_tracks: HashMap<Ssrc, TrackId>,
+    /// Incoming SSRC -> published track and simulcast layer, filled on first sight.
+    pub ssrc_tracks: HashMap<Ssrc, (TrackId, usize)>,
+    /// The send-side bandwidth estimate toward this participant (TWCC).
+    pub estimate_bps: u64,
     /// Down-tracks by the mid of the transceiver the server added for them.
     pub downtracks: HashMap<Mid, DownTrack>,
     /// Transceivers of ended down-tracks, to stop in the next offer.
@@ -66,7 +72,7 @@ impl Participant {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
-            .enable_bwe(Some(str0m::bwe::Bitrate::kbps(600)))
+            .enable_bwe(Some(INITIAL_ESTIMATE))
             .build(now);
         for (proto, addr) in local_candidates {
             let candidate = match proto {
@@ -93,6 +99,7 @@ impl Participant {
             payload_types: PayloadTypes::default(),
             published: HashMap::new(),
             ssrc_tracks: HashMap::new(),
+            estimate_bps: INITIAL_ESTIMATE.as_u64(),
             downtracks: HashMap::new(),
             mids_to_stop: Vec::new(),
             negotiation: Negotiation::default(),

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use rust_embed::RustEmbed;
 use sfu::SfuHandle;
 
-use crate::session::{IceServerProvider, Session};
+use crate::session::{subscription_json, IceServerProvider, Session};
 use crate::ws;
 
 #[derive(RustEmbed)]
@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(healthz))
+        .route("/api/stats", get(api_stats))
         .fallback(get(static_file))
         .with_state(state)
 }
@@ -46,6 +47,28 @@ async fn healthz(State(state): State<AppState>) -> Response {
             "participants": stats.participants,
         }))
         .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+/// Every participant, and for each what it receives, at which layer, and why.
+async fn api_stats(State(state): State<AppState>) -> Response {
+    match state.sfu.all_stats().await {
+        Ok(all) => {
+            let participants: Vec<serde_json::Value> = all
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "participant_id": p.participant.to_string(),
+                        "name": p.name,
+                        "room": p.room,
+                        "estimate_bps": p.estimate_bps,
+                        "subscriptions": p.subscriptions.iter().map(subscription_json).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            Json(serde_json::json!({ "participants": participants })).into_response()
+        }
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }

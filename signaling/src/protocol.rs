@@ -34,8 +34,24 @@ pub enum ClientMessage {
         mid: String,
         muted: bool,
     },
+    VideoSize {
+        track_id: String,
+        width: u32,
+        height: u32,
+    },
+    TrackSource {
+        mid: String,
+        source: TrackSourceJson,
+    },
     Leave,
     Ping,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSourceJson {
+    Camera,
+    Screen,
 }
 
 const CLIENT_TYPES: &[&str] = &[
@@ -44,9 +60,15 @@ const CLIENT_TYPES: &[&str] = &[
     "answer",
     "candidate",
     "mute",
+    "video_size",
+    "track_source",
     "leave",
     "ping",
 ];
+
+/// Reported video sizes above this are clamped: no screen is larger, and the allocator only
+/// compares sizes.
+pub const MAX_VIDEO_DIMENSION: u32 = 16_384;
 
 /// A parsed request: its optional request id and the message.
 #[derive(Debug, PartialEq)]
@@ -199,6 +221,18 @@ pub struct IceServer {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SubscriptionJson {
+    pub participant_id: String,
+    pub track_id: String,
+    pub kind: &'static str,
+    pub current_layer: Option<String>,
+    pub target_layer: Option<String>,
+    pub paused: bool,
+    pub reason: &'static str,
+    pub bitrate_bps: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     Joined {
@@ -236,6 +270,21 @@ pub enum ServerMessage {
         participant_id: String,
         track_id: String,
         muted: bool,
+    },
+    PublisherLayers {
+        mid: String,
+        active: Vec<String>,
+    },
+    VideoPaused {
+        participant_id: String,
+        track_id: String,
+        paused: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
+    },
+    Stats {
+        estimate_bps: u64,
+        subscriptions: Vec<SubscriptionJson>,
     },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -312,6 +361,14 @@ mod tests {
             ErrorCode::BadJson
         );
         assert_eq!(code(r#"{"type":"offer"}"#), ErrorCode::BadJson);
+        assert_eq!(
+            code(r#"{"type":"video_size","track_id":"T","width":-1,"height":5}"#),
+            ErrorCode::BadJson
+        );
+        assert_eq!(
+            code(r#"{"type":"track_source","mid":"1","source":"hologram"}"#),
+            ErrorCode::BadJson
+        );
         let err = parse_request(r#"{"type":"offer","id":9}"#).unwrap_err();
         assert_eq!(err.id, Some(9), "the request id survives a malformed body");
     }

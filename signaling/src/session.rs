@@ -5,12 +5,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use sfu::{MediaKind, ParticipantId, ParticipantInfo, SfuError, SfuEvent, SfuHandle, TrackInfo};
+use sfu::{
+    LayerReason, MediaKind, ParticipantId, ParticipantInfo, SfuError, SfuEvent, SfuHandle,
+    SubscriptionStats, TrackId, TrackInfo, TrackSource,
+};
 use tokio::sync::mpsc;
 
 use crate::protocol::{
     self, ClientMessage, ErrorCode, IceServer, OfferedTrackJson, ParticipantJson, Request,
-    ServerMessage, TrackJson,
+    ServerMessage, SubscriptionJson, TrackJson, TrackSourceJson, MAX_VIDEO_DIMENSION,
 };
 
 /// Supplies the `ice_servers` a newly joined participant should use (TURN credentials).
@@ -137,6 +140,36 @@ impl Session {
                     Err(e) => sfu_error(id, p, e),
                 }
             }
+            (
+                ClientMessage::VideoSize {
+                    track_id,
+                    width,
+                    height,
+                },
+                Some(p),
+            ) => {
+                let Some(track) = TrackId::parse(&track_id) else {
+                    return sfu_error(id, p, SfuError::UnknownTrack(track_id));
+                };
+                let (w, h) = (
+                    width.min(MAX_VIDEO_DIMENSION),
+                    height.min(MAX_VIDEO_DIMENSION),
+                );
+                match self.sfu.set_video_size(p, track, w, h).await {
+                    Ok(()) => Vec::new(),
+                    Err(e) => sfu_error(id, p, e),
+                }
+            }
+            (ClientMessage::TrackSource { mid, source }, Some(p)) => {
+                let source = match source {
+                    TrackSourceJson::Camera => TrackSource::Camera,
+                    TrackSourceJson::Screen => TrackSource::Screen,
+                };
+                match self.sfu.set_track_source(p, mid, source).await {
+                    Ok(()) => Vec::new(),
+                    Err(e) => sfu_error(id, p, e),
+                }
+            }
         }
     }
 
@@ -228,6 +261,32 @@ impl Session {
                 track_id: track.to_string(),
                 muted,
             },
+            SfuEvent::VideoPaused {
+                participant,
+                track,
+                paused,
+                reason,
+                ..
+            } => ServerMessage::VideoPaused {
+                participant_id: participant.to_string(),
+                track_id: track.to_string(),
+                paused,
+                reason: paused.then_some(match reason {
+                    LayerReason::Hidden => "hidden",
+                    _ => "bandwidth",
+                }),
+            },
+            SfuEvent::PublisherLayers { mid, active, .. } => {
+                ServerMessage::PublisherLayers { mid, active }
+            }
+            SfuEvent::Stats {
+                estimate_bps,
+                subscriptions,
+                ..
+            } => ServerMessage::Stats {
+                estimate_bps,
+                subscriptions: subscriptions.iter().map(subscription_json).collect(),
+            },
             SfuEvent::Connected { .. } => return Vec::new(),
             SfuEvent::Removed { reason, .. } => {
                 self.state = State::Left;
@@ -272,6 +331,19 @@ fn sfu_error(id: Option<u64>, participant: ParticipantId, e: SfuError) -> Vec<Ac
     };
     tracing::info!(%participant, ?code, error = %e, "request failed");
     vec![Action::Send(ServerMessage::error(id, code, e.to_string()))]
+}
+
+pub fn subscription_json(s: &SubscriptionStats) -> SubscriptionJson {
+    SubscriptionJson {
+        participant_id: s.publisher.to_string(),
+        track_id: s.track.to_string(),
+        kind: kind_str(s.kind),
+        current_layer: s.current_layer.clone(),
+        target_layer: s.target_layer.clone(),
+        paused: s.paused,
+        reason: s.reason,
+        bitrate_bps: s.bitrate_bps,
+    }
 }
 
 fn kind_str(kind: MediaKind) -> &'static str {

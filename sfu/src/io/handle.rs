@@ -3,8 +3,9 @@
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::SfuError;
-use crate::event::{JoinInfo, SfuEvent};
+use crate::event::{JoinInfo, ParticipantStats, SfuEvent};
 use crate::ids::{ParticipantId, TrackId};
+use crate::track::TrackSource;
 
 /// Counts for health checks and leak tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,8 +42,24 @@ pub(crate) enum Command {
         muted: bool,
         reply: oneshot::Sender<Result<TrackId, SfuError>>,
     },
+    VideoSize {
+        participant: ParticipantId,
+        track: TrackId,
+        width: u32,
+        height: u32,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    TrackSource {
+        participant: ParticipantId,
+        mid: String,
+        source: TrackSource,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
     Leave {
         participant: ParticipantId,
+    },
+    AllStats {
+        reply: oneshot::Sender<Vec<ParticipantStats>>,
     },
     Stats {
         reply: oneshot::Sender<SfuStats>,
@@ -137,6 +154,43 @@ impl SfuHandle {
             reply,
         })
         .await?
+    }
+
+    pub async fn set_video_size(
+        &self,
+        participant: ParticipantId,
+        track: TrackId,
+        width: u32,
+        height: u32,
+    ) -> Result<(), SfuError> {
+        self.call(|reply| Command::VideoSize {
+            participant,
+            track,
+            width,
+            height,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn set_track_source(
+        &self,
+        participant: ParticipantId,
+        mid: String,
+        source: TrackSource,
+    ) -> Result<(), SfuError> {
+        self.call(|reply| Command::TrackSource {
+            participant,
+            mid,
+            source,
+            reply,
+        })
+        .await?
+    }
+
+    /// Every participant and what it receives.
+    pub async fn all_stats(&self) -> Result<Vec<ParticipantStats>, SfuError> {
+        self.call(|reply| Command::AllStats { reply }).await
     }
 
     /// Remove the participant. Fire and forget: also safe from `Drop`.

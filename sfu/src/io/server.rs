@@ -12,9 +12,9 @@ use tokio::sync::mpsc;
 
 use super::handle::{Command, SfuHandle, SfuStats};
 use super::tcp::{self, TcpEvent};
+use crate::engine::{Sfu, SfuConfig, SfuOutput};
 use crate::event::SfuEvent;
 use crate::ids::ParticipantId;
-use crate::sfu::{Sfu, SfuConfig, SfuOutput};
 use str0m::net::Protocol;
 
 /// Largest datagram we accept; anything bigger is not WebRTC.
@@ -208,6 +208,26 @@ impl MediaLoop {
                 reply,
             } => {
                 let _ = reply.send(self.sfu.set_muted(participant, &mid, muted));
+            }
+            Command::VideoSize {
+                participant,
+                track,
+                width,
+                height,
+                reply,
+            } => {
+                let _ = reply.send(self.sfu.set_video_size(participant, track, width, height));
+            }
+            Command::TrackSource {
+                participant,
+                mid,
+                source,
+                reply,
+            } => {
+                let _ = reply.send(self.sfu.set_track_source(participant, &mid, source));
+            }
+            Command::AllStats { reply } => {
+                let _ = reply.send(self.sfu.all_stats());
             }
             Command::Leave { participant } => {
                 self.subscribers.remove(&participant);

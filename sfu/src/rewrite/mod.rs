@@ -4,6 +4,8 @@
 
 mod seq;
 mod ts;
+mod vp8;
 
 pub use seq::SeqRewriter;
 pub use ts::TsRewriter;
+pub use vp8::Vp8Rewriter;

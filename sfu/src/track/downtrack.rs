@@ -1,23 +1,41 @@
-//! One subscriber's copy of a published track: decides per packet whether to forward it and
-//! with which sequence number and timestamp, so the subscriber sees one continuous stream.
+//! One subscriber's copy of a published track: which layer it gets (current and target),
+//! the per-packet decision, and the rewriting that makes layer switches invisible.
 
 use std::time::Instant;
 
 use str0m::media::{MediaKind, Mid};
 use str0m::rtp::Ssrc;
 
+use crate::allocator::{Reason, UpgradeGate};
 use crate::ids::TrackId;
-use crate::rewrite::{SeqRewriter, TsRewriter};
+use crate::rewrite::{SeqRewriter, TsRewriter, Vp8Rewriter};
 
 /// What to do with one incoming packet for one down-track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForwardDecision {
     /// Send it with these rewritten numbers.
-    Send { seq: u64, timestamp: u32 },
-    /// The down-track cannot start (or restart) before a keyframe: drop, and ask for one.
+    Send {
+        seq: u64,
+        timestamp: u32,
+        picture_id: Option<u16>,
+        tl0: Option<u8>,
+    },
+    /// The target layer cannot start before its keyframe: drop, and ask the publisher.
     NeedKeyframe,
-    /// Not for sending (not negotiated yet, or a stale packet from an earlier source).
+    /// Not for this subscriber (another layer, paused, not negotiated, or stale).
     Drop,
+}
+
+/// The parts of an incoming packet the decision looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketInfo {
+    pub layer: usize,
+    pub ssrc: Ssrc,
+    pub seq: u64,
+    pub timestamp: u32,
+    pub starts_keyframe: bool,
+    pub picture_id: Option<u16>,
+    pub tl0: Option<u8>,
 }
 
 #[derive(Debug)]
@@ -25,12 +43,23 @@ pub struct DownTrack {
     pub track: TrackId,
     /// The subscriber's transceiver for this track.
     pub mid: Mid,
+    pub kind: MediaKind,
     /// Outgoing SSRC, known once negotiation has completed.
     tx_ssrc: Option<Ssrc>,
-    /// Incoming SSRC being forwarded; a different one means the source changed.
-    source: Option<Ssrc>,
+    /// The layer and SSRC being forwarded now.
+    current: Option<(usize, Ssrc)>,
+    /// The layer the allocator wants; `None` pauses the track.
+    target: Option<usize>,
+    pub reason: Reason,
+    /// Size the subscriber shows this track at (`None` until it says).
+    pub shown: Option<(u32, u32)>,
+    pub gate: UpgradeGate,
+    /// Whether the subscriber was last told this video is paused.
+    pub notified_paused: bool,
     seq: SeqRewriter,
     ts: TsRewriter,
+    vp8: Vp8Rewriter,
+    pub sent_bytes: crate::rate::RateMeter,
 }
 
 impl DownTrack {
@@ -43,11 +72,20 @@ impl DownTrack {
         Self {
             track,
             mid,
+            kind,
             tx_ssrc: None,
-            source: None,
+            current: None,
+            // Until the first allocation, take the lowest layer: it starts fastest.
+            target: Some(0),
+            reason: Reason::Best,
+            shown: None,
+            gate: UpgradeGate::default(),
+            notified_paused: false,
             // Random starting points, as RFC 3550 asks, so streams are not predictable.
             seq: SeqRewriter::new(rand::random::<u16>() & 0x7fff),
             ts: TsRewriter::new(clock_rate, rand::random()),
+            vp8: Vp8Rewriter::default(),
+            sent_bytes: Default::default(),
         }
     }
 
@@ -60,33 +98,60 @@ impl DownTrack {
         self.tx_ssrc
     }
 
-    /// Decide for one packet of source `ssrc`. `starts_keyframe` says whether a decoder can
-    /// start at this packet (always true for audio).
-    pub fn forward(
-        &mut self,
-        ssrc: Ssrc,
-        seq: u64,
-        timestamp: u32,
-        starts_keyframe: bool,
-        now: Instant,
-    ) -> ForwardDecision {
+    pub fn current_layer(&self) -> Option<usize> {
+        self.current.map(|(layer, _)| layer)
+    }
+
+    pub fn target_layer(&self) -> Option<usize> {
+        self.target
+    }
+
+    /// Move to another layer (at its next keyframe), or pause with `None`.
+    pub fn set_target(&mut self, target: Option<usize>) {
+        self.target = target;
+        if target.is_none() {
+            self.current = None;
+        }
+    }
+
+    /// The layer a keyframe request from the subscriber is about.
+    pub fn layer_for_keyframe(&self) -> Option<usize> {
+        match (self.current, self.target) {
+            (Some((current, _)), Some(target)) if current == target => Some(current),
+            (_, target) => target,
+        }
+    }
+
+    pub fn forward(&mut self, packet: &PacketInfo, now: Instant) -> ForwardDecision {
         if self.tx_ssrc.is_none() {
             return ForwardDecision::Drop;
         }
-        if self.source != Some(ssrc) {
-            if !starts_keyframe {
+        let Some(target) = self.target else {
+            return ForwardDecision::Drop;
+        };
+        let on_current = self.current == Some((packet.layer, packet.ssrc));
+        if !on_current {
+            if packet.layer != target {
+                return ForwardDecision::Drop;
+            }
+            if !packet.starts_keyframe {
                 return ForwardDecision::NeedKeyframe;
             }
-            self.source = Some(ssrc);
-            self.seq.switch_source(seq);
-            self.ts.switch_source(timestamp, now);
+            // The target layer's keyframe: switch here, continuing every counter.
+            self.current = Some((packet.layer, packet.ssrc));
+            self.seq.switch_source(packet.seq);
+            self.ts.switch_source(packet.timestamp, now);
+            self.vp8.switch_source(packet.picture_id, packet.tl0);
         }
-        match self.seq.rewrite(seq) {
-            Some(seq) => ForwardDecision::Send {
-                seq,
-                timestamp: self.ts.rewrite(timestamp, now),
-            },
-            None => ForwardDecision::Drop,
+        let Some(seq) = self.seq.rewrite(packet.seq) else {
+            return ForwardDecision::Drop;
+        };
+        let (picture_id, tl0) = self.vp8.rewrite(packet.picture_id, packet.tl0);
+        ForwardDecision::Send {
+            seq,
+            timestamp: self.ts.rewrite(packet.timestamp, now),
+            picture_id,
+            tl0,
         }
     }
 }
@@ -96,63 +161,153 @@ mod tests {
     use super::*;
 
     fn video() -> DownTrack {
-        let mut dt = DownTrack::new(
-            crate::ids::TrackId::random(),
-            Mid::from("3"),
-            MediaKind::Video,
-        );
+        let mut dt = DownTrack::new(TrackId::random(), Mid::from("3"), MediaKind::Video);
         dt.seq = SeqRewriter::new(100);
         dt.ts = TsRewriter::new(90_000, 0);
         dt
     }
 
-    #[test]
-    fn nothing_is_sent_before_negotiation() {
-        let mut dt = video();
-        let now = Instant::now();
-        assert_eq!(dt.forward(1.into(), 5, 9, true, now), ForwardDecision::Drop);
+    fn packet(
+        layer: usize,
+        ssrc: u32,
+        seq: u64,
+        timestamp: u32,
+        key: bool,
+        pic: u16,
+    ) -> PacketInfo {
+        PacketInfo {
+            layer,
+            ssrc: ssrc.into(),
+            seq,
+            timestamp,
+            starts_keyframe: key,
+            picture_id: Some(pic),
+            tl0: Some(pic as u8),
+        }
+    }
+
+    fn sent(d: ForwardDecision) -> (u64, u32, Option<u16>) {
+        match d {
+            ForwardDecision::Send {
+                seq,
+                timestamp,
+                picture_id,
+                ..
+            } => (seq, timestamp, picture_id),
+            other => panic!("expected a send, got {other:?}"),
+        }
     }
 
     #[test]
-    fn video_starts_at_a_keyframe_then_flows_continuously() {
+    fn nothing_is_sent_before_negotiation() {
+        let mut dt = video();
+        assert_eq!(
+            dt.forward(&packet(0, 1, 5, 9, true, 1), Instant::now()),
+            ForwardDecision::Drop
+        );
+    }
+
+    #[test]
+    fn starts_at_a_keyframe_of_the_target_layer_and_ignores_other_layers() {
         let mut dt = video();
         dt.activate(42.into());
         let now = Instant::now();
         assert_eq!(
-            dt.forward(1.into(), 5, 900, false, now),
+            dt.forward(&packet(0, 1, 5, 900, false, 7), now),
             ForwardDecision::NeedKeyframe
         );
         assert_eq!(
-            dt.forward(1.into(), 6, 3900, true, now),
-            ForwardDecision::Send {
-                seq: 100,
-                timestamp: 0
-            }
+            dt.forward(&packet(1, 2, 50, 100, true, 90), now),
+            ForwardDecision::Drop,
+            "not the target"
         );
         assert_eq!(
-            dt.forward(1.into(), 7, 6900, false, now),
-            ForwardDecision::Send {
-                seq: 101,
-                timestamp: 3000
-            }
+            sent(dt.forward(&packet(0, 1, 6, 3900, true, 8), now)),
+            (100, 0, Some(8))
         );
-        // The publisher restarts its encoder with a new SSRC: wait for its keyframe, then the
-        // stream continues where it left off.
         assert_eq!(
-            dt.forward(2.into(), 1, 50, false, now),
+            sent(dt.forward(&packet(0, 1, 7, 6900, false, 9), now)),
+            (101, 3000, Some(9))
+        );
+        assert_eq!(dt.current_layer(), Some(0));
+    }
+
+    #[test]
+    fn switches_layers_only_at_the_target_keyframe_and_stays_continuous() {
+        let mut dt = video();
+        dt.activate(42.into());
+        let t0 = Instant::now();
+        sent(dt.forward(&packet(0, 1, 10, 1000, true, 500), t0));
+        sent(dt.forward(&packet(0, 1, 11, 4000, false, 501), t0));
+        dt.set_target(Some(2));
+        // Until layer 2's keyframe arrives, layer 0 keeps flowing.
+        assert_eq!(
+            dt.forward(&packet(2, 3, 7000, 80, false, 20), t0),
             ForwardDecision::NeedKeyframe
         );
-        match dt.forward(2.into(), 2, 60, true, now) {
-            ForwardDecision::Send { seq, timestamp } => {
-                assert_eq!(seq, 102);
-                assert!(timestamp >= 3001);
-            }
-            other => panic!("expected send, got {other:?}"),
-        }
-        // A late packet from before the switch point of the new source is dropped.
         assert_eq!(
-            dt.forward(2.into(), 1, 50, false, now),
+            sent(dt.forward(&packet(0, 1, 12, 7000, false, 502), t0)).0,
+            102
+        );
+        let t1 = t0 + std::time::Duration::from_millis(33);
+        let (seq, ts, pic) = sent(dt.forward(&packet(2, 3, 7001, 3080, true, 21), t1));
+        assert_eq!(
+            (seq, pic),
+            (103, Some(503)),
+            "sequence and picture id continue"
+        );
+        assert_eq!(ts, 6000 + 33 * 90, "timestamp advances by the elapsed time");
+        // Now the old layer is dropped, and the new one continues.
+        assert_eq!(
+            dt.forward(&packet(0, 1, 13, 10_000, false, 503), t1),
             ForwardDecision::Drop
+        );
+        assert_eq!(
+            sent(dt.forward(&packet(2, 3, 7002, 6080, false, 22), t1)),
+            (104, 6000 + 33 * 90 + 3000, Some(504))
+        );
+        assert_eq!(dt.current_layer(), Some(2));
+    }
+
+    #[test]
+    fn pausing_drops_everything_and_resuming_waits_for_a_keyframe() {
+        let mut dt = video();
+        dt.activate(42.into());
+        let now = Instant::now();
+        sent(dt.forward(&packet(0, 1, 10, 1000, true, 1), now));
+        dt.set_target(None);
+        assert_eq!(
+            dt.forward(&packet(0, 1, 11, 4000, true, 2), now),
+            ForwardDecision::Drop
+        );
+        assert_eq!(dt.current_layer(), None);
+        dt.set_target(Some(0));
+        assert_eq!(
+            dt.forward(&packet(0, 1, 12, 7000, false, 3), now),
+            ForwardDecision::NeedKeyframe
+        );
+        assert_eq!(
+            sent(dt.forward(&packet(0, 1, 13, 10_000, true, 4), now)).0,
+            101,
+            "no gap on resume"
+        );
+    }
+
+    #[test]
+    fn an_ssrc_change_on_the_same_layer_waits_for_a_keyframe() {
+        let mut dt = video();
+        dt.activate(42.into());
+        let now = Instant::now();
+        sent(dt.forward(&packet(0, 1, 10, 1000, true, 1), now));
+        assert_eq!(
+            dt.forward(&packet(0, 9, 1, 5, false, 1), now),
+            ForwardDecision::NeedKeyframe
+        );
+        assert_eq!(sent(dt.forward(&packet(0, 9, 2, 6, true, 1), now)).0, 101);
+        assert_eq!(
+            dt.forward(&packet(0, 9, 1, 5, false, 1), now),
+            ForwardDecision::Drop,
+            "stale"
         );
     }
 }

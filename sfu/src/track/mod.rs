@@ -3,5 +3,5 @@
 mod downtrack;
 mod uptrack;
 
-pub use downtrack::{DownTrack, ForwardDecision};
-pub use uptrack::UpTrack;
+pub use downtrack::{DownTrack, ForwardDecision, PacketInfo};
+pub use uptrack::{vp8_keyframe_size, TrackSource, UpTrack};

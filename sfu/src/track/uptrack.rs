@@ -1,14 +1,73 @@
-//! A published track: who sends it, and which subscribers' down-tracks receive it.
+//! A published track: who sends it, its simulcast layers as they are measured, and which
+//! subscribers' down-tracks receive it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use str0m::media::{MediaKind, Mid};
+use str0m::media::{MediaKind, Mid, Rid};
 
+use crate::allocator::LayerOffer;
 use crate::ids::{ParticipantId, TrackId};
 use crate::keyframe::KeyframeThrottle;
+use crate::rate::RateMeter;
 
-/// Keyframe requests toward a publisher, merged across all its subscribers.
+/// Keyframe requests toward a publisher, merged across all its subscribers, per layer.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// A layer not heard from for this long is not offered to subscribers.
+const LAYER_SILENT_AFTER: Duration = Duration::from_secs(2);
+
+/// What a track shows; screen shares get bandwidth first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrackSource {
+    #[default]
+    Camera,
+    Screen,
+}
+
+/// Nominal layer rates and sizes until a layer has been measured (the web client's q/h/f).
+const NOMINAL: [LayerOffer; 3] = [
+    LayerOffer {
+        bitrate_bps: 150_000,
+        width: 320,
+        height: 180,
+    },
+    LayerOffer {
+        bitrate_bps: 500_000,
+        width: 640,
+        height: 360,
+    },
+    LayerOffer {
+        bitrate_bps: 1_700_000,
+        width: 1280,
+        height: 720,
+    },
+];
+
+#[derive(Debug)]
+pub struct Layer {
+    pub rid: Option<Rid>,
+    pub rate: RateMeter,
+    /// Frame size from the newest keyframe.
+    pub size: Option<(u32, u32)>,
+    pub last_packet: Option<Instant>,
+    pub keyframe_throttle: KeyframeThrottle,
+}
+
+impl Layer {
+    fn new(rid: Option<Rid>) -> Self {
+        Self {
+            rid,
+            rate: RateMeter::default(),
+            size: None,
+            last_packet: None,
+            keyframe_throttle: KeyframeThrottle::new(KEYFRAME_REQUEST_INTERVAL),
+        }
+    }
+
+    pub fn is_live(&self, now: Instant) -> bool {
+        self.last_packet
+            .is_some_and(|t| now.saturating_duration_since(t) < LAYER_SILENT_AFTER)
+    }
+}
 
 #[derive(Debug)]
 pub struct UpTrack {
@@ -17,22 +76,137 @@ pub struct UpTrack {
     /// The publisher's transceiver carrying this track.
     pub mid: Mid,
     pub kind: MediaKind,
+    pub source: TrackSource,
     pub muted: bool,
+    /// Simulcast layers, lowest first; one layer with no rid without simulcast.
+    pub layers: Vec<Layer>,
     /// Each subscriber and the mid of its down-track. A short list walked once per packet.
     pub subscribers: Vec<(ParticipantId, Mid)>,
-    pub keyframe_throttle: KeyframeThrottle,
+    /// Audio: smoothed loudness (127 - RFC 6464 level), for the active speaker.
+    pub loudness: f32,
+    /// Dynacast: the rids the publisher was last told to send, and since when each layer has
+    /// been unneeded.
+    pub active_rids: Option<Vec<Rid>>,
+    pub unneeded_since: Vec<Option<Instant>>,
 }
 
 impl UpTrack {
-    pub fn new(id: TrackId, publisher: ParticipantId, mid: Mid, kind: MediaKind) -> Self {
+    pub fn new(
+        id: TrackId,
+        publisher: ParticipantId,
+        mid: Mid,
+        kind: MediaKind,
+        rids: &[Rid],
+    ) -> Self {
+        let mut layers: Vec<Layer> = rids.iter().map(|r| Layer::new(Some(*r))).collect();
+        layers.sort_by_key(|l| l.rid.map_or(usize::MAX, |r| rid_rank(&r)));
+        if layers.is_empty() {
+            layers.push(Layer::new(None));
+        }
+        let unneeded_since = vec![None; layers.len()];
         Self {
             id,
             publisher,
             mid,
             kind,
+            source: TrackSource::Camera,
             muted: false,
+            layers,
             subscribers: Vec::new(),
-            keyframe_throttle: KeyframeThrottle::new(KEYFRAME_REQUEST_INTERVAL),
+            loudness: 0.0,
+            active_rids: None,
+            unneeded_since,
         }
+    }
+
+    pub fn is_simulcast(&self) -> bool {
+        self.layers.len() > 1
+    }
+
+    pub fn layer_index(&self, rid: Option<Rid>) -> Option<usize> {
+        self.layers.iter().position(|l| l.rid == rid)
+    }
+
+    /// What each layer offers subscribers: measured where possible, nominal otherwise.
+    pub fn layer_offers(&self, now: Instant, out: &mut Vec<LayerOffer>) {
+        out.clear();
+        let n = self.layers.len();
+        for (i, layer) in self.layers.iter().enumerate() {
+            // Nominal values by rank from the top, so a two-layer track gets h and f.
+            let nominal = NOMINAL[(NOMINAL.len() + i).saturating_sub(n).min(NOMINAL.len() - 1)];
+            let measured = layer.rate.bps();
+            let bitrate_bps = if layer.is_live(now) && measured > 0 {
+                measured
+            } else if n == 1 {
+                // A single-layer track: whatever it sends, it needs; assume a camera at 720p.
+                measured.max(NOMINAL[2].bitrate_bps / 2)
+            } else {
+                nominal.bitrate_bps
+            };
+            let (width, height) = layer.size.unwrap_or((nominal.width, nominal.height));
+            out.push(LayerOffer {
+                bitrate_bps,
+                width,
+                height,
+            });
+        }
+    }
+}
+
+/// The web client's and LiveKit's rid names, lowest first; other rids keep SDP order.
+fn rid_rank(rid: &Rid) -> usize {
+    match &**rid {
+        "q" => 0,
+        "h" => 1,
+        "f" => 2,
+        _ => 3,
+    }
+}
+
+/// The frame size in a VP8 keyframe's header (RFC 6386 9.1), given the payload after the
+/// payload descriptor.
+pub fn vp8_keyframe_size(frame: &[u8]) -> Option<(u32, u32)> {
+    let header = frame.get(..10)?;
+    if header[0] & 0x01 != 0 || header[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let width = u32::from(u16::from_le_bytes([header[6], header[7]]) & 0x3fff);
+    let height = u32::from(u16::from_le_bytes([header[8], header[9]]) & 0x3fff);
+    (width > 0 && height > 0).then_some((width, height))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_are_ordered_lowest_first() {
+        let rids: Vec<Rid> = ["f", "q", "h"].iter().map(|r| Rid::from(*r)).collect();
+        let track = UpTrack::new(
+            TrackId::random(),
+            ParticipantId::random(),
+            Mid::from("1"),
+            MediaKind::Video,
+            &rids,
+        );
+        let order: Vec<String> = track
+            .layers
+            .iter()
+            .map(|l| l.rid.map(|r| r.to_string()).unwrap_or_default())
+            .collect();
+        assert_eq!(order, ["q", "h", "f"]);
+        assert_eq!(track.layer_index(Some(Rid::from("h"))), Some(1));
+        assert_eq!(track.layer_index(None), None);
+    }
+
+    #[test]
+    fn keyframe_size_is_read_from_the_vp8_header() {
+        // Tag with P=0, start code, 640 x 360 with scaling bits set (ignored).
+        let frame = [0x50, 0x01, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x42, 0x68, 0x01];
+        assert_eq!(vp8_keyframe_size(&frame), Some((640, 360)));
+        assert_eq!(vp8_keyframe_size(&frame[..6]), None);
+        let mut interframe = frame;
+        interframe[0] |= 1;
+        assert_eq!(vp8_keyframe_size(&interframe), None);
     }
 }

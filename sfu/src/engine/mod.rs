@@ -1,26 +1,31 @@
 //! The sans-IO SFU core: rooms, participants and the forwarding path, driven by datagrams and
 //! time, producing datagrams to send and events for signaling. No sockets, threads or locks:
 //! one `Sfu` value is owned by one task (see `io::server` for the one we ship).
+//!
+//! This file holds the public API and the drive loop; `forward.rs` the per-packet path,
+//! `negotiate.rs` who receives what, `allocate.rs` the periodic layer allocation and stats.
+
+mod allocate;
+mod forward;
+mod negotiate;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::BweKind;
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{
-    Direction, KeyframeRequest, KeyframeRequestKind, MediaAdded, MediaChanged, MediaKind, Mid,
-};
+use str0m::media::Mid;
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 
 use crate::demux::Demux;
 use crate::error::SfuError;
-use crate::event::{JoinInfo, OfferedTrack, ParticipantInfo, SfuEvent, TrackInfo};
+use crate::event::{JoinInfo, ParticipantInfo, ParticipantStats, SfuEvent, TrackInfo};
 use crate::ids::{ParticipantId, TrackId};
 use crate::participant::{Participant, RemovalReason};
 use crate::room::Room;
-use crate::track::{DownTrack, ForwardDecision, UpTrack};
+use crate::track::{TrackSource, UpTrack};
 
 /// How the SFU is reached and how patient it is.
 #[derive(Debug, Clone)]
@@ -53,8 +58,10 @@ pub enum SfuOutput {
     Event(SfuEvent),
 }
 
-/// Housekeeping (timeouts, empty rooms) runs at most this often.
+/// Housekeeping (timeouts, layer allocation, dynacast) runs this often.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
+/// Every participant gets a `Stats` event this often.
+const STATS_INTERVAL: Duration = Duration::from_secs(2);
 
 pub struct Sfu {
     config: SfuConfig,
@@ -68,6 +75,7 @@ pub struct Sfu {
     dirty: Vec<ParticipantId>,
     outputs: VecDeque<SfuOutput>,
     next_housekeeping: Instant,
+    next_stats: Instant,
 }
 
 impl Sfu {
@@ -83,6 +91,7 @@ impl Sfu {
             dirty: Vec::new(),
             outputs: VecDeque::new(),
             next_housekeeping: now + HOUSEKEEPING_INTERVAL,
+            next_stats: now + STATS_INTERVAL,
         }
     }
 
@@ -249,6 +258,69 @@ impl Sfu {
         Ok(track_id)
     }
 
+    /// The size at which the participant shows `track` (`(0, 0)`: not shown). The next
+    /// allocation picks a layer that fits.
+    pub fn set_video_size(
+        &mut self,
+        id: ParticipantId,
+        track: TrackId,
+        width: u32,
+        height: u32,
+    ) -> Result<(), SfuError> {
+        let p = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::UnknownParticipant(id))?;
+        let d = p
+            .downtracks
+            .values_mut()
+            .find(|d| d.track == track)
+            .ok_or_else(|| SfuError::UnknownTrack(track.to_string()))?;
+        d.shown = Some((width, height));
+        Ok(())
+    }
+
+    /// What the track the participant sends on `mid` shows (camera or screen).
+    pub fn set_track_source(
+        &mut self,
+        id: ParticipantId,
+        mid: &str,
+        source: TrackSource,
+    ) -> Result<(), SfuError> {
+        let p = self
+            .participants
+            .get(&id)
+            .ok_or(SfuError::UnknownParticipant(id))?;
+        let track_id = p
+            .published
+            .get(&Mid::from(mid))
+            .ok_or_else(|| SfuError::UnknownTrack(mid.to_owned()))?;
+        if let Some(track) = self.tracks.get_mut(track_id) {
+            track.source = source;
+        }
+        Ok(())
+    }
+
+    /// Every participant's name, room, and what it receives (for `/api/stats`).
+    pub fn all_stats(&self) -> Vec<ParticipantStats> {
+        let mut all: Vec<ParticipantStats> = self
+            .participants
+            .values()
+            .filter_map(|p| {
+                let (estimate_bps, subscriptions) = self.subscription_stats(p.id)?;
+                Some(ParticipantStats {
+                    participant: p.id,
+                    name: p.name.clone(),
+                    room: p.room.clone(),
+                    estimate_bps,
+                    subscriptions,
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| (&a.room, &a.name).cmp(&(&b.room, &b.name)));
+        all
+    }
+
     /// The participant left (or its signaling went away).
     pub fn leave(&mut self, id: ParticipantId, now: Instant) {
         self.remove(id, now);
@@ -298,6 +370,11 @@ impl Sfu {
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
             self.expire_participants(now);
+            self.allocation_tick(now);
+        }
+        if now >= self.next_stats {
+            self.next_stats = now + STATS_INTERVAL;
+            self.emit_stats();
         }
         self.drive(now);
     }
@@ -382,294 +459,14 @@ impl Sfu {
                     };
                 }
             }
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    p.estimate_bps = estimate.as_u64();
+                }
+            }
             Event::Closed => self.remove_with_reason(id, RemovalReason::MediaClosed, now),
             _ => {}
         }
-    }
-
-    /// The forwarding path: one incoming packet to every down-track of its track.
-    fn forward(&mut self, from: ParticipantId, packet: RtpPacket, now: Instant) {
-        let Some(publisher) = self.participants.get_mut(&from) else {
-            return;
-        };
-        let ssrc = packet.header.ssrc;
-        let track_id = match publisher.ssrc_tracks.get(&ssrc) {
-            Some(t) => *t,
-            None => {
-                let Some(mid) = publisher.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
-                    tracing::debug!(participant = %from, %ssrc, "packet on an unknown stream dropped");
-                    return;
-                };
-                let Some(&t) = publisher.published.get(&mid) else {
-                    tracing::debug!(participant = %from, %ssrc, %mid, "packet on an unpublished mid dropped");
-                    return;
-                };
-                publisher.ssrc_tracks.insert(ssrc, t);
-                t
-            }
-        };
-        let Some(codec) = publisher.payload_types.codec(packet.header.payload_type) else {
-            tracing::debug!(participant = %from, pt = *packet.header.payload_type, "packet of an unforwarded codec dropped");
-            return;
-        };
-        let Some(track) = self.tracks.get_mut(&track_id) else {
-            return;
-        };
-        let starts_keyframe = codec.starts_keyframe(&packet.payload);
-        let nackable = track.kind == MediaKind::Video;
-        let exts = ExtensionValues {
-            audio_level: packet.header.ext_vals.audio_level,
-            voice_activity: packet.header.ext_vals.voice_activity,
-            video_orientation: packet.header.ext_vals.video_orientation,
-            ..Default::default()
-        };
-        let seq = *packet.seq_no;
-        let mut wants_keyframe = false;
-
-        for &(subscriber_id, mid) in &track.subscribers {
-            let Some(subscriber) = self.participants.get_mut(&subscriber_id) else {
-                continue;
-            };
-            let Some(downtrack) = subscriber.downtracks.get_mut(&mid) else {
-                continue;
-            };
-            let (out_seq, out_ts) = match downtrack.forward(
-                ssrc,
-                seq,
-                packet.header.timestamp,
-                starts_keyframe,
-                now,
-            ) {
-                ForwardDecision::Send { seq, timestamp } => (seq, timestamp),
-                ForwardDecision::NeedKeyframe => {
-                    tracing::trace!(subscriber = %subscriber_id, track = %track_id, "waiting for a keyframe");
-                    wants_keyframe = true;
-                    continue;
-                }
-                ForwardDecision::Drop => {
-                    tracing::trace!(subscriber = %subscriber_id, seq, "dropped");
-                    continue;
-                }
-            };
-            let (Some(tx_ssrc), Some(pt)) =
-                (downtrack.tx_ssrc(), subscriber.payload_types.pt(codec))
-            else {
-                tracing::trace!(subscriber = %subscriber_id, ?codec, "codec not negotiated by the subscriber");
-                continue;
-            };
-            let mut api = subscriber.rtc.direct_api();
-            let Some(stream) = api.stream_tx(&tx_ssrc) else {
-                tracing::trace!(subscriber = %subscriber_id, %tx_ssrc, "no send stream");
-                continue;
-            };
-            stream.write_rtp(
-                RtpWrite::new(
-                    pt,
-                    out_seq.into(),
-                    out_ts,
-                    packet.timestamp,
-                    packet.payload.clone(),
-                )
-                .marker(packet.header.marker)
-                .ext_vals(exts.clone())
-                .nackable(nackable),
-            );
-            if !subscriber.dirty {
-                subscriber.dirty = true;
-                self.dirty.push(subscriber_id);
-            }
-        }
-
-        if wants_keyframe && track.keyframe_throttle.try_request(now) {
-            if let Some(p) = self.participants.get_mut(&from) {
-                if let Some(stream) = p.rtc.direct_api().stream_rx(&ssrc) {
-                    stream.request_keyframe(KeyframeRequestKind::Pli);
-                }
-                self.mark_dirty(from);
-            }
-        }
-    }
-
-    /// A subscriber asked for a keyframe on one of its down-tracks: pass it to the publisher,
-    /// throttled per track.
-    fn forward_keyframe_request(
-        &mut self,
-        subscriber: ParticipantId,
-        req: KeyframeRequest,
-        now: Instant,
-    ) {
-        let Some(track_id) = self
-            .participants
-            .get(&subscriber)
-            .and_then(|p| p.downtracks.get(&req.mid))
-            .map(|d| d.track)
-        else {
-            return;
-        };
-        let Some(track) = self.tracks.get_mut(&track_id) else {
-            return;
-        };
-        if !track.keyframe_throttle.try_request(now) {
-            return;
-        }
-        let (publisher, mid) = (track.publisher, track.mid);
-        if let Some(p) = self.participants.get_mut(&publisher) {
-            if let Some(stream) = p.rtc.direct_api().stream_rx_by_mid(mid, None) {
-                stream.request_keyframe(req.kind);
-                self.mark_dirty(publisher);
-            }
-        }
-    }
-
-    fn media_added(&mut self, id: ParticipantId, media: MediaAdded) {
-        let Some(p) = self.participants.get_mut(&id) else {
-            return;
-        };
-        if p.downtracks.contains_key(&media.mid) {
-            return; // a transceiver the server offered; activated when its answer arrives
-        }
-        if !media.direction.is_receiving() || p.published.contains_key(&media.mid) {
-            return;
-        }
-        let track_id = TrackId::random();
-        p.published.insert(media.mid, track_id);
-        let room = p.room.clone();
-        self.tracks
-            .insert(track_id, UpTrack::new(track_id, id, media.mid, media.kind));
-        tracing::info!(participant = %id, track = %track_id, mid = %media.mid, kind = ?media.kind, "track published");
-        let info = TrackInfo {
-            id: track_id,
-            kind: media.kind,
-            muted: false,
-        };
-        self.notify_room(&room, id, |to| SfuEvent::TrackPublished {
-            to,
-            participant: id,
-            track: info.clone(),
-        });
-        self.renegotiate_room(&room, id);
-    }
-
-    fn media_changed(&mut self, id: ParticipantId, change: MediaChanged) {
-        let Some(p) = self.participants.get_mut(&id) else {
-            return;
-        };
-        if p.downtracks.contains_key(&change.mid) || change.direction.is_receiving() {
-            return;
-        }
-        let Some(track_id) = p.published.remove(&change.mid) else {
-            return;
-        };
-        p.ssrc_tracks.retain(|_, t| *t != track_id);
-        let room = p.room.clone();
-        self.unpublish(track_id);
-        self.notify_room(&room, id, |to| SfuEvent::TrackUnpublished {
-            to,
-            participant: id,
-            track: track_id,
-        });
-        self.renegotiate_room(&room, id);
-    }
-
-    /// Remove a published track and every subscriber's down-track of it.
-    fn unpublish(&mut self, track_id: TrackId) {
-        let Some(track) = self.tracks.remove(&track_id) else {
-            return;
-        };
-        tracing::info!(participant = %track.publisher, track = %track_id, "track unpublished");
-        for (subscriber, mid) in track.subscribers {
-            if let Some(s) = self.participants.get_mut(&subscriber) {
-                s.downtracks.remove(&mid);
-                s.mids_to_stop.push(mid);
-            }
-        }
-    }
-
-    /// Renegotiate everyone in `room` except `except`, whose subscriptions may have changed.
-    fn renegotiate_room(&mut self, room: &str, except: ParticipantId) {
-        let members: Vec<ParticipantId> = self
-            .rooms
-            .get(room)
-            .map(|r| r.others(except).collect())
-            .unwrap_or_default();
-        for member in members {
-            self.renegotiate(member);
-        }
-    }
-
-    /// Bring a participant's down-tracks in line with what its room publishes: add the missing,
-    /// stop the ended, and send one offer for all of it. One offer is in flight at a time.
-    fn renegotiate(&mut self, id: ParticipantId) {
-        let Some(p) = self.participants.get(&id) else {
-            return;
-        };
-        if !p.negotiation.established {
-            return;
-        }
-        if p.negotiation.pending.is_some() {
-            // Runs again when the answer arrives.
-            return;
-        }
-        let wanted: Vec<(TrackId, ParticipantId, MediaKind)> = self
-            .rooms
-            .get(&p.room)
-            .into_iter()
-            .flat_map(|room| room.others(id))
-            .filter_map(|other| self.participants.get(&other))
-            .flat_map(|other| other.published.values())
-            .filter_map(|t| self.tracks.get(t))
-            .map(|t| (t.id, t.publisher, t.kind))
-            .collect();
-
-        let Some(p) = self.participants.get_mut(&id) else {
-            return;
-        };
-        let mut api = p.rtc.sdp_api();
-        let mut added = Vec::new();
-        for (track, publisher, kind) in wanted {
-            if !p.downtracks.values().any(|d| d.track == track) {
-                let mid = api.add_media(
-                    kind,
-                    Direction::SendOnly,
-                    Some(publisher.to_string()),
-                    Some(track.to_string()),
-                    None,
-                );
-                added.push((track, mid, kind));
-            }
-        }
-        for mid in p.mids_to_stop.drain(..) {
-            api.stop_media(mid);
-        }
-        let Some((offer, pending)) = api.apply() else {
-            return;
-        };
-        p.negotiation.pending = Some(pending);
-        for (track, mid, kind) in added {
-            p.downtracks.insert(mid, DownTrack::new(track, mid, kind));
-            if let Some(t) = self.tracks.get_mut(&track) {
-                t.subscribers.push((id, mid));
-            }
-        }
-        let tracks = p
-            .downtracks
-            .values()
-            .filter_map(|d| {
-                let t = self.tracks.get(&d.track)?;
-                Some(OfferedTrack {
-                    mid: d.mid.to_string(),
-                    publisher: t.publisher,
-                    track: t.id,
-                    kind: t.kind,
-                })
-            })
-            .collect();
-        tracing::debug!(participant = %id, "sending offer");
-        self.outputs.push_back(SfuOutput::Event(SfuEvent::Offer {
-            to: id,
-            sdp: offer.to_sdp_string(),
-            tracks,
-        }));
     }
 
     fn notify_room(

@@ -1,0 +1,386 @@
+//! Splits one subscriber's bandwidth estimate across the videos it receives: screen shares
+//! first, then the active speaker, then everyone else; every video first gets its lowest
+//! layer, then layers are raised in the same order while the budget lasts. No layer above
+//! what the subscriber's tile size can show is chosen. Pure and table-tested; runs on a timer,
+//! never per packet.
+
+use std::time::{Duration, Instant};
+
+/// Raising a layer needs this much more budget than the layer's measured rate, so an estimate
+/// sitting right at a layer boundary does not flip between two layers.
+pub const UPGRADE_HEADROOM: f64 = 1.15;
+/// And the estimate must allow the upgrade for this long.
+pub const UPGRADE_HOLD: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    Screen,
+    Speaker,
+    Other,
+}
+
+/// One layer a video track offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerOffer {
+    pub bitrate_bps: u64,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// One video the subscriber receives.
+#[derive(Debug, Clone)]
+pub struct Demand<'a> {
+    pub priority: Priority,
+    /// Lowest first.
+    pub layers: &'a [LayerOffer],
+    /// Size the subscriber shows it at: `None` when unknown (no limit), `Some((0, 0))` hidden.
+    pub shown: Option<(u32, u32)>,
+    /// The layer targeted now, if any: raising it needs headroom.
+    pub current: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Not shown by the subscriber.
+    Hidden,
+    /// Even the lowest layer does not fit the estimate.
+    Bandwidth,
+    /// The best layer the shown size needs.
+    FitsShownSize,
+    /// The top layer: nothing better exists.
+    Best,
+    /// Below what the size would use, because of the estimate.
+    BandwidthLimited,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hidden => "hidden by the subscriber",
+            Self::Bandwidth => "paused: the lowest layer does not fit the bandwidth estimate",
+            Self::FitsShownSize => "the layer that fits the shown size",
+            Self::Best => "the best layer",
+            Self::BandwidthLimited => "limited by the bandwidth estimate",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub target: Option<usize>,
+    pub reason: Reason,
+    /// The layer it would get with unlimited bandwidth (what probing aims for).
+    pub ideal: Option<usize>,
+}
+
+/// The lowest layer that covers the shown size (within 10%), else the highest.
+fn ideal_layer(layers: &[LayerOffer], shown: Option<(u32, u32)>) -> Option<usize> {
+    let top = layers.len().checked_sub(1)?;
+    match shown {
+        Some((0, _)) | Some((_, 0)) => None,
+        None => Some(top),
+        Some((w, h)) => Some(
+            layers
+                .iter()
+                .position(|l| {
+                    u64::from(l.width) * 11 >= u64::from(w) * 10
+                        && u64::from(l.height) * 11 >= u64::from(h) * 10
+                })
+                .unwrap_or(top),
+        ),
+    }
+}
+
+fn cost(layer: &LayerOffer, raising: bool) -> u64 {
+    if raising {
+        (layer.bitrate_bps as f64 * UPGRADE_HEADROOM) as u64
+    } else {
+        layer.bitrate_bps
+    }
+}
+
+pub fn allocate(budget_bps: u64, demands: &[Demand]) -> Vec<Decision> {
+    let mut order: Vec<usize> = (0..demands.len()).collect();
+    order.sort_by_key(|&i| (demands[i].priority, i));
+    let mut remaining = budget_bps;
+    let mut decisions: Vec<Decision> = demands
+        .iter()
+        .map(|d| Decision {
+            target: None,
+            reason: Reason::Hidden,
+            ideal: ideal_layer(d.layers, d.shown),
+        })
+        .collect();
+
+    // Everyone shown gets the lowest layer first, in priority order.
+    for &i in &order {
+        let d = &demands[i];
+        let (Some(_), Some(lowest)) = (decisions[i].ideal, d.layers.first()) else {
+            continue;
+        };
+        let c = cost(lowest, d.current.is_none());
+        if c <= remaining {
+            remaining -= c;
+            decisions[i].target = Some(0);
+        } else {
+            decisions[i].reason = Reason::Bandwidth;
+        }
+    }
+    // Then raise each, in priority order, as far as its size and the budget allow.
+    for &i in &order {
+        let d = &demands[i];
+        let (Some(mut at), Some(ideal)) = (decisions[i].target, decisions[i].ideal) else {
+            continue;
+        };
+        let mut spent = cost(&d.layers[at], d.current.is_none());
+        while at < ideal {
+            let next = at + 1;
+            let raising = d.current.is_none_or(|c| next > c);
+            let c = cost(&d.layers[next], raising);
+            if c > spent + remaining {
+                break;
+            }
+            remaining = remaining + spent - c;
+            spent = c;
+            at = next;
+        }
+        decisions[i].target = Some(at);
+        decisions[i].reason = if at < ideal {
+            Reason::BandwidthLimited
+        } else if ideal + 1 < d.layers.len() {
+            Reason::FitsShownSize
+        } else {
+            Reason::Best
+        };
+    }
+    decisions
+}
+
+/// Applies the time part of the upgrade hysteresis to one down-track's targets: lowering is
+/// immediate, raising (including resuming after a pause) waits until the allocator has allowed
+/// it for `UPGRADE_HOLD`, one step at a time.
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeGate {
+    started: bool,
+    pending: Option<(Option<usize>, Instant)>,
+}
+
+impl UpgradeGate {
+    /// The target to use now, given the current one and the allocator's proposal.
+    pub fn admit(
+        &mut self,
+        current: Option<usize>,
+        proposed: Option<usize>,
+        now: Instant,
+    ) -> Option<usize> {
+        if !self.started {
+            // A new subscription starts where the allocator says.
+            self.started = true;
+            return proposed;
+        }
+        if proposed <= current {
+            self.pending = None;
+            return proposed;
+        }
+        // One step up at a time: the next layer above the current one.
+        let step = Some(current.map_or(0, |c| c + 1));
+        match self.pending {
+            Some((level, since)) if level == step => {
+                if now.saturating_duration_since(since) >= UPGRADE_HOLD {
+                    self.pending = None;
+                    return step;
+                }
+            }
+            _ => self.pending = Some((step, now)),
+        }
+        current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIMULCAST: [LayerOffer; 3] = [
+        LayerOffer {
+            bitrate_bps: 150_000,
+            width: 320,
+            height: 180,
+        },
+        LayerOffer {
+            bitrate_bps: 500_000,
+            width: 640,
+            height: 360,
+        },
+        LayerOffer {
+            bitrate_bps: 1_700_000,
+            width: 1280,
+            height: 720,
+        },
+    ];
+
+    fn demand(
+        priority: Priority,
+        shown: Option<(u32, u32)>,
+        current: Option<usize>,
+    ) -> Demand<'static> {
+        Demand {
+            priority,
+            layers: &SIMULCAST,
+            shown,
+            current,
+        }
+    }
+
+    fn targets(budget: u64, demands: &[Demand]) -> Vec<Option<usize>> {
+        allocate(budget, demands).iter().map(|d| d.target).collect()
+    }
+
+    #[test]
+    fn one_video_takes_the_best_layer_that_fits() {
+        let table = [
+            (100_000, None),
+            (300_000, Some(0)),
+            (600_000, Some(1)),
+            (1_900_000, Some(1)), // 1.7 M fits, but raising needs 15% headroom
+            (2_000_000, Some(2)),
+        ];
+        for (budget, expected) in table {
+            assert_eq!(
+                targets(budget, &[demand(Priority::Other, None, Some(0))]),
+                vec![expected],
+                "budget {budget}"
+            );
+        }
+    }
+
+    #[test]
+    fn keeping_a_layer_needs_no_headroom() {
+        // At 1.8 M the top layer is kept once there, though reaching it needed 1.955 M.
+        assert_eq!(
+            targets(1_800_000, &[demand(Priority::Other, None, Some(2))]),
+            vec![Some(2)]
+        );
+        assert_eq!(
+            targets(1_800_000, &[demand(Priority::Other, None, Some(1))]),
+            vec![Some(1)]
+        );
+    }
+
+    #[test]
+    fn shown_size_caps_the_layer() {
+        let d = allocate(
+            10_000_000,
+            &[
+                demand(Priority::Other, Some((320, 180)), Some(0)),
+                demand(Priority::Other, Some((600, 340)), Some(0)),
+                demand(Priority::Other, Some((1920, 1080)), Some(0)),
+                demand(Priority::Other, Some((0, 0)), Some(0)),
+            ],
+        );
+        assert_eq!(
+            d.iter().map(|d| d.target).collect::<Vec<_>>(),
+            vec![Some(0), Some(1), Some(2), None]
+        );
+        assert_eq!(d[0].reason, Reason::FitsShownSize);
+        assert_eq!(d[2].reason, Reason::Best);
+        assert_eq!(d[3].reason, Reason::Hidden);
+    }
+
+    #[test]
+    fn screen_share_first_then_speaker_then_others() {
+        let demands = [
+            demand(Priority::Other, None, Some(0)),
+            demand(Priority::Speaker, None, Some(0)),
+            demand(Priority::Screen, None, Some(0)),
+        ];
+        // Enough for every lowest layer, then the screen climbs to the top and the speaker
+        // to the middle; the rest stays low.
+        assert_eq!(
+            targets(
+                150_000 * 3 + 1_955_000 - 150_000 + 575_000 - 150_000,
+                &demands
+            ),
+            vec![Some(0), Some(1), Some(2)]
+        );
+        // Only enough for two lowest layers: the last in priority is paused.
+        let d = allocate(320_000, &demands);
+        assert_eq!(
+            d.iter().map(|d| d.target).collect::<Vec<_>>(),
+            vec![None, Some(0), Some(0)]
+        );
+        assert_eq!(d[0].reason, Reason::Bandwidth);
+    }
+
+    #[test]
+    fn upgrades_wait_for_the_hold_and_go_one_step_at_a_time() {
+        let t0 = Instant::now();
+        let mut gate = UpgradeGate::default();
+        assert_eq!(
+            gate.admit(None, Some(0), t0),
+            Some(0),
+            "a new subscription starts at once"
+        );
+        assert_eq!(gate.admit(Some(0), Some(2), t0), Some(0));
+        assert_eq!(
+            gate.admit(Some(0), Some(2), t0 + Duration::from_millis(1500)),
+            Some(0)
+        );
+        assert_eq!(
+            gate.admit(Some(0), Some(2), t0 + UPGRADE_HOLD),
+            Some(1),
+            "one step"
+        );
+        let t1 = t0 + UPGRADE_HOLD;
+        assert_eq!(gate.admit(Some(1), Some(2), t1), Some(1));
+        // The estimate dips: the pending upgrade is forgotten, and starts over.
+        assert_eq!(
+            gate.admit(Some(1), Some(1), t1 + Duration::from_secs(1)),
+            Some(1)
+        );
+        assert_eq!(
+            gate.admit(Some(1), Some(2), t1 + Duration::from_secs(2)),
+            Some(1)
+        );
+        assert_eq!(
+            gate.admit(Some(1), Some(2), t1 + Duration::from_secs(3)),
+            Some(1)
+        );
+        assert_eq!(
+            gate.admit(Some(1), Some(2), t1 + Duration::from_secs(4)),
+            Some(2)
+        );
+        // Downgrades and pauses are immediate.
+        assert_eq!(
+            gate.admit(Some(2), Some(0), t1 + Duration::from_secs(5)),
+            Some(0)
+        );
+        assert_eq!(gate.admit(Some(0), None, t1 + Duration::from_secs(5)), None);
+        // Resuming after a pause holds too.
+        assert_eq!(gate.admit(None, Some(0), t1 + Duration::from_secs(6)), None);
+        assert_eq!(
+            gate.admit(None, Some(0), t1 + Duration::from_secs(8)),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn an_estimate_oscillating_around_a_boundary_does_not_flap() {
+        // The estimate swings +-5% around the top layer's rate every tick for a minute.
+        let t0 = Instant::now();
+        let mut gate = UpgradeGate::default();
+        let mut current = gate.admit(None, Some(1), t0);
+        let mut switches = 0;
+        for tick in 0..120u64 {
+            let budget = if tick % 2 == 0 { 1_785_000 } else { 1_615_000 };
+            let proposed = targets(budget, &[demand(Priority::Other, None, current)])[0];
+            let next = gate.admit(current, proposed, t0 + Duration::from_millis(500 * tick));
+            if next != current {
+                switches += 1;
+            }
+            current = next;
+        }
+        assert_eq!(switches, 0, "stayed on the middle layer");
+        assert_eq!(current, Some(1));
+    }
+}

@@ -1,0 +1,253 @@
+//! The subscription tick, every `HOUSEKEEPING_INTERVAL`: measure layers, find each room's
+//! active speaker, split every subscriber's bandwidth estimate across its videos (see
+//! `allocator`), tell publishers which simulcast layers anyone still needs (dynacast), and
+//! report all of it (stats).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use str0m::bwe::Bitrate;
+use str0m::media::{MediaKind, Mid, Rid};
+
+use super::{Sfu, SfuOutput};
+use crate::allocator::{allocate, Demand, LayerOffer, Priority};
+use crate::event::{SfuEvent, SubscriptionStats};
+use crate::ids::ParticipantId;
+use crate::track::TrackSource;
+
+/// A layer nobody needs is turned off at the publisher after this long, so a brief dip does
+/// not make it restart (with a keyframe) a moment later.
+const DYNACAST_OFF_DELAY: Duration = Duration::from_secs(3);
+/// Smoothed loudness (127 - dBov level) above which a participant counts as speaking.
+const SPEAKING_LOUDNESS: f32 = 60.0;
+/// Audio takes about this much of a subscriber's budget per track before video is allocated.
+const AUDIO_ALLOWANCE_BPS: u64 = 48_000;
+
+/// One video down-track as the allocator sees it.
+struct VideoDownTrack {
+    mid: Mid,
+    offers: Vec<LayerOffer>,
+    priority: Priority,
+    shown: Option<(u32, u32)>,
+    current: Option<usize>,
+}
+
+impl Sfu {
+    pub(super) fn allocation_tick(&mut self, now: Instant) {
+        for track in self.tracks.values_mut() {
+            for layer in &mut track.layers {
+                layer.rate.tick(now);
+            }
+        }
+        for p in self.participants.values_mut() {
+            for d in p.downtracks.values_mut() {
+                d.sent_bytes.tick(now);
+            }
+        }
+        let speakers = self.active_speakers();
+        let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        for id in ids {
+            self.allocate_for(id, &speakers, now);
+        }
+        self.update_dynacast(now);
+    }
+
+    /// In each room, the loudest participant, if anyone is speaking.
+    fn active_speakers(&self) -> HashSet<ParticipantId> {
+        self.rooms
+            .values()
+            .filter_map(|room| {
+                room.participants
+                    .iter()
+                    .filter_map(|p| self.participants.get(p))
+                    .filter_map(|p| {
+                        let loudness = p
+                            .published
+                            .values()
+                            .filter_map(|t| self.tracks.get(t))
+                            .filter(|t| t.kind == MediaKind::Audio && !t.muted)
+                            .map(|t| t.loudness)
+                            .fold(0.0f32, f32::max);
+                        (loudness > SPEAKING_LOUDNESS).then_some((p.id, loudness))
+                    })
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(id, _)| id)
+            })
+            .collect()
+    }
+
+    fn allocate_for(&mut self, id: ParticipantId, speakers: &HashSet<ParticipantId>, now: Instant) {
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        let mut videos: Vec<VideoDownTrack> = Vec::new();
+        let mut audio_bps = 0;
+        for d in p.downtracks.values() {
+            if d.kind == MediaKind::Audio {
+                audio_bps += AUDIO_ALLOWANCE_BPS;
+                continue;
+            }
+            let Some(track) = self.tracks.get(&d.track) else {
+                continue;
+            };
+            let mut offers = Vec::with_capacity(track.layers.len());
+            track.layer_offers(now, &mut offers);
+            let priority = match (track.source, speakers.contains(&track.publisher)) {
+                (TrackSource::Screen, _) => Priority::Screen,
+                (_, true) => Priority::Speaker,
+                _ => Priority::Other,
+            };
+            videos.push(VideoDownTrack {
+                mid: d.mid,
+                offers,
+                priority,
+                shown: d.shown,
+                current: d.target_layer(),
+            });
+        }
+        let demands: Vec<Demand> = videos
+            .iter()
+            .map(|v| Demand {
+                priority: v.priority,
+                layers: &v.offers,
+                shown: v.shown,
+                current: v.current,
+            })
+            .collect();
+        let budget = p.estimate_bps.saturating_sub(audio_bps);
+        let decisions = allocate(budget, &demands);
+
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let (mut floor_bps, mut desired_bps) = (audio_bps, audio_bps);
+        for (VideoDownTrack { mid, offers, .. }, decision) in videos.iter().zip(&decisions) {
+            let Some(d) = p.downtracks.get_mut(mid) else {
+                continue;
+            };
+            let before = d.target_layer();
+            let target = d.gate.admit(before, decision.target, now);
+            if target != before {
+                tracing::debug!(participant = %id, track = %d.track, ?before, ?target, reason = decision.reason.as_str(), estimate = p.estimate_bps, "layer target changed");
+                d.set_target(target);
+            }
+            d.reason = decision.reason;
+            let paused = target.is_none();
+            if paused != d.notified_paused {
+                d.notified_paused = paused;
+                if let Some(track) = self.tracks.get(&d.track) {
+                    self.outputs
+                        .push_back(SfuOutput::Event(SfuEvent::VideoPaused {
+                            to: id,
+                            participant: track.publisher,
+                            track: d.track,
+                            paused,
+                            reason: decision.reason,
+                        }));
+                }
+            }
+            floor_bps += target
+                .and_then(|t| offers.get(t))
+                .map_or(0, |l| l.bitrate_bps);
+            // Probe toward what every video would get unconstrained, so paused or limited
+            // videos come back on their own when the network allows.
+            desired_bps += decision
+                .ideal
+                .and_then(|i| offers.get(i))
+                .map_or(0, |l| l.bitrate_bps);
+        }
+        p.rtc.bwe().set_bitrate(
+            Bitrate::bps(floor_bps),
+            Bitrate::bps(desired_bps.max(floor_bps)),
+        );
+        self.mark_dirty(id);
+    }
+
+    /// Tell each simulcast publisher which layers are still wanted by some subscriber.
+    fn update_dynacast(&mut self, now: Instant) {
+        for track in self.tracks.values_mut().filter(|t| t.is_simulcast()) {
+            let mut needed = vec![false; track.layers.len()];
+            for (subscriber, mid) in &track.subscribers {
+                let Some(d) = self
+                    .participants
+                    .get(subscriber)
+                    .and_then(|p| p.downtracks.get(mid))
+                else {
+                    continue;
+                };
+                for layer in [d.target_layer(), d.current_layer()].into_iter().flatten() {
+                    if let Some(n) = needed.get_mut(layer) {
+                        *n = true;
+                    }
+                }
+            }
+            let mut active: Vec<Rid> = Vec::new();
+            for (i, layer) in track.layers.iter().enumerate() {
+                let since = &mut track.unneeded_since[i];
+                if needed[i] {
+                    *since = None;
+                } else if since.is_none() {
+                    *since = Some(now);
+                }
+                let keep =
+                    since.is_none_or(|s| now.saturating_duration_since(s) < DYNACAST_OFF_DELAY);
+                if keep {
+                    active.extend(layer.rid);
+                }
+            }
+            if track.active_rids.as_ref() != Some(&active) {
+                tracing::debug!(participant = %track.publisher, track = %track.id, ?active, "dynacast: publisher layers");
+                self.outputs
+                    .push_back(SfuOutput::Event(SfuEvent::PublisherLayers {
+                        to: track.publisher,
+                        mid: track.mid.to_string(),
+                        active: active.iter().map(|r| r.to_string()).collect(),
+                    }));
+                track.active_rids = Some(active);
+            }
+        }
+    }
+
+    /// What every participant receives and why, for the stats message and `/api/stats`.
+    pub fn subscription_stats(&self, id: ParticipantId) -> Option<(u64, Vec<SubscriptionStats>)> {
+        let p = self.participants.get(&id)?;
+        let mut subscriptions: Vec<SubscriptionStats> = p
+            .downtracks
+            .values()
+            .filter_map(|d| {
+                let track = self.tracks.get(&d.track)?;
+                let rid_of = |layer: Option<usize>| {
+                    layer
+                        .and_then(|l| track.layers.get(l))
+                        .and_then(|l| l.rid)
+                        .map(|r| r.to_string())
+                };
+                Some(SubscriptionStats {
+                    publisher: track.publisher,
+                    track: track.id,
+                    kind: track.kind,
+                    current_layer: rid_of(d.current_layer()),
+                    target_layer: rid_of(d.target_layer()),
+                    paused: d.target_layer().is_none(),
+                    reason: d.reason.as_str(),
+                    bitrate_bps: d.sent_bytes.bps(),
+                })
+            })
+            .collect();
+        subscriptions.sort_by_key(|s| (s.publisher, s.track));
+        Some((p.estimate_bps, subscriptions))
+    }
+
+    pub(super) fn emit_stats(&mut self) {
+        let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        for id in ids {
+            if let Some((estimate_bps, subscriptions)) = self.subscription_stats(id) {
+                self.outputs.push_back(SfuOutput::Event(SfuEvent::Stats {
+                    to: id,
+                    estimate_bps,
+                    subscriptions,
+                }));
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The forwarding path: one incoming RTP packet to every down-track of its track, O(1) work
+//! per subscriber and no allocation (the payload is shared, rewriting is a fixed-size patch);
+//! and keyframe requests travelling the other way, merged per layer.
+
+use std::time::Instant;
+
+use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
+
+use super::Sfu;
+use crate::codec::{ForwardedCodec, Vp8Header};
+use crate::ids::{ParticipantId, TrackId};
+use crate::track::{vp8_keyframe_size, ForwardDecision, PacketInfo};
+
+impl Sfu {
+    pub(super) fn forward(&mut self, from: ParticipantId, packet: RtpPacket, now: Instant) {
+        let Some(publisher) = self.participants.get_mut(&from) else {
+            return;
+        };
+        let ssrc = packet.header.ssrc;
+        let (track_id, layer) = match publisher.ssrc_tracks.get(&ssrc) {
+            Some(known) => *known,
+            None => {
+                let Some((mid, rid)) = publisher
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&ssrc)
+                    .map(|s| (s.mid(), s.rid()))
+                else {
+                    tracing::debug!(participant = %from, %ssrc, "packet on an unknown stream dropped");
+                    return;
+                };
+                let Some(&track_id) = publisher.published.get(&mid) else {
+                    tracing::debug!(participant = %from, %ssrc, %mid, "packet on an unpublished mid dropped");
+                    return;
+                };
+                let Some(layer) = self.tracks.get(&track_id).and_then(|t| t.layer_index(rid))
+                else {
+                    tracing::debug!(participant = %from, %ssrc, ?rid, "packet of an unannounced simulcast layer dropped");
+                    return;
+                };
+                publisher.ssrc_tracks.insert(ssrc, (track_id, layer));
+                (track_id, layer)
+            }
+        };
+        let Some(codec) = publisher.payload_types.codec(packet.header.payload_type) else {
+            tracing::debug!(participant = %from, pt = *packet.header.payload_type, "packet of an unforwarded codec dropped");
+            return;
+        };
+        let Some(track) = self.tracks.get_mut(&track_id) else {
+            return;
+        };
+        let payload = &packet.payload;
+        let starts_keyframe = codec.starts_keyframe(payload);
+        let vp8 = (codec == ForwardedCodec::Vp8)
+            .then(|| Vp8Header::parse(payload))
+            .flatten();
+        if let Some(state) = track.layers.get_mut(layer) {
+            state.rate.record(payload.len());
+            state.last_packet = Some(now);
+            if let (true, Some(h)) = (starts_keyframe, vp8) {
+                state.size = payload
+                    .get(h.descriptor_len..)
+                    .and_then(vp8_keyframe_size)
+                    .or(state.size);
+            }
+        }
+        if let Some(level) = packet.header.ext_vals.audio_level {
+            // RFC 6464: 0 is loudest, 127 silence.
+            let loudness = 127.0 - f32::from(level.unsigned_abs().min(127));
+            track.loudness = 0.9 * track.loudness + 0.1 * loudness;
+        }
+        // Parsed once per packet; each subscriber gets its own fixed-size patch from it.
+        let descriptor = vp8.and_then(|_| Vp8Descriptor::parse(payload).ok());
+        let info = PacketInfo {
+            layer,
+            ssrc,
+            seq: *packet.seq_no,
+            timestamp: packet.header.timestamp,
+            starts_keyframe,
+            picture_id: vp8.and_then(|h| h.picture_id),
+            tl0: vp8.and_then(|h| h.tl0),
+        };
+        let nackable = track.kind == MediaKind::Video;
+        let exts = ExtensionValues {
+            audio_level: packet.header.ext_vals.audio_level,
+            voice_activity: packet.header.ext_vals.voice_activity,
+            video_orientation: packet.header.ext_vals.video_orientation,
+            ..Default::default()
+        };
+        let mut wants_keyframe = false;
+
+        for &(subscriber_id, mid) in &track.subscribers {
+            let Some(subscriber) = self.participants.get_mut(&subscriber_id) else {
+                continue;
+            };
+            let Some(downtrack) = subscriber.downtracks.get_mut(&mid) else {
+                continue;
+            };
+            let (seq, timestamp, picture_id, tl0) = match downtrack.forward(&info, now) {
+                ForwardDecision::Send {
+                    seq,
+                    timestamp,
+                    picture_id,
+                    tl0,
+                } => (seq, timestamp, picture_id, tl0),
+                ForwardDecision::NeedKeyframe => {
+                    wants_keyframe = true;
+                    continue;
+                }
+                ForwardDecision::Drop => continue,
+            };
+            let (Some(tx_ssrc), Some(pt)) =
+                (downtrack.tx_ssrc(), subscriber.payload_types.pt(codec))
+            else {
+                continue;
+            };
+            downtrack.sent_bytes.record(payload.len());
+            let mut write =
+                RtpWrite::new(pt, seq.into(), timestamp, packet.timestamp, payload.clone())
+                    .marker(packet.header.marker)
+                    .ext_vals(exts.clone())
+                    .nackable(nackable);
+            if let Some(descriptor) = &descriptor {
+                let mut patch = descriptor.patch();
+                if let Some(p) = picture_id {
+                    patch = patch.picture_id(p);
+                }
+                if let Some(t) = tl0 {
+                    patch = patch.tl0_pic_idx(t);
+                }
+                match patch.build() {
+                    Ok(patch) => write = write.vp8_patch(patch),
+                    Err(e) => tracing::trace!(error = ?e, "VP8 descriptor left as received"),
+                }
+            }
+            if let Some(stream) = subscriber.rtc.direct_api().stream_tx(&tx_ssrc) {
+                stream.write_rtp(write);
+            }
+            if !subscriber.dirty {
+                subscriber.dirty = true;
+                self.dirty.push(subscriber_id);
+            }
+        }
+
+        if wants_keyframe {
+            self.request_keyframe(track_id, layer, KeyframeRequestKind::Pli, now);
+        }
+    }
+
+    /// A subscriber asked for a keyframe on one of its down-tracks: pass it to the publisher,
+    /// for the layer that subscriber gets (or is switching to).
+    pub(super) fn forward_keyframe_request(
+        &mut self,
+        subscriber: ParticipantId,
+        req: KeyframeRequest,
+        now: Instant,
+    ) {
+        let Some((track_id, layer)) = self
+            .participants
+            .get(&subscriber)
+            .and_then(|p| p.downtracks.get(&req.mid))
+            .and_then(|d| Some((d.track, d.layer_for_keyframe()?)))
+        else {
+            return;
+        };
+        self.request_keyframe(track_id, layer, req.kind, now);
+    }
+
+    /// Ask the publisher for a keyframe on one layer, at most once per interval per layer.
+    pub(super) fn request_keyframe(
+        &mut self,
+        track_id: TrackId,
+        layer: usize,
+        kind: KeyframeRequestKind,
+        now: Instant,
+    ) {
+        let Some(track) = self.tracks.get_mut(&track_id) else {
+            return;
+        };
+        let Some(state) = track.layers.get_mut(layer) else {
+            return;
+        };
+        // A layer that has not sent yet has no receive stream to ask on (str0m refuses).
+        if state.last_packet.is_none() || !state.keyframe_throttle.try_request(now) {
+            return;
+        }
+        let (publisher, mid, rid) = (track.publisher, track.mid, state.rid);
+        if let Some(p) = self.participants.get_mut(&publisher) {
+            if let Some(stream) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
+                stream.request_keyframe(kind);
+                tracing::debug!(participant = %publisher, track = %track_id, ?rid, "keyframe requested");
+            }
+            self.mark_dirty(publisher);
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Who receives what: tracks appear when a publisher's offer adds them and disappear when it
+//! removes them or leaves; each subscriber's transceivers follow by server-initiated
+//! renegotiation, one offer in flight at a time.
+
+use str0m::media::{Direction, MediaAdded, MediaChanged, MediaKind, Rid};
+
+use super::{Sfu, SfuOutput};
+use crate::event::{OfferedTrack, SfuEvent, TrackInfo};
+use crate::ids::{ParticipantId, TrackId};
+use crate::track::{DownTrack, UpTrack};
+
+impl Sfu {
+    pub(super) fn media_added(&mut self, id: ParticipantId, media: MediaAdded) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if p.downtracks.contains_key(&media.mid) {
+            return; // a transceiver the server offered; activated when its answer arrives
+        }
+        if !media.direction.is_receiving() || p.published.contains_key(&media.mid) {
+            return;
+        }
+        let track_id = TrackId::random();
+        p.published.insert(media.mid, track_id);
+        let room = p.room.clone();
+        let rids: Vec<Rid> = media
+            .simulcast
+            .iter()
+            .flat_map(|s| &s.recv)
+            .map(|layer| layer.rid)
+            .collect();
+        self.tracks.insert(
+            track_id,
+            UpTrack::new(track_id, id, media.mid, media.kind, &rids),
+        );
+        tracing::info!(participant = %id, track = %track_id, mid = %media.mid, kind = ?media.kind, ?rids, "track published");
+        let info = TrackInfo {
+            id: track_id,
+            kind: media.kind,
+            muted: false,
+        };
+        self.notify_room(&room, id, |to| SfuEvent::TrackPublished {
+            to,
+            participant: id,
+            track: info.clone(),
+        });
+        self.renegotiate_room(&room, id);
+    }
+
+    pub(super) fn media_changed(&mut self, id: ParticipantId, change: MediaChanged) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if p.downtracks.contains_key(&change.mid) || change.direction.is_receiving() {
+            return;
+        }
+        let Some(track_id) = p.published.remove(&change.mid) else {
+            return;
+        };
+        p.ssrc_tracks.retain(|_, (t, _)| *t != track_id);
+        let room = p.room.clone();
+        self.unpublish(track_id);
+        self.notify_room(&room, id, |to| SfuEvent::TrackUnpublished {
+            to,
+            participant: id,
+            track: track_id,
+        });
+        self.renegotiate_room(&room, id);
+    }
+
+    /// Remove a published track and every subscriber's down-track of it.
+    pub(super) fn unpublish(&mut self, track_id: TrackId) {
+        let Some(track) = self.tracks.remove(&track_id) else {
+            return;
+        };
+        tracing::info!(participant = %track.publisher, track = %track_id, "track unpublished");
+        for (subscriber, mid) in track.subscribers {
+            if let Some(s) = self.participants.get_mut(&subscriber) {
+                s.downtracks.remove(&mid);
+                s.mids_to_stop.push(mid);
+            }
+        }
+    }
+
+    /// Renegotiate everyone in `room` except `except`, whose subscriptions may have changed.
+    pub(super) fn renegotiate_room(&mut self, room: &str, except: ParticipantId) {
+        let members: Vec<ParticipantId> = self
+            .rooms
+            .get(room)
+            .map(|r| r.others(except).collect())
+            .unwrap_or_default();
+        for member in members {
+            self.renegotiate(member);
+        }
+    }
+
+    /// Bring a participant's down-tracks in line with what its room publishes: add the missing,
+    /// stop the ended, and send one offer for all of it. One offer is in flight at a time.
+    pub(super) fn renegotiate(&mut self, id: ParticipantId) {
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        if !p.negotiation.established {
+            return;
+        }
+        if p.negotiation.pending.is_some() {
+            // Runs again when the answer arrives.
+            return;
+        }
+        let wanted: Vec<(TrackId, ParticipantId, MediaKind)> = self
+            .rooms
+            .get(&p.room)
+            .into_iter()
+            .flat_map(|room| room.others(id))
+            .filter_map(|other| self.participants.get(&other))
+            .flat_map(|other| other.published.values())
+            .filter_map(|t| self.tracks.get(t))
+            .map(|t| (t.id, t.publisher, t.kind))
+            .collect();
+
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let mut api = p.rtc.sdp_api();
+        let mut added = Vec::new();
+        for (track, publisher, kind) in wanted {
+            if !p.downtracks.values().any(|d| d.track == track) {
+                let mid = api.add_media(
+                    kind,
+                    Direction::SendOnly,
+                    Some(publisher.to_string()),
+                    Some(track.to_string()),
+                    None,
+                );
+                added.push((track, mid, kind));
+            }
+        }
+        for mid in p.mids_to_stop.drain(..) {
+            api.stop_media(mid);
+        }
+        let Some((offer, pending)) = api.apply() else {
+            return;
+        };
+        p.negotiation.pending = Some(pending);
+        for (track, mid, kind) in added {
+            p.downtracks.insert(mid, DownTrack::new(track, mid, kind));
+            if let Some(t) = self.tracks.get_mut(&track) {
+                t.subscribers.push((id, mid));
+            }
+        }
+        let tracks = p
+            .downtracks
+            .values()
+            .filter_map(|d| {
+                let t = self.tracks.get(&d.track)?;
+                Some(OfferedTrack {
+                    mid: d.mid.to_string(),
+                    publisher: t.publisher,
+                    track: t.id,
+                    kind: t.kind,
+                })
+            })
+            .collect();
+        tracing::debug!(participant = %id, "sending offer");
+        self.outputs.push_back(SfuOutput::Event(SfuEvent::Offer {
+            to: id,
+            sdp: offer.to_sdp_string(),
+            tracks,
+        }));
+    }
+}
