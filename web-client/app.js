@@ -228,7 +228,7 @@ function startCall(s, joined) {
     const name = p ? p.name : 'Guest';
     const info = p && p.tracks.get(trackId);
     grid.upsert(participantId, name);
-    if (isScreenTrack(ev.detail, info)) {
+    if (isScreenTrack(s, ev.detail, info)) {
       grid.addScreen(participantId, trackId, name, track);
       if (info) grid.setScreenMuted(trackId, info.muted);
       return;
@@ -257,12 +257,18 @@ function startCall(s, joined) {
 
 /**
  * Whether a received video track is a screen share: the server says so (`source`, when it
- * sends one), or else it is a second video track of a participant whose tile already shows one.
+ * sends one); or else it is not the participant's first published video track (the camera
+ * comes first: `joined` and `track_published` give the order); or, for a track we were not
+ * told about, its tile already shows another video.
  */
-function isScreenTrack({ participantId, trackId, kind, source }, info) {
+function isScreenTrack(s, { participantId, trackId, kind, source }, info) {
   if (kind !== 'video') return false;
   const known = source || (info && info.source);
   if (known) return known === 'screen';
+  const p = s.participants.get(participantId);
+  if (info && p) {
+    for (const [id, t] of p.tracks) if (t.kind === 'video') return id !== trackId;
+  }
   return grid.hasOtherVideo(participantId, trackId);
 }
 

@@ -86,6 +86,15 @@ const fmtStats = (view) => view.stats.map((m) => JSON.stringify({
   subscriptions: (m.subscriptions || []).filter((s) => s.kind === 'video'),
 })).join('\n      ') || '(no stats message received)';
 
+/** One line of the timeline: decoded width, the server's layers and estimate. */
+function brief(view) {
+  const m = view.stats[view.stats.length - 1];
+  const sub = m && (m.subscriptions || []).find((x) => x.kind === 'video');
+  const est = m && typeof m.estimate_bps === 'number' ? `${Math.round(m.estimate_bps / 1000)}k` : '?';
+  const layers = sub ? `${sub.current_layer}->${sub.target_layer}` : 'no stats';
+  return `${view.videoWidth}w ${layers} est ${est}`;
+}
+
 function describe(small, large, pub) {
   const unknown = [...new Set([...small.serverUnknown, ...large.serverUnknown])];
   return [
@@ -168,8 +177,16 @@ async function main() {
     let s;
     let l;
     let holdingSince = null;
+    const timeline = [];
+    let lastKey = '';
     for (;;) {
       [s, l] = await Promise.all([subscriberView(small), subscriberView(large)]);
+      const now = `Small ${brief(s)} | Large ${brief(l)}`;
+      if (now !== lastKey) {
+        lastKey = now;
+        timeline.push(`+${((Date.now() - settleStart) / 1000).toFixed(1)}s ${now}`);
+        log(now);
+      }
       if (want(s, l)) {
         holdingSince ??= Date.now();
         if (Date.now() - holdingSince >= HOLD_MS) break;
@@ -178,7 +195,7 @@ async function main() {
       }
       if (Date.now() - settleStart > SETTLE_MS + HOLD_MS) {
         const p = await publisherView(pub);
-        throw new Error(`after ${((Date.now() - settleStart) / 1000).toFixed(0)}s the layers are not right (or did not hold ${HOLD_MS / 1000}s):\n  ${describe(s, l, p)}`);
+        throw new Error(`after ${((Date.now() - settleStart) / 1000).toFixed(0)}s the layers are not right (or did not hold ${HOLD_MS / 1000}s):\n  ${describe(s, l, p)}\n  timeline (decoded width, server's current->target layer, estimate):\n    ${timeline.join('\n    ')}`);
       }
       await sleep(500);
     }

@@ -24,6 +24,7 @@ import {
   BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, keepPeerConnections, keepWebSockets, makeLogger,
   saveEvidence, screenshots, waitFor,
 } from './lib.mjs';
+import { statsRows } from '../stats.js';
 
 const ROOM = process.env.UI_ROOM || 'ui';
 const KEEP_SCREENSHOTS = process.env.E2E_SCREENSHOTS === '1';
@@ -111,15 +112,20 @@ async function main() {
       subscriptions: [{ participant_id: 'x', track_id: cam.trackId, kind: 'video', current_layer: 'h', target_layer: 'f', paused: false, reason: 'upgrading: estimate held above the next layer', bitrate_bps: 510_000 }],
     });
     await info.click();
-    const panel = await waitFor('the stats panel to show the injected stats', async () => {
+    // A server with simulcast sends its own `stats` every 2 s: the panel must show the latest
+    // message, injected or not.
+    const panel = await waitFor('the stats panel to show the latest stats message', async () => {
       const text = await pubTile.locator('.stats-panel').innerText().catch(() => '');
-      const ok = ['h (½)', 'f (full)', '2.40 Mbit/s', '510 kbit/s', 'upgrading: estimate held', `${cam.width}×${cam.height}`].every((t) => text.includes(t));
-      return { ok, detail: text };
+      const { latest, video } = await sub.evaluate(() => {
+        const v = document.querySelector('video[data-participant="Pub"]');
+        return { latest: window.switchboardStats.latest, video: { videoWidth: v.videoWidth, videoHeight: v.videoHeight } };
+      });
+      const entry = latest && latest.subscriptions.find((x) => x.track_id === cam.trackId);
+      const want = statsRows(entry, latest && latest.estimate_bps, video).map(([k, v]) => `${k}\n${v}`).join('\n');
+      return { ok: Boolean(entry) && text.trim() === want, detail: { text, want } };
     }, STEP_TIMEOUT_MS);
     if ((await info.getAttribute('aria-expanded')) !== 'true') throw new Error('the info button does not say it is expanded');
-    const stats = await sub.evaluate(() => window.switchboardStats.latest);
-    if (!stats || stats.estimate_bps !== 2_400_000) throw new Error(`window.switchboardStats.latest is ${JSON.stringify(stats)}`);
-    log(`stats panel: ${panel.replace(/\s+/g, ' ')}`);
+    log(`stats panel: ${panel.text.replace(/\s+/g, ' ')}`);
 
     // 3. Paused overlay.
     const overlay = pubTile.getByText('Paused (low bandwidth)');
