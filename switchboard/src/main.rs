@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Run the SFU, signaling and the web client (http://127.0.0.1:8080 by default)
     Serve(config::ServeArgs),
+    /// Load-test a server with synthetic WebRTC participants (see BENCHMARKS.md)
+    Bench(loadgen::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,11 +32,15 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    if let Command::Bench(args) = cli.command {
+        return loadgen::run(args);
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Serve(args) => {
             let config = config::ServeConfig::resolve(&args)?;
             runtime.block_on(serve::run(config))
         }
+        Command::Bench(_) => unreachable!("handled above, without the multi-thread runtime"),
     }
 }

@@ -1,0 +1,253 @@
+//! # `switchboard bench`
+//!
+//! How many people does one server hold? This crate answers it: synthetic participants (str0m
+//! `Rtc` instances in RTP mode, hundreds on one thread) speak our real signaling protocol and
+//! real WebRTC (ICE, DTLS, SRTP) to a running `switchboard serve`, publish media that looks
+//! like a browser's (Opus every 20 ms, VP8 layers with keyframes, optionally simulcast), and
+//! measure what comes back: forwarded packets and bytes, loss, jitter, forwarding latency.
+//! The server's CPU and memory come from /proc; our own CPU is reported apart.
+//!
+//! In the same run, a "floor" forwarder (one SRTP decrypt, one encrypt per subscriber,
+//! `sendmmsg`) carries the same traffic to the same fan-out, to show what this machine can do.
+//!
+//! ## Module map
+//!
+//! - `scenario.rs`: audio, meeting, livestream as peers and tracks.
+//! - `traffic.rs`: synthetic Opus and VP8 payloads. `peer.rs`: one participant.
+//! - `driver.rs`: many peers on one thread, the measurement window.
+//! - `floor.rs` + `srtp.rs`: the minimal forwarder baseline.
+//! - `stats.rs`: loss, jitter, latency. `procstat.rs`: /proc figures.
+//! - `report.rs`: progress line, table, JSON. `server.rs`: the server under test.
+
+mod driver;
+mod floor;
+mod peer;
+mod procstat;
+mod report;
+mod scenario;
+mod server;
+mod srtp;
+mod stats;
+mod traffic;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub use report::{PhaseReport, RunReport};
+pub use scenario::{LayerName, Scenario};
+
+/// `switchboard bench` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Which load to model (after LiveKit's benchmark)
+    #[arg(long, value_enum, default_value = "meeting")]
+    pub scenario: Scenario,
+    /// Participants (meeting) or receive-only subscribers (audio, livestream)
+    #[arg(short, long, default_value_t = 10)]
+    pub n: usize,
+    /// Length of the measurement window, in seconds
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Publishers in the audio scenario
+    #[arg(long, default_value_t = 10)]
+    pub publishers: usize,
+    /// Send video as three simulcast layers (q, h, f)
+    #[arg(long, overrides_with = "no_simulcast")]
+    pub simulcast: bool,
+    /// Send one video layer (the default until the SFU selects simulcast layers)
+    #[arg(long, overrides_with = "simulcast")]
+    pub no_simulcast: bool,
+    /// The layer sent without simulcast [default: h for meeting, f for livestream]
+    #[arg(long, value_enum)]
+    pub layer: Option<LayerName>,
+    /// Opus bitrate, kbps (20 ms frames)
+    #[arg(long, default_value_t = 32)]
+    pub bitrate_audio: u32,
+    /// Low layer (320x180) bitrate, kbps
+    #[arg(long, default_value_t = 150)]
+    pub bitrate_q: u32,
+    /// Middle layer (640x360) bitrate, kbps
+    #[arg(long, default_value_t = 500)]
+    pub bitrate_h: u32,
+    /// Full layer (1280x720) bitrate, kbps
+    #[arg(long, default_value_t = 1700)]
+    pub bitrate_f: u32,
+    /// Video frame rate
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// Seconds between VP8 keyframes
+    #[arg(long, default_value_t = 3.0)]
+    pub keyframe_interval: f64,
+    /// Longest wait, in seconds, for latency to calm down (bandwidth estimates ramping up)
+    /// after every stream flows
+    #[arg(long, default_value_t = 30.0)]
+    pub settle_max: f64,
+    /// Peers joined per second
+    #[arg(long, default_value_t = 100.0)]
+    pub join_rate: f64,
+    /// An already running server's WebSocket URL (default: spawn `switchboard serve`)
+    #[arg(long, requires = "server_pid")]
+    pub server: Option<String>,
+    /// The process id of `--server`, for its CPU and memory
+    #[arg(long, requires = "server")]
+    pub server_pid: Option<u32>,
+    /// Skip the floor baseline
+    #[arg(long)]
+    pub no_floor: bool,
+    /// Write the report (or, with --find-max, every probe) as JSON here
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Search for the largest N that holds (loss < 1%, p99 < 50 ms), starting from -n
+    #[arg(long)]
+    pub find_max: bool,
+    /// Upper bound for --find-max
+    #[arg(long, default_value_t = 5000)]
+    pub max_n: usize,
+}
+
+impl BenchArgs {
+    fn traffic(&self) -> scenario::Traffic {
+        scenario::Traffic {
+            simulcast: self.simulcast && !self.no_simulcast,
+            audio_kbps: self.bitrate_audio,
+            q_kbps: self.bitrate_q,
+            h_kbps: self.bitrate_h,
+            f_kbps: self.bitrate_f,
+            fps: self.fps.max(1),
+            single_layer: self.layer,
+            keyframe_interval: Duration::from_secs_f64(self.keyframe_interval.max(0.1)),
+            audio_publishers: self.publishers.max(1),
+        }
+    }
+
+    fn settings(&self, peers: usize) -> driver::PhaseSettings {
+        let join_interval = Duration::from_secs_f64(1.0 / self.join_rate.max(1.0));
+        driver::PhaseSettings {
+            duration: Duration::from_secs_f64(self.duration.max(0.5)),
+            join_interval,
+            ready_timeout: Duration::from_secs(20) + join_interval * peers as u32,
+            settle: Duration::from_secs(1),
+            settle_max: Duration::from_secs_f64(self.settle_max),
+        }
+    }
+}
+
+/// Run `switchboard bench`: one measured run, or a search for the largest N with --find-max.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    procstat::raise_fd_limit();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the load generator's runtime")?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        if args.find_max {
+            find_max(&args).await
+        } else {
+            let report = run_once(&args, args.n).await?;
+            println!("{}", report::table(&report));
+            if let Some(path) = &args.json {
+                write_json(path, &report)?;
+            }
+            Ok(())
+        }
+    })
+}
+
+/// One run at `n`: the SFU phase, then the floor with the same traffic and fan-out.
+pub async fn run_once(args: &BenchArgs, n: usize) -> anyhow::Result<RunReport> {
+    let traffic = args.traffic();
+    let plan = scenario::Plan::new(args.scenario, n, &traffic, "bench");
+    let settings = args.settings(plan.peers.len());
+    let sfu = {
+        let server = match (&args.server, args.server_pid) {
+            (Some(url), Some(pid)) => server::Server::existing(url.clone(), pid),
+            _ => server::Server::spawn().await?,
+        };
+        eprintln!(
+            "{:?} N={n}: {} peers ({} publishing), {} streams, server pid {}",
+            args.scenario,
+            plan.peers.len(),
+            plan.publishers,
+            plan.expected_streams,
+            server.pid
+        );
+        driver::run_sfu(&plan, &server, &settings).await
+        // A spawned server is stopped here, before the floor runs on the same cores.
+    };
+    let floor = if args.no_floor {
+        None
+    } else {
+        Some(floor::run(&plan, &settings).await?)
+    };
+    let sfu_vs_floor = floor
+        .as_ref()
+        .filter(|f| f.packets_per_server_cpu_s > 0.0)
+        .map(|f| sfu.packets_per_server_cpu_s / f.packets_per_server_cpu_s);
+    Ok(RunReport {
+        scenario: args.scenario,
+        n,
+        simulcast: traffic.simulcast,
+        publishers: plan.publishers,
+        receive_only_peers: plan.subscribers_only,
+        duration_s: settings.duration.as_secs_f64(),
+        machine: report::Machine::current(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        holds: sfu.holds(),
+        sfu,
+        floor,
+        sfu_vs_floor,
+    })
+}
+
+/// Double N until a run fails, then bisect between the last good and first bad N.
+async fn find_max(args: &BenchArgs) -> anyhow::Result<()> {
+    let mut reports = Vec::new();
+    let mut good: Option<usize> = None;
+    let mut bad: Option<usize> = None;
+    let mut n = args.n.max(1);
+    loop {
+        let report = run_once(args, n).await?;
+        println!("{}", report::table(&report));
+        let holds = report.holds;
+        reports.push(report);
+        if holds {
+            good = Some(n);
+        } else {
+            bad = Some(n);
+        }
+        let next = match (good, bad) {
+            (Some(g), None) => (g * 2).min(args.max_n),
+            (g, Some(b)) => {
+                let g = g.unwrap_or(0);
+                // Stop within 10% (or 1 peer) of the boundary.
+                if b - g <= (g / 10).max(1) {
+                    break;
+                }
+                g + (b - g) / 2
+            }
+            (None, None) => break,
+        };
+        if next == n {
+            break;
+        }
+        n = next;
+    }
+    match good {
+        Some(g) => println!("largest N that holds: {g} ({:?})", args.scenario),
+        None => println!("no N tried holds ({:?})", args.scenario),
+    }
+    if let Some(path) = &args.json {
+        write_json(path, &reports)?;
+    }
+    Ok(())
+}
+
+fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! The server under test: either one already running (`--server` and `--server-pid`), or a
+//! `switchboard serve` child spawned from our own executable on free loopback ports.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub struct Server {
+    pub ws_url: String,
+    pub pid: u32,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// An existing server: we only measure it.
+    pub fn existing(ws_url: String, pid: u32) -> Self {
+        Self {
+            ws_url,
+            pid,
+            child: None,
+        }
+    }
+
+    /// Spawn `switchboard serve` (this very executable) on free 127.0.0.1 ports and wait
+    /// until `/healthz` answers.
+    pub async fn spawn() -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("finding our own executable")?;
+        let http_addr = free_tcp_port()?;
+        let rtc_addr = free_udp_and_tcp_port()?;
+        // Logging per packet or per peer would be measured as server cost: warnings only,
+        // unless the caller asks for more.
+        let log = std::env::var("SWITCHBOARD_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into());
+        let child = Command::new(&exe)
+            .args([
+                "serve",
+                "--http-addr",
+                &http_addr.to_string(),
+                "--rtc-addr",
+                &rtc_addr.to_string(),
+            ])
+            .env("RUST_LOG", log)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {} serve", exe.display()))?;
+        let server = Self {
+            ws_url: format!("ws://{http_addr}/ws"),
+            pid: child.id(),
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !healthy(http_addr).await {
+            if Instant::now() > deadline {
+                bail!("the spawned server did not answer /healthz within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn healthy(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    response.starts_with(b"HTTP/1.1 200")
+}
+
+fn free_tcp_port() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Media uses one port number for UDP and ICE-TCP: find one free for both.
+fn free_udp_and_tcp_port() -> anyhow::Result<SocketAddr> {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0")?;
+        let addr = udp.local_addr()?;
+        if TcpListener::bind(addr).is_ok() {
+            return Ok(addr);
+        }
+    }
+    bail!("no port free for both UDP and TCP")
+}

@@ -1,0 +1,315 @@
+//! Synthetic media without encoders: Opus-sized audio every 20 ms, and VP8 layers at realistic
+//! bitrates, frame rates and packet sizes, with real RFC 7741 payload descriptors and valid
+//! keyframe headers every few seconds, so the SFU's keyframe logic sees what a browser sends.
+//! Every payload ends in an 8-byte send time (microseconds since the epoch) for latency.
+
+use std::time::{Duration, Instant};
+
+use crate::stats::now_micros;
+
+/// Largest RTP payload we produce; browsers stay near 1,200 bytes to fit the path MTU.
+const MAX_PAYLOAD: usize = 1_150;
+/// VP8 payload descriptor size with X, I (15-bit), L and T set: 6 bytes.
+const VP8_DESCRIPTOR: usize = 6;
+/// The stamp at the end of every payload.
+pub const STAMP: usize = 8;
+const OPUS_FRAME: Duration = Duration::from_millis(20);
+
+/// A video layer: its rid (for simulcast), frame size, rate and bitrate.
+#[derive(Debug, Clone, Copy)]
+pub struct Layer {
+    pub rid: &'static str,
+    pub width: u16,
+    pub height: u16,
+    pub kbps: u32,
+    pub fps: u32,
+}
+
+/// One RTP packet's worth of synthetic media.
+#[derive(Debug)]
+pub struct MediaPacket {
+    pub payload: Vec<u8>,
+    pub marker: bool,
+    /// RTP timestamp in the codec's clock (48 kHz Opus, 90 kHz VP8).
+    pub rtp_time: u32,
+}
+
+/// A tiny deterministic generator (xorshift): sizes vary like real media without a `rand`
+/// dependency or syscalls.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next() % (hi - lo + 1) as u64) as usize
+    }
+}
+
+/// Opus at 20 ms: one packet per frame, sized around `kbps`.
+#[derive(Debug)]
+pub struct AudioSource {
+    pub next_at: Instant,
+    rtp_time: u32,
+    mean_bytes: usize,
+    rng: Rng,
+}
+
+impl AudioSource {
+    pub fn new(kbps: u32, start: Instant, seed: u64) -> Self {
+        // kbps * 1000 / 8 bits / 50 frames per second.
+        let mean_bytes = (kbps as usize * 1000 / 8 / 50).clamp(STAMP + 2, MAX_PAYLOAD);
+        Self {
+            next_at: start,
+            rtp_time: seed as u32,
+            mean_bytes,
+            rng: Rng(seed | 1),
+        }
+    }
+
+    /// The next frame, if it is due; frames are never skipped, only sent late.
+    pub fn poll(&mut self, now: Instant) -> Option<MediaPacket> {
+        if now < self.next_at {
+            return None;
+        }
+        self.next_at += OPUS_FRAME;
+        // Speech frames vary +-25% around the mean, as Opus VBR does.
+        let spread = self.mean_bytes / 4;
+        let len = self
+            .rng
+            .range(self.mean_bytes - spread, self.mean_bytes + spread)
+            .max(STAMP + 1);
+        let mut payload = vec![0u8; len];
+        // TOC byte: config 31 (CELT FB 20 ms), stereo flag clear, one frame.
+        payload[0] = 31 << 3;
+        for b in &mut payload[1..len - STAMP] {
+            *b = self.rng.next() as u8;
+        }
+        stamp(&mut payload);
+        let rtp_time = self.rtp_time;
+        self.rtp_time = self.rtp_time.wrapping_add(960);
+        Some(MediaPacket {
+            payload,
+            marker: false,
+            rtp_time,
+        })
+    }
+}
+
+/// One VP8 layer: frames at `fps`, a keyframe every `keyframe_interval` or on request.
+#[derive(Debug)]
+pub struct VideoSource {
+    pub layer: Layer,
+    pub next_at: Instant,
+    frame_interval: Duration,
+    frames_per_keyframe: u64,
+    frame_no: u64,
+    picture_id: u16,
+    tl0_pic_idx: u8,
+    rtp_time: u32,
+    force_keyframe: bool,
+    delta_bytes: usize,
+    key_bytes: usize,
+    rng: Rng,
+}
+
+/// Keyframes are about this many times a delta frame, as with libvpx at camera content.
+const KEY_TO_DELTA: usize = 6;
+
+impl VideoSource {
+    pub fn new(layer: Layer, keyframe_interval: Duration, start: Instant, seed: u64) -> Self {
+        let fps = layer.fps.max(1);
+        let frames_per_keyframe = (keyframe_interval.as_secs_f64() * f64::from(fps))
+            .round()
+            .max(1.0) as u64;
+        // Average frame size from the bitrate, split so that one keyframe plus the deltas
+        // between two keyframes add up to the target bitrate.
+        let mean = layer.kbps as f64 * 1000.0 / 8.0 / f64::from(fps);
+        let n = frames_per_keyframe as f64;
+        let delta = mean * n / (n - 1.0 + KEY_TO_DELTA as f64);
+        let delta_bytes = (delta as usize).max(VP8_DESCRIPTOR + STAMP + 4);
+        Self {
+            layer,
+            next_at: start,
+            frame_interval: Duration::from_secs_f64(1.0 / f64::from(fps)),
+            frames_per_keyframe,
+            frame_no: 0,
+            picture_id: (seed as u16) & 0x7fff,
+            tl0_pic_idx: seed as u8,
+            rtp_time: seed as u32,
+            force_keyframe: true,
+            delta_bytes,
+            key_bytes: delta_bytes * KEY_TO_DELTA,
+            rng: Rng(seed | 1),
+        }
+    }
+
+    /// A receiver asked for a keyframe (PLI/FIR): the next frame is one.
+    pub fn request_keyframe(&mut self) {
+        self.force_keyframe = true;
+    }
+
+    /// The next frame's packets, if it is due.
+    pub fn poll(&mut self, now: Instant) -> Option<Vec<MediaPacket>> {
+        if now < self.next_at {
+            return None;
+        }
+        self.next_at += self.frame_interval;
+        let keyframe = self.force_keyframe || self.frame_no.is_multiple_of(self.frames_per_keyframe);
+        self.force_keyframe = false;
+        let base = if keyframe {
+            self.key_bytes
+        } else {
+            self.delta_bytes
+        };
+        // Frame sizes vary +-20% around the mean.
+        let spread = base / 5;
+        let size = self.rng.range(base - spread, base + spread);
+        let packets = self.packetize(size, keyframe);
+        self.frame_no += 1;
+        self.picture_id = (self.picture_id + 1) & 0x7fff;
+        self.tl0_pic_idx = self.tl0_pic_idx.wrapping_add(1);
+        self.rtp_time = self.rtp_time.wrapping_add(90_000 / self.layer.fps.max(1));
+        Some(packets)
+    }
+
+    fn packetize(&mut self, frame_bytes: usize, keyframe: bool) -> Vec<MediaPacket> {
+        let per_packet = MAX_PAYLOAD - VP8_DESCRIPTOR - STAMP;
+        let count = frame_bytes.div_ceil(per_packet).max(1);
+        // Even packet sizes, as libwebrtc's VP8 packetizer balances them.
+        let body = frame_bytes.div_ceil(count).max(10);
+        (0..count)
+            .map(|i| {
+                let first = i == 0;
+                let mut payload = Vec::with_capacity(VP8_DESCRIPTOR + body + STAMP);
+                payload.extend_from_slice(&vp8_descriptor(
+                    first,
+                    self.picture_id,
+                    self.tl0_pic_idx,
+                ));
+                if first {
+                    payload.extend_from_slice(&vp8_frame_header(
+                        keyframe,
+                        body as u32,
+                        self.layer.width,
+                        self.layer.height,
+                    ));
+                }
+                while payload.len() < VP8_DESCRIPTOR + body {
+                    payload.push(self.rng.next() as u8);
+                }
+                payload.extend_from_slice(&[0; STAMP]);
+                stamp(&mut payload);
+                MediaPacket {
+                    payload,
+                    marker: i + 1 == count,
+                    rtp_time: self.rtp_time,
+                }
+            })
+            .collect()
+    }
+}
+
+/// RFC 7741 descriptor: X=1, S on a frame's first packet, PID 0; I=1 with a 15-bit picture
+/// ID, L=1 (TL0PICIDX) and T=1 (TID byte, TID 0): str0m rejects L without T.
+fn vp8_descriptor(start: bool, picture_id: u16, tl0_pic_idx: u8) -> [u8; VP8_DESCRIPTOR] {
+    [
+        0x80 | if start { 0x10 } else { 0 },
+        0x80 | 0x40 | 0x20,
+        0x80 | ((picture_id >> 8) as u8 & 0x7f),
+        picture_id as u8,
+        tl0_pic_idx,
+        0x00,
+    ]
+}
+
+/// The VP8 frame tag (RFC 6386 section 9.1), plus the start code and dimensions on keyframes.
+fn vp8_frame_header(keyframe: bool, first_part_size: u32, width: u16, height: u16) -> Vec<u8> {
+    let inverse_key = u32::from(!keyframe);
+    // P bit (0 = keyframe), version 0, show_frame 1, 19-bit first partition size.
+    let tag = inverse_key | (1 << 4) | ((first_part_size & 0x7_ffff) << 5);
+    let mut h = vec![tag as u8, (tag >> 8) as u8, (tag >> 16) as u8];
+    if keyframe {
+        h.extend_from_slice(&[0x9d, 0x01, 0x2a]);
+        h.extend_from_slice(&(width & 0x3fff).to_le_bytes());
+        h.extend_from_slice(&(height & 0x3fff).to_le_bytes());
+    }
+    h
+}
+
+fn stamp(payload: &mut [u8]) {
+    let n = payload.len();
+    payload[n - STAMP..].copy_from_slice(&now_micros().to_be_bytes());
+}
+
+/// The send time in a payload we produced.
+pub fn read_stamp(payload: &[u8]) -> Option<u64> {
+    let tail = payload.get(payload.len().checked_sub(STAMP)?..)?;
+    let micros = u64::from_be_bytes(tail.try_into().ok()?);
+    // Anything not within a minute of now is not our stamp (a foreign or padding packet).
+    let now = now_micros();
+    (micros <= now && now - micros < 60_000_000).then_some(micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: Layer = Layer {
+        rid: "h",
+        width: 640,
+        height: 360,
+        kbps: 500,
+        fps: 30,
+    };
+
+    #[test]
+    fn first_frame_is_a_keyframe_with_a_valid_header() {
+        let start = Instant::now();
+        let mut v = VideoSource::new(H, Duration::from_secs(3), start, 7);
+        let packets = v.poll(start).expect("a frame is due at start");
+        let p = &packets[0].payload;
+        assert_eq!(p[0] & 0x10, 0x10, "S bit on the first packet");
+        assert_eq!(p[1], 0xe0, "I, L and T set");
+        assert_eq!(p[6] & 1, 0, "P bit clear on a keyframe");
+        assert_eq!(&p[9..12], &[0x9d, 0x01, 0x2a]);
+        assert_eq!(u16::from_le_bytes([p[12], p[13]]), 640);
+        assert_eq!(u16::from_le_bytes([p[14], p[15]]), 360);
+        assert!(packets.last().is_some_and(|p| p.marker));
+        assert!(packets.iter().all(|p| p.payload.len() <= MAX_PAYLOAD));
+        assert!(read_stamp(p).is_some());
+    }
+
+    #[test]
+    fn video_bitrate_is_close_to_the_target() {
+        let start = Instant::now();
+        let mut v = VideoSource::new(H, Duration::from_secs(3), start, 7);
+        let mut bytes = 0;
+        let mut t = start;
+        for _ in 0..300 {
+            for p in v.poll(t).expect("due") {
+                bytes += p.payload.len();
+            }
+            t += Duration::from_millis(34);
+        }
+        let kbps = bytes as f64 * 8.0 / 10.0 / 1000.0;
+        assert!((400.0..650.0).contains(&kbps), "{kbps} kbps");
+    }
+
+    #[test]
+    fn opus_frames_every_20_ms() {
+        let start = Instant::now();
+        let mut a = AudioSource::new(32, start, 3);
+        assert!(a.poll(start).is_some());
+        assert!(a.poll(start).is_none());
+        let p = a.poll(start + OPUS_FRAME).expect("due");
+        assert!((60..=100).contains(&p.payload.len()));
+    }
+}
