@@ -9,6 +9,10 @@ use serde::Deserialize;
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_RTC_ADDR: &str = "127.0.0.1:50000";
+pub const DEFAULT_TURN_ADDR: &str = "127.0.0.1:3478";
+/// Ephemeral TURN credentials handed to participants stay valid this long: longer than any
+/// call, since every TURN Refresh is authenticated with them.
+pub const DEFAULT_TURN_CREDENTIAL_TTL_SECS: u64 = 12 * 3600;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -25,7 +29,20 @@ pub struct ServeArgs {
     /// Do not accept ICE-TCP on the media port
     #[arg(long, env = "SWITCHBOARD_NO_ICE_TCP")]
     pub no_ice_tcp: bool,
-    /// A TOML file with any of: http_addr, rtc_addr, public_ip, ice_tcp
+    /// Embedded TURN server: UDP and TCP listen address [default: 127.0.0.1:3478]
+    #[arg(long, env = "SWITCHBOARD_TURN_ADDR")]
+    pub turn_addr: Option<SocketAddr>,
+    /// Do not run the embedded TURN server (participants get no iceServers)
+    #[arg(long, env = "SWITCHBOARD_NO_TURN")]
+    pub no_turn: bool,
+    /// Secret for the ephemeral TURN credentials [default: random at each start]
+    #[arg(long, env = "SWITCHBOARD_TURN_SECRET")]
+    pub turn_secret: Option<String>,
+    /// Let TURN relay to loopback addresses. For local testing only
+    #[arg(long)]
+    pub turn_allow_loopback_peers: bool,
+    /// A TOML file with any of: http_addr, rtc_addr, public_ip, ice_tcp, turn_addr, turn,
+    /// turn_secret
     #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -37,6 +54,9 @@ struct FileConfig {
     rtc_addr: Option<SocketAddr>,
     public_ip: Option<IpAddr>,
     ice_tcp: Option<bool>,
+    turn_addr: Option<SocketAddr>,
+    turn: Option<bool>,
+    turn_secret: Option<String>,
 }
 
 /// The settings `serve` runs with.
@@ -46,6 +66,19 @@ pub struct ServeConfig {
     pub rtc_addr: SocketAddr,
     pub public_ip: Option<IpAddr>,
     pub ice_tcp: bool,
+    /// The embedded TURN server, if enabled.
+    pub turn: Option<TurnSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnSettings {
+    pub addr: SocketAddr,
+    /// The address was configured, not defaulted: failing to bind it is an error, while a
+    /// busy default port (another TURN server on the machine) only disables ours.
+    pub addr_configured: bool,
+    pub secret: String,
+    pub allow_loopback_peers: bool,
+    pub credential_ttl: std::time::Duration,
 }
 
 impl ServeConfig {
@@ -65,8 +98,28 @@ impl ServeConfig {
                 .unwrap_or(default(DEFAULT_RTC_ADDR)),
             public_ip: args.public_ip.or(file.public_ip),
             ice_tcp: !args.no_ice_tcp && file.ice_tcp.unwrap_or(true),
+            turn: (!args.no_turn && file.turn.unwrap_or(true)).then(|| TurnSettings {
+                addr: args
+                    .turn_addr
+                    .or(file.turn_addr)
+                    .unwrap_or(default(DEFAULT_TURN_ADDR)),
+                addr_configured: args.turn_addr.or(file.turn_addr).is_some(),
+                secret: args
+                    .turn_secret
+                    .clone()
+                    .or(file.turn_secret)
+                    .unwrap_or_else(random_secret),
+                allow_loopback_peers: args.turn_allow_loopback_peers,
+                credential_ttl: std::time::Duration::from_secs(DEFAULT_TURN_CREDENTIAL_TTL_SECS),
+            }),
         })
     }
+}
+
+fn random_secret() -> String {
+    (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
 fn default(addr: &str) -> SocketAddr {
@@ -100,6 +153,10 @@ mod tests {
         assert_eq!(config.rtc_addr, DEFAULT_RTC_ADDR.parse().unwrap());
         assert!(config.ice_tcp);
         assert_eq!(config.public_ip, None);
+        let turn = config.turn.expect("TURN is on by default");
+        assert_eq!(turn.addr, DEFAULT_TURN_ADDR.parse().unwrap());
+        assert_eq!(turn.secret.len(), 64, "a random secret");
+        assert!(!turn.allow_loopback_peers);
     }
 
     #[test]
@@ -107,7 +164,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sb-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("switchboard.toml");
-        std::fs::write(&path, "http_addr = \"0.0.0.0:9000\"\nrtc_addr = \"0.0.0.0:40000\"\npublic_ip = \"203.0.113.7\"\nice_tcp = false\n").unwrap();
+        std::fs::write(&path, "http_addr = \"0.0.0.0:9000\"\nrtc_addr = \"0.0.0.0:40000\"\npublic_ip = \"203.0.113.7\"\nice_tcp = false\nturn = false\n").unwrap();
         let cli = Cli::parse_from([
             "x",
             "--config",
@@ -120,6 +177,7 @@ mod tests {
         assert_eq!(config.rtc_addr, "0.0.0.0:40000".parse().unwrap());
         assert_eq!(config.public_ip, Some("203.0.113.7".parse().unwrap()));
         assert!(!config.ice_tcp);
+        assert_eq!(config.turn, None);
         std::fs::write(&path, "http_adr = \"0.0.0.0:9000\"\n").unwrap();
         let err = ServeConfig::resolve(&cli.serve).unwrap_err();
         assert!(

@@ -2,6 +2,7 @@
 
 mod config;
 mod serve;
+mod turn_cmd;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -21,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the SFU, signaling and the web client (http://127.0.0.1:8080 by default)
     Serve(config::ServeArgs),
+    /// Run only the STUN/TURN server (it is also embedded in `serve`)
+    Turn(turn_cmd::TurnArgs),
     /// Load-test a server with synthetic WebRTC participants (see BENCHMARKS.md)
     Bench(loadgen::BenchArgs),
 }
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
             let config = config::ServeConfig::resolve(&args)?;
             runtime.block_on(serve::run(config))
         }
+        Command::Turn(args) => runtime.block_on(turn_cmd::run(args)),
         Command::Bench(_) => unreachable!("handled above, without the multi-thread runtime"),
     }
 }

@@ -1,13 +1,16 @@
-//! `switchboard serve`: the SFU's media thread plus HTTP/WebSocket signaling, until SIGINT or
-//! SIGTERM.
+//! `switchboard serve`: the SFU's media thread, HTTP/WebSocket signaling, and the embedded
+//! TURN server, until SIGINT or SIGTERM.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use sfu::{SfuServer, SfuServerConfig};
-use signaling::AppState;
+use signaling::{AppState, IceServer, IceServerProvider};
+use tokio::sync::watch;
 
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, TurnSettings};
 
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let media = SfuServer::start(SfuServerConfig {
@@ -22,19 +25,108 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let http_addr = listener.local_addr()?;
     tracing::info!(%http_addr, media = %media.local_addr(), "switchboard is up: open http://{http_addr}/");
 
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let turn = match &config.turn {
+        Some(settings) => match start_turn(settings, config.public_ip).await {
+            Ok(started) => Some(started),
+            Err(e) if !settings.addr_configured => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "embedded TURN disabled: its default address is not available"
+                );
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let ice_servers: IceServerProvider = match turn {
+        Some((provider, server)) => {
+            let mut stop = stop_rx.clone();
+            tasks.spawn(async move {
+                let result = server
+                    .run(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "TURN server failed");
+                }
+            });
+            provider
+        }
+        None => Arc::new(|_| Vec::new()),
+    };
+
     let state = AppState {
         sfu: media.handle(),
-        ice_servers: Arc::new(|_| Vec::new()),
+        ice_servers,
     };
-    signaling::serve(listener, state, shutdown_signal())
-        .await
-        .context("HTTP server")?;
+    let mut stop = stop_rx.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    signaling::serve(listener, state, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await
+    .context("HTTP server")?;
     tracing::info!("shutting down");
+    while tasks.join_next().await.is_some() {}
     media.join();
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Bind the embedded TURN server and make the provider that hands every participant
+/// ephemeral credentials for it.
+async fn start_turn(
+    settings: &TurnSettings,
+    public_ip: Option<IpAddr>,
+) -> anyhow::Result<(IceServerProvider, turn::TurnServer)> {
+    let host = match public_ip {
+        Some(ip) => ip,
+        None if settings.addr.ip().is_unspecified() => {
+            bail!("TURN on a wildcard address needs --public-ip to put in its URLs")
+        }
+        None => settings.addr.ip(),
+    };
+    let config = turn::TurnConfig {
+        listen: settings.addr,
+        relay_ip: if settings.addr.ip().is_ipv4() {
+            settings.addr.ip()
+        } else {
+            IpAddr::from([0, 0, 0, 0])
+        },
+        external_ip: public_ip.filter(IpAddr::is_ipv4),
+        auth_secret: Some(settings.secret.clone()),
+        allow_loopback_peers: settings.allow_loopback_peers,
+        ..turn::TurnConfig::default()
+    };
+    let server = turn::TurnServer::bind(config)
+        .await
+        .with_context(|| format!("binding TURN on {}", settings.addr))?;
+    let urls = turn::ice_urls(&host.to_string(), server.local_addr().port(), None);
+    tracing::info!(listen = %server.local_addr(), ?urls, "TURN server up");
+    let (secret, ttl) = (settings.secret.clone(), settings.credential_ttl);
+    let provider: IceServerProvider = Arc::new(move |participant| {
+        let (username, credential) = turn::ephemeral_credentials(
+            secret.as_bytes(),
+            &participant.to_string(),
+            ttl,
+            SystemTime::now(),
+        );
+        vec![IceServer {
+            urls: urls.clone(),
+            username: Some(username),
+            credential: Some(credential),
+        }]
+    });
+    Ok((provider, server))
+}
+
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %e, "cannot listen for SIGINT");

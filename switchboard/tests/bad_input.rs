@@ -17,11 +17,16 @@ use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn connect(server: &TestServer) -> Ws {
-    connect_async(server.ws_url()).await.expect("WebSocket connect").0
+    connect_async(server.ws_url())
+        .await
+        .expect("WebSocket connect")
+        .0
 }
 
 async fn send(ws: &mut Ws, text: impl Into<String>) {
-    ws.send(Message::Text(text.into().into())).await.expect("send");
+    ws.send(Message::Text(text.into().into()))
+        .await
+        .expect("send");
 }
 
 /// The next JSON message, skipping none; fails after 5 s.
@@ -33,7 +38,9 @@ async fn recv(ws: &mut Ws) -> Value {
             .expect("connection open")
             .expect("frame");
         match frame {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("server sends JSON"),
+            Message::Text(t) => {
+                return serde_json::from_str(t.as_str()).expect("server sends JSON")
+            }
             Message::Ping(_) | Message::Pong(_) => continue,
             other => panic!("expected a text message, got {other:?}"),
         }
@@ -44,7 +51,10 @@ async fn expect_error(ws: &mut Ws, code: &str) -> Value {
     let msg = recv(ws).await;
     assert_eq!(msg["type"], "error", "expected an error, got {msg}");
     assert_eq!(msg["code"], code, "wrong error code in {msg}");
-    assert!(msg["message"].as_str().is_some_and(|m| !m.is_empty()), "errors explain themselves: {msg}");
+    assert!(
+        msg["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "errors explain themselves: {msg}"
+    );
     msg
 }
 
@@ -65,7 +75,11 @@ async fn expect_closed_with(ws: &mut Ws, code: CloseCode) {
 }
 
 async fn join(ws: &mut Ws, room: &str, name: &str) -> Value {
-    send(ws, json!({"type": "join", "id": 1, "room": room, "name": name}).to_string()).await;
+    send(
+        ws,
+        json!({"type": "join", "id": 1, "room": room, "name": name}).to_string(),
+    )
+    .await;
     let joined = recv(ws).await;
     assert_eq!(joined["type"], "joined", "join failed: {joined}");
     joined
@@ -83,7 +97,11 @@ async fn malformed_and_invalid_messages_get_errors_and_the_connection_survives()
     send(&mut ws, "[1,2,3]").await;
     expect_error(&mut ws, "bad_json").await;
     send(&mut ws, r#"{"type":"join","id":4,"room":7,"name":"x"}"#).await;
-    assert_eq!(expect_error(&mut ws, "bad_json").await["id"], 4, "errors carry the request id");
+    assert_eq!(
+        expect_error(&mut ws, "bad_json").await["id"],
+        4,
+        "errors carry the request id"
+    );
     send(&mut ws, r#"{"type":"teleport","id":5}"#).await;
     assert_eq!(expect_error(&mut ws, "unknown_type").await["id"], 5);
     send(&mut ws, r#"{"id":6}"#).await;
@@ -99,11 +117,19 @@ async fn malformed_and_invalid_messages_get_errors_and_the_connection_survives()
 
     // Invalid room and display names.
     for room in ["", "has spaces", "../etc", &"r".repeat(65)] {
-        send(&mut ws, json!({"type": "join", "room": room, "name": "Eve"}).to_string()).await;
+        send(
+            &mut ws,
+            json!({"type": "join", "room": room, "name": "Eve"}).to_string(),
+        )
+        .await;
         expect_error(&mut ws, "invalid_room").await;
     }
     for name in ["", "   ", "bell\u{7}", &"n".repeat(65)] {
-        send(&mut ws, json!({"type": "join", "room": "room1", "name": name}).to_string()).await;
+        send(
+            &mut ws,
+            json!({"type": "join", "room": "room1", "name": name}).to_string(),
+        )
+        .await;
         expect_error(&mut ws, "invalid_name").await;
     }
     expect_open(&mut ws).await;
@@ -111,13 +137,21 @@ async fn malformed_and_invalid_messages_get_errors_and_the_connection_survives()
     // Joined now: bad SDP, a stray answer, a bad candidate, an unknown track.
     let joined = join(&mut ws, "room1", "Eve").await;
     assert_eq!(joined["participants"][0]["name"], "Bystander");
-    send(&mut ws, r#"{"type":"offer","id":8,"sdp":"this is not SDP"}"#).await;
+    send(
+        &mut ws,
+        r#"{"type":"offer","id":8,"sdp":"this is not SDP"}"#,
+    )
+    .await;
     assert_eq!(expect_error(&mut ws, "invalid_sdp").await["id"], 8);
     send(&mut ws, r#"{"type":"offer","sdp":"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"}"#).await;
     expect_error(&mut ws, "invalid_sdp").await;
     send(&mut ws, r#"{"type":"answer","sdp":"v=0\r\n"}"#).await;
     expect_error(&mut ws, "invalid_sdp").await;
-    send(&mut ws, r#"{"type":"candidate","candidate":"candidate:garbage"}"#).await;
+    send(
+        &mut ws,
+        r#"{"type":"candidate","candidate":"candidate:garbage"}"#,
+    )
+    .await;
     expect_error(&mut ws, "invalid_candidate").await;
     send(&mut ws, r#"{"type":"candidate","candidate":""}"#).await; // end of candidates: ignored
     send(&mut ws, r#"{"type":"mute","id":9,"mid":"42","muted":true}"#).await;
@@ -143,7 +177,11 @@ async fn protocol_violations_close_the_connection_with_the_documented_code() {
     // A second join on one connection: 1008.
     let mut ws = connect(&server).await;
     join(&mut ws, "room2", "Twice").await;
-    send(&mut ws, r#"{"type":"join","id":2,"room":"room2","name":"Again"}"#).await;
+    send(
+        &mut ws,
+        r#"{"type":"join","id":2,"room":"room2","name":"Again"}"#,
+    )
+    .await;
     assert_eq!(expect_error(&mut ws, "already_joined").await["id"], 2);
     expect_closed_with(&mut ws, CloseCode::Policy).await;
 
@@ -156,7 +194,9 @@ async fn protocol_violations_close_the_connection_with_the_documented_code() {
 
     // A binary frame: 1003.
     let mut ws = connect(&server).await;
-    ws.send(Message::Binary(vec![0u8, 1, 2, 3].into())).await.expect("send");
+    ws.send(Message::Binary(vec![0u8, 1, 2, 3].into()))
+        .await
+        .expect("send");
     expect_error(&mut ws, "binary_not_supported").await;
     expect_closed_with(&mut ws, CloseCode::Unsupported).await;
 
@@ -165,7 +205,10 @@ async fn protocol_violations_close_the_connection_with_the_documented_code() {
     assert_eq!(recv(&mut bystander).await["type"], "participant_left");
     expect_open(&mut bystander).await;
     let health = server.health().await.expect("server healthy");
-    assert_eq!(health["participants"], 1, "only the bystander is left: {health}");
+    assert_eq!(
+        health["participants"], 1,
+        "only the bystander is left: {health}"
+    );
 }
 
 #[tokio::test]
@@ -174,13 +217,15 @@ async fn garbage_datagrams_on_the_media_port_are_dropped() {
     let mut ws = connect(&server).await;
     join(&mut ws, "room3", "Alice").await;
 
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let mut junk: Vec<Vec<u8>> = vec![
         vec![],
         vec![0x00],
-        vec![0x80, 0x60, 0x00],                                   // truncated RTP
-        vec![0x00, 0x01, 0xff, 0xff, 0x21, 0x12, 0xa4, 0x42],     // STUN with a lying length
-        vec![0x16, 0xfe, 0xfd, 0x00, 0x00],                       // truncated DTLS
+        vec![0x80, 0x60, 0x00],                               // truncated RTP
+        vec![0x00, 0x01, 0xff, 0xff, 0x21, 0x12, 0xa4, 0x42], // STUN with a lying length
+        vec![0x16, 0xfe, 0xfd, 0x00, 0x00],                   // truncated DTLS
         vec![0xff; 1500],
     ];
     // A STUN binding request naming an unknown ufrag.
@@ -190,10 +235,17 @@ async fn garbage_datagrams_on_the_media_port_are_dropped() {
     stun.extend_from_slice(b"nope:who");
     junk.push(stun);
     for i in 0..200u32 {
-        junk.push((0..(i % 300)).map(|b| (b as u8).wrapping_mul(31).wrapping_add(i as u8)).collect());
+        junk.push(
+            (0..(i % 300))
+                .map(|b| (b as u8).wrapping_mul(31).wrapping_add(i as u8))
+                .collect(),
+        );
     }
     for datagram in &junk {
-        socket.send_to(datagram, server.rtc_addr).await.expect("send");
+        socket
+            .send_to(datagram, server.rtc_addr)
+            .await
+            .expect("send");
     }
     // And on ICE-TCP: a frame header promising more than is sent, then a close.
     if let Ok(mut tcp) = TcpStream::connect(server.rtc_addr).await {

@@ -14,11 +14,16 @@ const MEDIA_TIMEOUT: Duration = Duration::from_secs(20);
 /// `client` receives intact audio and video from `from`.
 async fn expect_media_from(client: &TestClient, from: &TestClient) {
     let id = from.participant_id();
-    let what = format!("{} receiving {}'s audio and video", client.name(), from.name());
+    let what = format!(
+        "{} receiving {}'s audio and video",
+        client.name(),
+        from.name()
+    );
     let result = client
         .wait_until(&what, MEDIA_TIMEOUT, |s: &ReceivedStats| {
-            s.participant(&id)
-                .is_some_and(|p| p.audio_packets() >= 50 && p.keyframes() >= 1 && p.video_frames() >= 20)
+            s.participant(&id).is_some_and(|p| {
+                p.audio_packets() >= 50 && p.keyframes() >= 1 && p.video_frames() >= 20
+            })
         })
         .await;
     if let Err(e) = result {
@@ -26,7 +31,11 @@ async fn expect_media_from(client: &TestClient, from: &TestClient) {
     }
     let stats = client.stats();
     let p = stats.participant(&id).expect("stats for the sender");
-    assert_eq!(p.integrity_failures(), 0, "{what}: corrupted payloads\n{stats}");
+    assert_eq!(
+        p.integrity_failures(),
+        0,
+        "{what}: corrupted payloads\n{stats}"
+    );
     for track in p.tracks.values() {
         assert_eq!(
             track.sender_tag,
@@ -63,7 +72,9 @@ async fn three_participants_then_a_late_joiner_then_one_leaves() {
         .unwrap_or_else(|e| panic!("Dan could not join: {e:#}"));
     dan.start_media();
     assert_eq!(
-        dan.joined_message()["participants"].as_array().map(Vec::len),
+        dan.joined_message()["participants"]
+            .as_array()
+            .map(Vec::len),
         Some(3),
         "the join reply lists everyone already there"
     );
@@ -79,9 +90,14 @@ async fn three_participants_then_a_late_joiner_then_one_leaves() {
     clients.push(dan);
     for client in &clients {
         let result = client
-            .wait_until(&format!("{} seeing Ben leave", client.name()), MEDIA_TIMEOUT, |s| {
-                s.saw_left(&ben_id) && s.participant(&ben_id).is_some_and(|p| p.all_tracks_ended())
-            })
+            .wait_until(
+                &format!("{} seeing Ben leave", client.name()),
+                MEDIA_TIMEOUT,
+                |s| {
+                    s.saw_left(&ben_id)
+                        && s.participant(&ben_id).is_some_and(|p| p.all_tracks_ended())
+                },
+            )
             .await;
         if let Err(e) = result {
             panic!("{e:#}");
@@ -100,7 +116,10 @@ async fn three_participants_then_a_late_joiner_then_one_leaves() {
         if health["rooms"] == 0 && health["participants"] == 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "room not dropped: {health}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "room not dropped: {health}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

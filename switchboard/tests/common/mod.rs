@@ -10,15 +10,31 @@ pub struct TestServer {
     child: Child,
     pub http_addr: SocketAddr,
     pub rtc_addr: SocketAddr,
+    pub turn_addr: SocketAddr,
 }
 
 impl TestServer {
     pub async fn start() -> TestServer {
+        Self::start_with(&[]).await
+    }
+
+    /// Start with extra `serve` flags.
+    pub async fn start_with(extra: &[&str]) -> TestServer {
         let http_addr = free_tcp_port();
         let rtc_addr = free_udp_and_tcp_port();
+        let turn_addr = free_udp_and_tcp_port();
         let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,str0m=warn".into());
         let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["serve", "--http-addr", &http_addr.to_string(), "--rtc-addr", &rtc_addr.to_string()])
+            .args([
+                "serve",
+                "--http-addr",
+                &http_addr.to_string(),
+                "--rtc-addr",
+                &rtc_addr.to_string(),
+                "--turn-addr",
+                &turn_addr.to_string(),
+            ])
+            .args(extra)
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
             .spawn()
@@ -27,10 +43,14 @@ impl TestServer {
             child,
             http_addr,
             rtc_addr,
+            turn_addr,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while server.health().await.is_none() {
-            assert!(Instant::now() < deadline, "switchboard did not answer /healthz within 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "switchboard did not answer /healthz within 20 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         server
