@@ -99,6 +99,12 @@ export function rtpSummary(page) {
   }).catch((e) => `(no stats: ${e.message})`);
 }
 
+/** Saves the pages' console logs to test-results/console-NAME.log (also after a pass). */
+export function saveConsoleLogs(consoleLogs) {
+  mkdirSync(RESULTS, { recursive: true });
+  for (const [name, lines] of consoleLogs) writeFileSync(join(RESULTS, `console-${name}.log`), `${lines.join('\n')}\n`);
+}
+
 /** Screenshots, RTP summaries and console logs of every page, printed and saved. */
 export async function saveEvidence(pages, consoleLogs) {
   mkdirSync(RESULTS, { recursive: true });

@@ -21,8 +21,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, keepPeerConnections, makeLogger, saveEvidence,
-  screenshots, sleep, waitFor,
+  BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, keepPeerConnections, makeLogger, saveConsoleLogs,
+  saveEvidence, screenshots, sleep, waitFor,
 } from './lib.mjs';
 
 const ROOM = process.env.SC_ROOM || 'sc';
@@ -202,6 +202,7 @@ async function main() {
     const p = await publisherView(pub);
     log(`settled after ${((holdingSince - settleStart) / 1000).toFixed(1)}s and held ${HOLD_MS / 1000}s:\n  ${describe(s, l, p)}`);
     if (KEEP_SCREENSHOTS) await screenshots(pages, 'simulcast');
+    saveConsoleLogs(consoleLogs);
 
     clearTimeout(watchdog);
     console.log(`SIMULCAST PASS: Small decodes ${s.videoWidth}x${s.videoHeight}, Large ${l.videoWidth}x${l.videoHeight} (${elapsed()})`);
