@@ -315,6 +315,7 @@ function onServerMessage(s, msg) {
       break;
     }
     case 'video_paused':
+      console.info(`switchboard: video ${msg.track_id} ${msg.paused ? 'paused' : 'resumed'} (${msg.reason})`);
       stats.debug.paused[msg.track_id] = { paused: Boolean(msg.paused), reason: msg.reason };
       grid.setPaused(msg.track_id, Boolean(msg.paused), msg.reason);
       break;

@@ -92,7 +92,8 @@ function brief(view) {
   const sub = m && (m.subscriptions || []).find((x) => x.kind === 'video');
   const est = m && typeof m.estimate_bps === 'number' ? `${Math.round(m.estimate_bps / 1000)}k` : '?';
   const layers = sub ? `${sub.current_layer}->${sub.target_layer}` : 'no stats';
-  return `${view.videoWidth}w ${layers} est ${est}`;
+  const paused = Object.values(view.paused).find((x) => x.paused);
+  return `${view.videoWidth}w ${layers} est ${est}${paused ? ` PAUSED (${paused.reason})` : ''}`;
 }
 
 function describe(small, large, pub) {
