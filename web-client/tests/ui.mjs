@@ -2,7 +2,8 @@
 // server for the new messages (an init script injects them into the page's WebSocket).
 //
 // Pub (camera, simulcast) and Sub (`publish=none`) join one room. Then:
-// 1. Sub shows Pub's video and has reported its size (`video_size`).
+// 1. Sub shows Pub's video and has reported its size (`video_size`); 0x0 while the tile is
+//    hidden, its size again once shown.
 // 2. `stats` injected into Sub: the tile's "i" button opens a panel with layer, target,
 //    estimate, bitrate, reason and the decoded size.
 // 3. `video_paused` (bandwidth) injected into Sub: the "Paused (low bandwidth)" overlay shows,
@@ -102,6 +103,22 @@ async function main() {
       return { ok: Boolean(last && last.width > 0 && last.height > 0), detail: sent };
     }, STEP_TIMEOUT_MS);
     log(`Sub shows Pub ${cam.width}x${cam.height} (track ${cam.trackId}); sent video_size ${JSON.stringify(reported.pop())}`);
+
+    // 1b. A hidden tile reports 0x0 (the server may then stop forwarding), and its size again
+    // when shown.
+    const lastSize = () => sub.evaluate((id) => window.__e2eSent.filter((m) => m.type === 'video_size' && m.track_id === id).pop(), cam.trackId);
+    for (const [display, zero] of [['none', true], ['', false]]) {
+      await sub.evaluate((d) => { document.querySelector('video[data-participant="Pub"]').closest('figure').style.display = d; }, display);
+      const last = await waitFor(`video_size ${zero ? '0x0 for the hidden tile' : 'non-zero once shown again'}`, async () => {
+        const m = await lastSize();
+        return { ok: Boolean(m) && (m.width === 0) === zero && (m.height === 0) === zero, detail: m };
+      }, STEP_TIMEOUT_MS);
+      log(`tile display '${display}': sent video_size ${last.width}x${last.height}`);
+    }
+    await waitFor('Sub to show Pub\'s video again', async () => {
+      const v = await videoOf(sub, 'video[data-participant="Pub"]');
+      return { ok: Boolean(v && v.width > 0), detail: v };
+    }, STEP_TIMEOUT_MS);
 
     // 2. Stats panel.
     const pubTile = sub.locator('figure.tile', { has: sub.locator('video[data-participant="Pub"]') });
