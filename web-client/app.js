@@ -93,6 +93,8 @@ export function readOptions(params) {
     audio: publish === 'all' || publish === 'audio',
     video: publish === 'all' || publish === 'video',
     fixedTile: parseTileSize(params.get('tile')),
+    // `relay=udp|tcp`: only TURN relay candidates over that transport (testing TURN paths).
+    relay: ['udp', 'tcp'].includes(params.get('relay')) ? params.get('relay') : null,
   };
 }
 
@@ -215,7 +217,12 @@ function startCall(s, joined) {
     teardown(s);
   });
 
-  s.call = new Call({ signaling: s.signaling, iceServers: joined.ice_servers || [], simulcast: options.simulcast });
+  s.call = new Call({
+    signaling: s.signaling,
+    iceServers: joined.ice_servers || [],
+    simulcast: options.simulcast,
+    relay: options.relay,
+  });
   stats.debug.cameraLayers = () => (s.call ? s.call.cameraLayers() : {});
   stats.debug.unsupported = () => [...s.signaling.unsupported];
   s.call.addEventListener('state', (ev) => showMediaState(ev.detail));

@@ -44,11 +44,26 @@ const MAX_FAILED_OFFERS = 3;
  * - `state`: `{connectionState, iceConnectionState, signalingState}`
  * - `error`: an Error to show to the user
  */
+/** The TURN servers, keeping only URLs over `transport` ('udp' or 'tcp'). */
+function relayServers(iceServers, transport) {
+  return iceServers
+    .map((server) => ({
+      ...server,
+      urls: [].concat(server.urls).filter((u) => u.startsWith('turn:') && u.includes(`transport=${transport}`)),
+    }))
+    .filter((server) => server.urls.length > 0);
+}
+
 export class Call extends EventTarget {
-  constructor({ signaling, iceServers = [], simulcast = true }) {
+  constructor({ signaling, iceServers = [], simulcast = true, relay = null }) {
     super();
     this.signaling = signaling;
-    this.pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.pc = new RTCPeerConnection({
+      iceServers: relay ? relayServers(iceServers, relay) : iceServers,
+      iceTransportPolicy: relay ? 'relay' : 'all',
+      bundlePolicy: 'max-bundle',
+      rtcpMuxPolicy: 'require',
+    });
     this.queue = Promise.resolve();
     this.closed = false;
     this.offerId = null; // request id of our outstanding offer

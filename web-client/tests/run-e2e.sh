@@ -11,7 +11,7 @@
 # Env: SWITCHBOARD_BIN (default target/debug/switchboard, relative to the repo root),
 # SWITCHBOARD_URL (default http://127.0.0.1:8080; the server is told to listen there),
 # SWITCHBOARD_RTC_ADDR (default 127.0.0.1:50000), RUST_LOG (default info),
-# CHROMIUM_PATH (default /usr/bin/chromium), E2E_TESTS (default "e2e ui simulcast": which of
+# CHROMIUM_PATH (default /usr/bin/chromium), E2E_TESTS (default "e2e ui simulcast relay": which of
 # tests/*.mjs to run, in order). Server log: web-client/tests/test-results/server.log.
 set -uo pipefail
 
@@ -48,7 +48,10 @@ fi
 
 rm -rf "$results"  # no stale evidence from an earlier run
 mkdir -p "$results"
-RUST_LOG="${RUST_LOG:-info}" "$bin" serve --http-addr "$http_addr" --rtc-addr "$rtc_addr" >"$server_log" 2>&1 &
+# --turn-allow-loopback-peers: relay.mjs relays through our TURN to the SFU, which here is on
+# 127.0.0.1 (refused by default, as it must be in production).
+RUST_LOG="${RUST_LOG:-info}" "$bin" serve --http-addr "$http_addr" --rtc-addr "$rtc_addr" \
+  --turn-allow-loopback-peers >"$server_log" 2>&1 &
 server_pid=$!
 stop_server() {
   if kill -0 "$server_pid" 2>/dev/null; then
@@ -73,7 +76,7 @@ done
 
 # The tests, in order; each runs only if the one before passed (E2E_TESTS picks some).
 rc=0
-for test in ${E2E_TESTS:-e2e ui simulcast}; do
+for test in ${E2E_TESTS:-e2e ui simulcast relay}; do
   start=$(date +%s)
   (cd "$here" && node "$test.mjs")
   rc=$?
