@@ -84,6 +84,14 @@ pub struct BenchArgs {
     /// after every stream flows
     #[arg(long, default_value_t = 30.0)]
     pub settle_max: f64,
+    /// Longest wait, in seconds after the last join, for every expected stream to flow (video
+    /// the server paused for bandwidth resumes as estimates ramp up)
+    #[arg(long, default_value_t = 60.0)]
+    pub ready_timeout: f64,
+    /// Report this size (WxH, e.g. 320x180) for every received video with `video_size`, as a
+    /// browser's tile would; default: report nothing (the server assumes large)
+    #[arg(long)]
+    pub view: Option<String>,
     /// Peers joined per second
     #[arg(long, default_value_t = 100.0)]
     pub join_rate: f64,
@@ -119,6 +127,7 @@ impl BenchArgs {
             single_layer: self.layer,
             keyframe_interval: Duration::from_secs_f64(self.keyframe_interval.max(0.1)),
             audio_publishers: self.publishers.max(1),
+            view: self.view.as_deref().and_then(parse_size),
         }
     }
 
@@ -127,7 +136,8 @@ impl BenchArgs {
         driver::PhaseSettings {
             duration: Duration::from_secs_f64(self.duration.max(0.5)),
             join_interval,
-            ready_timeout: Duration::from_secs(20) + join_interval * peers as u32,
+            ready_timeout: Duration::from_secs_f64(self.ready_timeout)
+                + join_interval * peers as u32,
             settle: Duration::from_secs(1),
             settle_max: Duration::from_secs_f64(self.settle_max),
         }
@@ -243,6 +253,12 @@ async fn find_max(args: &BenchArgs) -> anyhow::Result<()> {
         write_json(path, &reports)?;
     }
     Ok(())
+}
+
+/// "320x180" -> (320, 180).
+fn parse_size(s: &str) -> Option<(u32, u32)> {
+    let (w, h) = s.split_once('x')?;
+    Some((w.trim().parse().ok()?, h.trim().parse().ok()?))
 }
 
 fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {

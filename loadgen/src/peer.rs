@@ -53,6 +53,9 @@ pub struct PeerSpec {
     pub simulcast: bool,
     pub keyframe_interval: Duration,
     pub seed: u64,
+    /// The size this peer shows every received video at (`video_size`), as a browser's tile
+    /// would report; `None` sends nothing and the server assumes "large".
+    pub view: Option<(u32, u32)>,
 }
 
 /// What every peer shares with the driver. Single-threaded: `Rc`/`Cell`, no locks.
@@ -97,6 +100,8 @@ struct Peer {
     connected: bool,
     rtc_timeout: Instant,
     streams: Streams,
+    /// Received video tracks whose size we have reported.
+    sized: std::collections::HashSet<String>,
 }
 
 /// Run one peer until `shared.stop` is set or it fails. Failures are counted, not fatal to
@@ -155,6 +160,7 @@ impl Peer {
             connected: false,
             rtc_timeout: now,
             streams: Streams::default(),
+            sized: Default::default(),
         };
         peer.join().await?;
         Ok(peer)
@@ -437,6 +443,17 @@ impl Peer {
                     true,
                 )
                 .await?;
+                if let (Some((w, h)), Some(tracks)) = (self.spec.view, v["tracks"].as_object()) {
+                    for t in tracks.values().filter(|t| t["kind"] == "video") {
+                        let Some(id) = t["track_id"].as_str() else {
+                            continue;
+                        };
+                        if self.sized.insert(id.to_owned()) {
+                            let msg = json!({"type": "video_size", "track_id": id, "width": w, "height": h});
+                            self.send(msg, false).await?;
+                        }
+                    }
+                }
             }
             Some("error") => tracing::warn!(peer = %self.spec.name, error = %v, "server error"),
             _ => {}

@@ -39,6 +39,8 @@ pub struct Traffic {
     pub keyframe_interval: Duration,
     /// Publishers in the audio scenario.
     pub audio_publishers: usize,
+    /// The size subscribers report for every video they receive.
+    pub view: Option<(u32, u32)>,
 }
 
 impl Traffic {
@@ -124,6 +126,7 @@ impl Plan {
             },
             simulcast: traffic.simulcast,
             keyframe_interval: traffic.keyframe_interval,
+            view: traffic.view,
             seed: 0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d),
         };
         // (audio, video) per publisher, then the number of receive-only peers.
@@ -193,6 +196,7 @@ mod tests {
             single_layer: None,
             keyframe_interval: Duration::from_secs(3),
             audio_publishers: 10,
+            view: None,
         }
     }
 

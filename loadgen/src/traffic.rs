@@ -162,7 +162,8 @@ impl VideoSource {
             return None;
         }
         self.next_at += self.frame_interval;
-        let keyframe = self.force_keyframe || self.frame_no.is_multiple_of(self.frames_per_keyframe);
+        let keyframe =
+            self.force_keyframe || self.frame_no.is_multiple_of(self.frames_per_keyframe);
         self.force_keyframe = false;
         let base = if keyframe {
             self.key_bytes
