@@ -88,7 +88,9 @@ pub fn run(duration: Duration, bob_silent_after: Option<Duration>) -> CallSummar
 
     // Signaling, in-process: join, offer, answer.
     for peer in &mut peers {
-        let joined = sfu.join("demo", peer.name, now);
+        let joined = sfu
+            .join("demo", peer.name, sfu::Permissions::ALL, now)
+            .expect("within the limits");
         peer.id = Some(joined.participant);
         let offer = peer.offer_microphone();
         let answer = sfu

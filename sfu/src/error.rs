@@ -20,4 +20,16 @@ pub enum SfuError {
     UnknownTrack(String),
     #[error("the SFU has shut down")]
     Closed,
+    #[error("no room {0}")]
+    UnknownRoom(String),
+    #[error("the room is full ({0} participants)")]
+    RoomFull(usize),
+    #[error("the server has reached its limit of {0} rooms")]
+    TooManyRooms(usize),
+    #[error("too many joins are still connecting (limit {0}); try again shortly")]
+    TooManyPendingJoins(usize),
+    #[error("an offer may send at most {0} tracks")]
+    TooManyTracks(usize),
+    #[error("this participant may not publish (its offer sends media)")]
+    PublishNotAllowed,
 }

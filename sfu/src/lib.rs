@@ -39,13 +39,15 @@ mod event;
 mod ids;
 pub mod io;
 pub mod keyframe;
+pub mod metrics;
 mod participant;
+pub mod policy;
 mod rate;
 pub mod rewrite;
 mod room;
 mod track;
 
-pub use engine::{Sfu, SfuConfig, SfuOutput};
+pub use engine::{RoomInfo, Sfu, SfuConfig, SfuOutput};
 pub use error::SfuError;
 pub use event::{
     JoinInfo, LayerReason, OfferedTrack, ParticipantInfo, ParticipantStats, RemovalReason,
@@ -53,6 +55,8 @@ pub use event::{
 };
 pub use ids::{ParticipantId, TrackId};
 pub use io::{SfuHandle, SfuServer, SfuServerConfig};
+pub use metrics::{Counters, MetricsSnapshot};
+pub use policy::{Permissions, SfuLimits};
 pub use str0m::media::MediaKind;
 pub use str0m::media::Rid;
 pub use str0m::net::{Protocol, Transmit};

@@ -6,18 +6,21 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::SdpPendingOffer;
-use str0m::media::Mid;
+use str0m::media::{Mid, Rid};
 use str0m::net::Protocol;
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, IceCreds, Rtc};
 
 use crate::codec::PayloadTypes;
 use crate::ids::{ParticipantId, TrackId};
+use crate::policy::Permissions;
 use crate::track::DownTrack;
 
 /// Where the bandwidth estimate toward a new participant starts: enough for the lowest layers
 /// of a few videos, so a call starts at once and climbs as the estimate does.
 const INITIAL_ESTIMATE: str0m::bwe::Bitrate = str0m::bwe::Bitrate::kbps(800);
+/// How often str0m reports stream statistics (read for the NACK counter).
+const STATS_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Where the SDP offer/answer exchange with this participant stands.
 #[derive(Debug, Default)]
@@ -53,6 +56,10 @@ pub struct Participant {
     pub disconnected_since: Option<Instant>,
     /// Queued for `poll_output` draining.
     pub dirty: bool,
+    /// What it may do (from its access token).
+    pub permissions: Permissions,
+    /// NACKs received so far per send stream (str0m's stats are cumulative).
+    pub nacks_seen: HashMap<(Mid, Option<Rid>), u64>,
 }
 
 impl Participant {
@@ -73,6 +80,7 @@ impl Participant {
             .enable_vp8(true)
             .enable_h264(true)
             .enable_bwe(Some(INITIAL_ESTIMATE))
+            .set_stats_interval(Some(STATS_INTERVAL))
             .build(now);
         for (proto, addr) in local_candidates {
             let candidate = match proto {
@@ -108,6 +116,8 @@ impl Participant {
             connected: false,
             disconnected_since: None,
             dirty: false,
+            permissions: Permissions::ALL,
+            nacks_seen: HashMap::new(),
         }
     }
 
@@ -147,4 +157,8 @@ pub enum RemovalReason {
     MediaTimeout,
     /// The peer connection closed (DTLS close or a fatal media error).
     MediaClosed,
+    /// The operator removed it (room API).
+    Removed,
+    /// The operator closed its room (room API).
+    RoomClosed,
 }

@@ -1,4 +1,7 @@
-//! HTTP routes: the web client (embedded in the binary), the WebSocket upgrade, health.
+//! HTTP routes: the web client (embedded in the binary), the WebSocket upgrade, health,
+//! `/metrics`, and the room API (`api.rs`).
+
+use std::sync::Arc;
 
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{header, StatusCode, Uri};
@@ -8,8 +11,10 @@ use axum::{Json, Router};
 use rust_embed::RustEmbed;
 use sfu::SfuHandle;
 
+use crate::auth::Auth;
+use crate::metrics::SignalingMetrics;
 use crate::session::{subscription_json, IceServerProvider, Session};
-use crate::ws;
+use crate::ws::{self, ConnectionLimits};
 
 #[derive(RustEmbed)]
 #[folder = "../web-client/"]
@@ -21,13 +26,32 @@ struct WebClient;
 pub struct AppState {
     pub sfu: SfuHandle,
     pub ice_servers: IceServerProvider,
+    /// API key and secret; `None` is development mode (joins need no token, no room API).
+    pub auth: Option<Auth>,
+    pub limits: ConnectionLimits,
+    pub metrics: Arc<SignalingMetrics>,
+}
+
+impl AppState {
+    /// Development mode with default limits.
+    pub fn new(sfu: SfuHandle, ice_servers: IceServerProvider) -> Self {
+        Self {
+            sfu,
+            ice_servers,
+            auth: None,
+            limits: ConnectionLimits::default(),
+            metrics: Arc::default(),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/api/stats", get(api_stats))
+        .merge(crate::api::routes())
         .fallback(get(static_file))
         .with_state(state)
 }
@@ -36,7 +60,22 @@ async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> 
     upgrade
         .max_message_size(ws::HARD_FRAME_LIMIT)
         .max_frame_size(ws::HARD_FRAME_LIMIT)
-        .on_upgrade(move |socket| ws::run(socket, Session::new(state.sfu, state.ice_servers)))
+        .on_upgrade(move |socket| {
+            let session = Session::new(state.sfu, state.ice_servers, state.auth);
+            ws::run(socket, session, state.limits, state.metrics)
+        })
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = crate::metrics::render(&state.sfu.metrics(), &state.metrics);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

@@ -6,9 +6,13 @@
 //! - `protocol.rs`: message types, error codes, validation of client input.
 //! - `session.rs`: the per-connection state machine (fresh, joined, left).
 //! - `ws.rs`: the WebSocket loop (frame rules, close codes).
-//! - `http.rs`: routes, the embedded web client, `/healthz`.
+//! - `http.rs`: routes, the embedded web client, `/healthz`, `/metrics`.
+//! - `auth.rs`: access tokens (JWT, HS256); `api.rs`: the room API; `metrics.rs`: `/metrics`.
 
+mod api;
+pub mod auth;
 mod http;
+pub mod metrics;
 pub mod protocol;
 pub mod session;
 mod ws;
@@ -16,6 +20,7 @@ mod ws;
 pub use http::{router, AppState};
 pub use protocol::IceServer;
 pub use session::IceServerProvider;
+pub use ws::ConnectionLimits;
 
 use std::future::Future;
 

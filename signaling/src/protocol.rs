@@ -175,13 +175,73 @@ pub enum ErrorCode {
     MessageTooLarge,
     BinaryNotSupported,
     Internal,
+    Unauthorized,
+    Forbidden,
+    RoomFull,
+    TooManyRooms,
+    ServerBusy,
+    TooManyTracks,
+    RateLimited,
 }
 
 impl ErrorCode {
+    /// Every code, for metrics.
+    pub const ALL: [ErrorCode; 19] = [
+        Self::BadJson,
+        Self::UnknownType,
+        Self::InvalidRoom,
+        Self::InvalidName,
+        Self::NotJoined,
+        Self::InvalidSdp,
+        Self::InvalidCandidate,
+        Self::UnknownTrack,
+        Self::AlreadyJoined,
+        Self::MessageTooLarge,
+        Self::BinaryNotSupported,
+        Self::Internal,
+        Self::Unauthorized,
+        Self::Forbidden,
+        Self::RoomFull,
+        Self::TooManyRooms,
+        Self::ServerBusy,
+        Self::TooManyTracks,
+        Self::RateLimited,
+    ];
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadJson => "bad_json",
+            Self::UnknownType => "unknown_type",
+            Self::InvalidRoom => "invalid_room",
+            Self::InvalidName => "invalid_name",
+            Self::NotJoined => "not_joined",
+            Self::InvalidSdp => "invalid_sdp",
+            Self::InvalidCandidate => "invalid_candidate",
+            Self::UnknownTrack => "unknown_track",
+            Self::AlreadyJoined => "already_joined",
+            Self::MessageTooLarge => "message_too_large",
+            Self::BinaryNotSupported => "binary_not_supported",
+            Self::Internal => "internal",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::RoomFull => "room_full",
+            Self::TooManyRooms => "too_many_rooms",
+            Self::ServerBusy => "server_busy",
+            Self::TooManyTracks => "too_many_tracks",
+            Self::RateLimited => "rate_limited",
+        }
+    }
+
+    /// Its index in [`ErrorCode::ALL`].
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|c| *c == self).unwrap_or(0)
+    }
+
     /// The WebSocket close code for errors that end the connection.
     pub fn close_code(self) -> Option<u16> {
         match self {
-            Self::AlreadyJoined => Some(1008),
+            Self::AlreadyJoined | Self::Unauthorized => Some(1008),
             Self::MessageTooLarge => Some(1009),
             Self::BinaryNotSupported => Some(1003),
             _ => None,
@@ -208,6 +268,13 @@ pub struct OfferedTrackJson {
     pub participant_id: String,
     pub track_id: String,
     pub kind: &'static str,
+}
+
+/// What the participant may do (from its access token; everything in development mode).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct PermissionsJson {
+    pub publish: bool,
+    pub subscribe: bool,
 }
 
 /// An `RTCIceServer` for the client's peer connection.
@@ -242,6 +309,7 @@ pub enum ServerMessage {
         room: String,
         participants: Vec<ParticipantJson>,
         ice_servers: Vec<IceServer>,
+        permissions: PermissionsJson,
     },
     Answer {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -398,5 +466,14 @@ mod tests {
         }
         .to_json();
         assert_eq!(json, r#"{"type":"participant_left","participant_id":"P1"}"#);
+    }
+
+    #[test]
+    fn every_error_code_is_listed_and_named_as_serialized() {
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(code.index(), i);
+            let json = serde_json::to_value(code).unwrap();
+            assert_eq!(json, code.as_str());
+        }
     }
 }

@@ -6,15 +6,23 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sfu::{
-    LayerReason, MediaKind, ParticipantId, ParticipantInfo, SfuError, SfuEvent, SfuHandle,
-    SubscriptionStats, TrackId, TrackInfo, TrackSource,
+    LayerReason, MediaKind, ParticipantId, ParticipantInfo, Permissions, RemovalReason, SfuError,
+    SfuEvent, SfuHandle, SubscriptionStats, TrackId, TrackInfo, TrackSource,
 };
 use tokio::sync::mpsc;
 
+use crate::auth::Auth;
 use crate::protocol::{
-    self, ClientMessage, ErrorCode, IceServer, OfferedTrackJson, ParticipantJson, Request,
-    ServerMessage, SubscriptionJson, TrackJson, TrackSourceJson, MAX_VIDEO_DIMENSION,
+    self, ClientMessage, ErrorCode, IceServer, OfferedTrackJson, ParticipantJson, PermissionsJson,
+    Request, ServerMessage, SubscriptionJson, TrackJson, TrackSourceJson, MAX_VIDEO_DIMENSION,
 };
+
+/// Close code when the server removed the participant on its own (media timeouts).
+pub const CLOSE_REMOVED_BY_SERVER: u16 = 4000;
+/// Close code when an operator removed the participant (room API).
+pub const CLOSE_REMOVED_BY_OPERATOR: u16 = 4001;
+/// Close code when an operator closed the room (room API).
+pub const CLOSE_ROOM_CLOSED: u16 = 4002;
 
 /// Supplies the `ice_servers` a newly joined participant should use (TURN credentials).
 pub type IceServerProvider = Arc<dyn Fn(ParticipantId) -> Vec<IceServer> + Send + Sync>;
@@ -39,14 +47,17 @@ enum State {
 pub struct Session {
     sfu: SfuHandle,
     ice_servers: IceServerProvider,
+    /// `None`: development mode, joins need no token and may do everything.
+    auth: Option<Auth>,
     state: State,
 }
 
 impl Session {
-    pub fn new(sfu: SfuHandle, ice_servers: IceServerProvider) -> Self {
+    pub fn new(sfu: SfuHandle, ice_servers: IceServerProvider, auth: Option<Auth>) -> Self {
         Self {
             sfu,
             ice_servers,
+            auth,
             state: State::Fresh,
         }
     }
@@ -97,7 +108,9 @@ impl Session {
                 ErrorCode::AlreadyJoined,
                 "this connection has already joined a room",
             ),
-            (ClientMessage::Join { room, name, .. }, None) => self.join(id, room, name).await,
+            (ClientMessage::Join { room, name, token }, None) => {
+                self.join(id, room, name, token).await
+            }
             (ClientMessage::Leave, p) => {
                 if let Some(p) = p {
                     self.sfu.leave(p);
@@ -173,7 +186,13 @@ impl Session {
         }
     }
 
-    async fn join(&mut self, id: Option<u64>, room: String, name: String) -> Vec<Action> {
+    async fn join(
+        &mut self,
+        id: Option<u64>,
+        room: String,
+        name: String,
+        token: Option<String>,
+    ) -> Vec<Action> {
         if let Err(message) = protocol::validate_room(&room) {
             return vec![Action::Send(ServerMessage::error(
                 id,
@@ -181,6 +200,36 @@ impl Session {
                 message,
             ))];
         }
+        let (name, permissions) = match &self.auth {
+            None => (name, Permissions::ALL),
+            Some(auth) => {
+                let Some(token) = token.filter(|t| !t.trim().is_empty()) else {
+                    return fatal(
+                        id,
+                        ErrorCode::Unauthorized,
+                        "this server needs an access token in the join's \"token\"",
+                    );
+                };
+                let claims = match auth.verify(&token) {
+                    Ok(claims) => claims,
+                    Err(e) => return fatal(id, ErrorCode::Unauthorized, e.to_string()),
+                };
+                if claims.room.as_deref() != Some(room.as_str()) {
+                    tracing::info!(identity = %claims.sub, room, token_room = ?claims.room, "join refused: token for another room");
+                    return fatal(
+                        id,
+                        ErrorCode::Unauthorized,
+                        format!("the access token does not grant room {room:?}"),
+                    );
+                }
+                tracing::debug!(identity = %claims.sub, room, grants = ?claims.grants, "access token accepted");
+                let permissions = Permissions {
+                    can_publish: claims.grants.publish,
+                    can_subscribe: claims.grants.subscribe,
+                };
+                (claims.name.unwrap_or(name), permissions)
+            }
+        };
         if let Err(message) = protocol::validate_name(&name) {
             return vec![Action::Send(ServerMessage::error(
                 id,
@@ -188,7 +237,7 @@ impl Session {
                 message,
             ))];
         }
-        match self.sfu.join(&room, &name).await {
+        match self.sfu.join(&room, &name, permissions).await {
             Ok((info, events)) => {
                 let participant = info.participant;
                 self.state = State::Joined {
@@ -201,15 +250,20 @@ impl Session {
                     room,
                     participants: info.others.iter().map(participant_json).collect(),
                     ice_servers: (self.ice_servers)(participant),
+                    permissions: PermissionsJson {
+                        publish: permissions.can_publish,
+                        subscribe: permissions.can_subscribe,
+                    },
                 })]
             }
             Err(e) => {
-                tracing::error!(error = %e, "join failed");
-                vec![Action::Send(ServerMessage::error(
-                    id,
-                    ErrorCode::Internal,
-                    e.to_string(),
-                ))]
+                let code = error_code(&e);
+                if code == ErrorCode::Internal {
+                    tracing::error!(room, error = %e, "join failed");
+                } else {
+                    tracing::info!(room, ?code, error = %e, "join refused");
+                }
+                vec![Action::Send(ServerMessage::error(id, code, e.to_string()))]
             }
         }
     }
@@ -290,10 +344,20 @@ impl Session {
             SfuEvent::Connected { .. } => return Vec::new(),
             SfuEvent::Removed { reason, .. } => {
                 self.state = State::Left;
-                return vec![Action::Close(
-                    4000,
-                    format!("removed by the server: {reason:?}"),
-                )];
+                let (code, why) = match reason {
+                    RemovalReason::Removed => (
+                        CLOSE_REMOVED_BY_OPERATOR,
+                        "removed by an operator".to_owned(),
+                    ),
+                    RemovalReason::RoomClosed => {
+                        (CLOSE_ROOM_CLOSED, "the room was closed".to_owned())
+                    }
+                    other => (
+                        CLOSE_REMOVED_BY_SERVER,
+                        format!("removed by the server: {other:?}"),
+                    ),
+                };
+                return vec![Action::Close(code, why)];
             }
         };
         vec![Action::Send(message)]
@@ -319,16 +383,28 @@ fn fatal(id: Option<u64>, code: ErrorCode, message: impl Into<String>) -> Vec<Ac
     ]
 }
 
-fn sfu_error(id: Option<u64>, participant: ParticipantId, e: SfuError) -> Vec<Action> {
-    let code = match &e {
+/// The protocol's error code for an SFU error.
+pub fn error_code(e: &SfuError) -> ErrorCode {
+    match e {
         SfuError::InvalidSdp(_)
         | SfuError::SdpRejected(_)
         | SfuError::NoPendingOffer
         | SfuError::OfferCollision => ErrorCode::InvalidSdp,
         SfuError::InvalidCandidate(_) => ErrorCode::InvalidCandidate,
         SfuError::UnknownTrack(_) => ErrorCode::UnknownTrack,
-        SfuError::UnknownParticipant(_) | SfuError::Closed => ErrorCode::Internal,
-    };
+        SfuError::RoomFull(_) => ErrorCode::RoomFull,
+        SfuError::TooManyRooms(_) => ErrorCode::TooManyRooms,
+        SfuError::TooManyPendingJoins(_) => ErrorCode::ServerBusy,
+        SfuError::TooManyTracks(_) => ErrorCode::TooManyTracks,
+        SfuError::PublishNotAllowed => ErrorCode::Forbidden,
+        SfuError::UnknownParticipant(_) | SfuError::UnknownRoom(_) | SfuError::Closed => {
+            ErrorCode::Internal
+        }
+    }
+}
+
+fn sfu_error(id: Option<u64>, participant: ParticipantId, e: SfuError) -> Vec<Action> {
+    let code = error_code(&e);
     tracing::info!(%participant, ?code, error = %e, "request failed");
     vec![Action::Send(ServerMessage::error(id, code, e.to_string()))]
 }
@@ -361,7 +437,7 @@ fn track_json(t: &TrackInfo) -> TrackJson {
     }
 }
 
-fn participant_json(p: &ParticipantInfo) -> ParticipantJson {
+pub fn participant_json(p: &ParticipantInfo) -> ParticipantJson {
     ParticipantJson {
         participant_id: p.id.to_string(),
         name: p.name.clone(),

@@ -1,9 +1,16 @@
 //! The WebSocket endpoint: a thin loop between the socket and the `Session` state machine.
-//! Frame-level rules (text only, size limit, close codes) are enforced here.
+//! Frame-level rules (text only, size limit, close codes), the per-connection message rate
+//! limit and the ping/pong keepalive are enforced here.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
+use tokio::time::Instant;
 
+use crate::metrics::SignalingMetrics;
 use crate::protocol::{ErrorCode, ServerMessage, MAX_MESSAGE_BYTES};
 use crate::session::{Action, Session};
 
@@ -11,31 +18,167 @@ use crate::session::{Action, Session};
 /// and this, the client gets a `message_too_large` error before the close.
 pub const HARD_FRAME_LIMIT: usize = 16 * MAX_MESSAGE_BYTES;
 
-pub async fn run(socket: WebSocket, mut session: Session) {
+/// Close code for a connection silent past the idle timeout.
+pub const CLOSE_IDLE: u16 = 4003;
+
+/// Per-connection limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectionLimits {
+    /// Sustained messages per second (token bucket refill rate).
+    pub messages_per_sec: f64,
+    /// Messages that may arrive at once (token bucket size). A connection that sends this
+    /// many more while refused is closed (1008).
+    pub message_burst: u32,
+    /// The server pings this often.
+    pub ping_interval: Duration,
+    /// A connection from which nothing (not even a pong) arrived this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            messages_per_sec: 50.0,
+            message_burst: 200,
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+        }
+    }
+}
+
+/// A token bucket over messages.
+#[derive(Debug)]
+struct RateLimit {
+    tokens: f64,
+    burst: f64,
+    per_sec: f64,
+    updated: Instant,
+    /// Messages refused since the last one accepted.
+    refused_in_a_row: u32,
+}
+
+enum Verdict {
+    Accept,
+    /// Refused; `first` when it starts a run of refusals (the client is told once per run).
+    Refuse {
+        first: bool,
+    },
+    /// Refused, and the connection has kept flooding: close it.
+    Abuse,
+}
+
+impl RateLimit {
+    fn new(limits: &ConnectionLimits, now: Instant) -> Self {
+        let burst = f64::from(limits.message_burst.max(1));
+        Self {
+            tokens: burst,
+            burst,
+            per_sec: limits.messages_per_sec.max(0.001),
+            updated: now,
+            refused_in_a_row: 0,
+        }
+    }
+
+    fn check(&mut self, now: Instant) -> Verdict {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.updated = now;
+        self.tokens = (self.tokens + elapsed * self.per_sec).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused_in_a_row = 0;
+            return Verdict::Accept;
+        }
+        self.refused_in_a_row += 1;
+        if f64::from(self.refused_in_a_row) > self.burst {
+            Verdict::Abuse
+        } else {
+            Verdict::Refuse {
+                first: self.refused_in_a_row == 1,
+            }
+        }
+    }
+}
+
+pub async fn run(
+    socket: WebSocket,
+    mut session: Session,
+    limits: ConnectionLimits,
+    metrics: Arc<SignalingMetrics>,
+) {
+    metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+    metrics.connections_open.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
+    let start = Instant::now();
+    let mut rate = RateLimit::new(&limits, start);
+    let mut last_heard = start;
+    let mut ping = tokio::time::interval_at(start + limits.ping_interval, limits.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'connection: loop {
+        let idle_deadline = last_heard + limits.idle_timeout;
         let actions = tokio::select! {
-            frame = stream.next() => match frame {
-                Some(Ok(Message::Text(text))) => session.handle_text(text.as_str()).await,
-                Some(Ok(Message::Binary(_))) => {
-                    tracing::info!("binary frame refused");
-                    vec![
-                        Action::Send(ServerMessage::error(None, ErrorCode::BinaryNotSupported, "binary frames are not part of the protocol")),
-                        Action::Close(1003, "binary frames are not supported".into()),
-                    ]
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(Message::Close(_))) | None => break,
-                Some(Err(e)) => {
-                    tracing::info!(error = %e, "WebSocket read failed");
-                    break;
+            frame = stream.next() => {
+                let now = Instant::now();
+                last_heard = now;
+                match frame {
+                    Some(Ok(Message::Text(text))) => match rate.check(now) {
+                        Verdict::Accept => session.handle_text(text.as_str()).await,
+                        Verdict::Refuse { first } => {
+                            metrics.rate_limited_messages.fetch_add(1, Ordering::Relaxed);
+                            if first {
+                                tracing::info!(participant = ?session.participant(), "message rate limit reached");
+                                vec![Action::Send(ServerMessage::error(
+                                    None,
+                                    ErrorCode::RateLimited,
+                                    format!(
+                                        "more than {} messages per second: messages are dropped until the rate falls",
+                                        limits.messages_per_sec
+                                    ),
+                                ))]
+                            } else {
+                                Vec::new()
+                            }
+                        }
+                        Verdict::Abuse => {
+                            metrics.rate_limited_messages.fetch_add(1, Ordering::Relaxed);
+                            metrics.rate_limit_closes.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(participant = ?session.participant(), "closing a connection that keeps flooding");
+                            vec![Action::Close(1008, "message rate limit exceeded".into())]
+                        }
+                    },
+                    Some(Ok(Message::Binary(_))) => {
+                        tracing::info!(participant = ?session.participant(), "binary frame refused");
+                        vec![
+                            Action::Send(ServerMessage::error(None, ErrorCode::BinaryNotSupported, "binary frames are not part of the protocol")),
+                            Action::Close(1003, "binary frames are not supported".into()),
+                        ]
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(e)) => {
+                        tracing::info!(participant = ?session.participant(), error = %e, "WebSocket read failed");
+                        break;
+                    }
                 }
             },
             Some(event) = session.next_event() => session.handle_event(event),
+            _ = ping.tick() => {
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break 'connection;
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(idle_deadline) => {
+                metrics.idle_closes.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(participant = ?session.participant(), timeout = ?limits.idle_timeout, "closing a silent connection");
+                vec![Action::Close(CLOSE_IDLE, "idle timeout: no pong".into())]
+            }
         };
         for action in actions {
             match action {
                 Action::Send(message) => {
+                    if let ServerMessage::Error { code, .. } = &message {
+                        metrics.error(*code);
+                    }
                     if sink
                         .send(Message::Text(message.to_json().into()))
                         .await
@@ -55,5 +198,33 @@ pub async fn run(socket: WebSocket, mut session: Session) {
             }
         }
     }
+    metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
     session.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_bursts_refills_and_flags_floods() {
+        let limits = ConnectionLimits {
+            messages_per_sec: 10.0,
+            message_burst: 3,
+            ..ConnectionLimits::default()
+        };
+        let t0 = Instant::now();
+        let mut rate = RateLimit::new(&limits, t0);
+        for _ in 0..3 {
+            assert!(matches!(rate.check(t0), Verdict::Accept));
+        }
+        assert!(matches!(rate.check(t0), Verdict::Refuse { first: true }));
+        assert!(matches!(rate.check(t0), Verdict::Refuse { first: false }));
+        assert!(matches!(rate.check(t0), Verdict::Refuse { first: false }));
+        assert!(matches!(rate.check(t0), Verdict::Abuse));
+        // 100 ms later one token is back, and the run of refusals ends.
+        let t1 = t0 + Duration::from_millis(100);
+        assert!(matches!(rate.check(t1), Verdict::Accept));
+        assert!(matches!(rate.check(t1), Verdict::Refuse { first: true }));
+    }
 }

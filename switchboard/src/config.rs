@@ -3,9 +3,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use serde::Deserialize;
+use sfu::SfuLimits;
+use signaling::ConnectionLimits;
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_RTC_ADDR: &str = "127.0.0.1:50000";
@@ -41,10 +44,48 @@ pub struct ServeArgs {
     /// Let TURN relay to loopback addresses. For local testing only
     #[arg(long)]
     pub turn_allow_loopback_peers: bool,
+    #[command(flatten)]
+    pub keys: ApiKeyArgs,
+    /// Most rooms at once [default: 10000]
+    #[arg(long, env = "SWITCHBOARD_MAX_ROOMS")]
+    pub max_rooms: Option<usize>,
+    /// Most participants in one room [default: 1000]
+    #[arg(long, env = "SWITCHBOARD_MAX_PARTICIPANTS_PER_ROOM")]
+    pub max_participants_per_room: Option<usize>,
+    /// Most tracks one participant may publish [default: 16]
+    #[arg(long, env = "SWITCHBOARD_MAX_TRACKS_PER_PARTICIPANT")]
+    pub max_tracks_per_participant: Option<usize>,
+    /// Most participants joined but not yet connected, server-wide [default: 1000]
+    #[arg(long, env = "SWITCHBOARD_MAX_PENDING_JOINS")]
+    pub max_pending_joins: Option<usize>,
+    /// Sustained signaling messages per second per connection [default: 50]
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGES_PER_SEC")]
+    pub max_messages_per_sec: Option<f64>,
+    /// Signaling messages a connection may send at once [default: 200]
+    #[arg(long, env = "SWITCHBOARD_MESSAGE_BURST")]
+    pub message_burst: Option<u32>,
+    /// Seconds between WebSocket pings [default: 15]
+    #[arg(long, env = "SWITCHBOARD_WS_PING_INTERVAL")]
+    pub ws_ping_interval: Option<f64>,
+    /// Seconds of silence (not even a pong) after which a WebSocket is closed [default: 45]
+    #[arg(long, env = "SWITCHBOARD_WS_IDLE_TIMEOUT")]
+    pub ws_idle_timeout: Option<f64>,
     /// A TOML file with any of: http_addr, rtc_addr, public_ip, ice_tcp, turn_addr, turn,
-    /// turn_secret
+    /// turn_secret, api_key, api_secret, and the limits (max_rooms, ..., ws_idle_timeout)
     #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// The API key and secret that sign access tokens.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiKeyArgs {
+    /// API key: the issuer of access tokens. Needs --api-secret
+    #[arg(long, env = "SWITCHBOARD_API_KEY")]
+    pub api_key: Option<String>,
+    /// API secret that signs access tokens (HS256). Without one the server runs in
+    /// development mode: joins need no token
+    #[arg(long, env = "SWITCHBOARD_API_SECRET", hide_env_values = true)]
+    pub api_secret: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +98,16 @@ struct FileConfig {
     turn_addr: Option<SocketAddr>,
     turn: Option<bool>,
     turn_secret: Option<String>,
+    api_key: Option<String>,
+    api_secret: Option<String>,
+    max_rooms: Option<usize>,
+    max_participants_per_room: Option<usize>,
+    max_tracks_per_participant: Option<usize>,
+    max_pending_joins: Option<usize>,
+    max_messages_per_sec: Option<f64>,
+    message_burst: Option<u32>,
+    ws_ping_interval: Option<f64>,
+    ws_idle_timeout: Option<f64>,
 }
 
 /// The settings `serve` runs with.
@@ -68,6 +119,10 @@ pub struct ServeConfig {
     pub ice_tcp: bool,
     /// The embedded TURN server, if enabled.
     pub turn: Option<TurnSettings>,
+    /// `(api_key, api_secret)`; `None` is development mode.
+    pub api_keys: Option<(String, String)>,
+    pub sfu_limits: SfuLimits,
+    pub connection_limits: ConnectionLimits,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +142,62 @@ impl ServeConfig {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let api_keys = resolve_keys(&args.keys, &file)?;
+        let sfu_default = SfuLimits::default();
+        let sfu_limits = SfuLimits {
+            max_rooms: args
+                .max_rooms
+                .or(file.max_rooms)
+                .unwrap_or(sfu_default.max_rooms),
+            max_participants_per_room: args
+                .max_participants_per_room
+                .or(file.max_participants_per_room)
+                .unwrap_or(sfu_default.max_participants_per_room),
+            max_tracks_per_participant: args
+                .max_tracks_per_participant
+                .or(file.max_tracks_per_participant)
+                .unwrap_or(sfu_default.max_tracks_per_participant),
+            max_pending_joins: args
+                .max_pending_joins
+                .or(file.max_pending_joins)
+                .unwrap_or(sfu_default.max_pending_joins),
+        };
+        let conn_default = ConnectionLimits::default();
+        let seconds =
+            |flag: Option<f64>, key: Option<f64>, default: Duration, what: &str| match flag.or(key)
+            {
+                None => Ok(default),
+                Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+                Some(s) => bail!("{what} must be a positive number of seconds, not {s}"),
+            };
+        let connection_limits = ConnectionLimits {
+            messages_per_sec: match args.max_messages_per_sec.or(file.max_messages_per_sec) {
+                None => conn_default.messages_per_sec,
+                Some(r) if r.is_finite() && r > 0.0 => r,
+                Some(r) => bail!("max_messages_per_sec must be positive, not {r}"),
+            },
+            message_burst: args
+                .message_burst
+                .or(file.message_burst)
+                .unwrap_or(conn_default.message_burst)
+                .max(1),
+            ping_interval: seconds(
+                args.ws_ping_interval,
+                file.ws_ping_interval,
+                conn_default.ping_interval,
+                "ws_ping_interval",
+            )?,
+            idle_timeout: seconds(
+                args.ws_idle_timeout,
+                file.ws_idle_timeout,
+                conn_default.idle_timeout,
+                "ws_idle_timeout",
+            )?,
+        };
         Ok(Self {
+            api_keys,
+            sfu_limits,
+            connection_limits,
             http_addr: args
                 .http_addr
                 .or(file.http_addr)
@@ -114,6 +224,28 @@ impl ServeConfig {
             }),
         })
     }
+}
+
+/// Key and secret from flags, environment or file: both or neither.
+fn resolve_keys(args: &ApiKeyArgs, file: &FileConfig) -> anyhow::Result<Option<(String, String)>> {
+    let key = args.api_key.clone().or(file.api_key.clone());
+    let secret = args.api_secret.clone().or(file.api_secret.clone());
+    match (key, secret) {
+        (Some(k), Some(s)) if !k.is_empty() && !s.is_empty() => Ok(Some((k, s))),
+        (None, None) => Ok(None),
+        _ => bail!("--api-key and --api-secret go together, and neither may be empty"),
+    }
+}
+
+/// Key and secret for `switchboard token`: flags, environment, or a config file.
+pub fn token_keys(args: &ApiKeyArgs, config: Option<&Path>) -> anyhow::Result<(String, String)> {
+    let file = match config {
+        Some(path) => read_file(path)?,
+        None => FileConfig::default(),
+    };
+    resolve_keys(args, &file)?.context(
+        "minting a token needs the server's --api-key and --api-secret (or SWITCHBOARD_API_KEY/SECRET)",
+    )
 }
 
 fn random_secret() -> String {

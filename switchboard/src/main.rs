@@ -2,6 +2,7 @@
 
 mod config;
 mod serve;
+mod token_cmd;
 mod turn_cmd;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ enum Command {
     Serve(config::ServeArgs),
     /// Run only the STUN/TURN server (it is also embedded in `serve`)
     Turn(turn_cmd::TurnArgs),
+    /// Mint an access token (JWT) with the server's API key and secret
+    Token(token_cmd::TokenArgs),
     /// Load-test a server with synthetic WebRTC participants (see BENCHMARKS.md)
     Bench(loadgen::BenchArgs),
 }
@@ -35,9 +38,11 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
-    if let Command::Bench(args) = cli.command {
-        return loadgen::run(args);
-    }
+    let cli = match cli.command {
+        Command::Bench(args) => return loadgen::run(args),
+        Command::Token(args) => return token_cmd::run(args),
+        command => Cli { command },
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Serve(args) => {
@@ -45,6 +50,8 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(serve::run(config))
         }
         Command::Turn(args) => runtime.block_on(turn_cmd::run(args)),
-        Command::Bench(_) => unreachable!("handled above, without the multi-thread runtime"),
+        Command::Bench(_) | Command::Token(_) => {
+            unreachable!("handled above, without the multi-thread runtime")
+        }
     }
 }

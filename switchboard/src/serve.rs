@@ -17,6 +17,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         bind: config.rtc_addr,
         public_ip: config.public_ip,
         ice_tcp: config.ice_tcp,
+        limits: config.sfu_limits,
     })
     .with_context(|| format!("binding media on {}", config.rtc_addr))?;
     let listener = tokio::net::TcpListener::bind(config.http_addr)
@@ -59,10 +60,18 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         None => Arc::new(|_| Vec::new()),
     };
 
-    let state = AppState {
-        sfu: media.handle(),
-        ice_servers,
-    };
+    let mut state = AppState::new(media.handle(), ice_servers);
+    state.limits = config.connection_limits;
+    match &config.api_keys {
+        Some((key, secret)) => {
+            state.auth = Some(signaling::auth::Auth::new(key, secret));
+            tracing::info!(api_key = %key, "access tokens required: joins need a token signed with the API secret");
+        }
+        None => tracing::warn!(
+            "DEVELOPMENT MODE: no --api-secret configured, so anyone who reaches this server may join any room without a token, and the room API is disabled. Set --api-key and --api-secret (or SWITCHBOARD_API_KEY/SWITCHBOARD_API_SECRET) in production"
+        ),
+    }
+    tracing::info!(sfu_limits = ?config.sfu_limits, connection_limits = ?config.connection_limits, "limits");
     let mut stop = stop_rx.clone();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -38,6 +38,8 @@ pub struct ClientConfig {
     pub publish_audio: bool,
     /// Publish a VP8 track.
     pub publish_video: bool,
+    /// An access token for the join (servers with an API secret need one).
+    pub token: Option<String>,
 }
 
 impl ClientConfig {
@@ -53,6 +55,7 @@ impl ClientConfig {
             name: name.into(),
             publish_audio: true,
             publish_video: true,
+            token: None,
         }
     }
 }
@@ -159,7 +162,11 @@ impl TestClient {
         };
 
         // join -> joined
-        send(json!({"type": "join", "id": 1, "room": config.room, "name": config.name}))?;
+        let mut join = json!({"type": "join", "id": 1, "room": config.room, "name": config.name});
+        if let Some(token) = &config.token {
+            join["token"] = json!(token);
+        }
+        send(join)?;
         let joined = expect_reply(&mut control_rx, "joined", 1, &stats).await?;
         let participant_id = joined
             .get("participant_id")
@@ -203,6 +210,10 @@ impl TestClient {
         );
         peer.publish(config.publish_audio, config.publish_video)
             .await?;
+        if !config.publish_audio && !config.publish_video {
+            // An offer needs an m-line: receive-only audio and video, as docs/protocol.md says.
+            peer.add_recvonly_transceivers().await?;
+        }
         let mut candidates = peer
             .take_candidates()
             .ok_or_else(|| anyhow!("candidate stream already taken"))?;

@@ -385,6 +385,25 @@ impl MediaPeer {
         self.publish_with(audio, video, true).await
     }
 
+    /// Receive-only audio and video transceivers, for a client that publishes nothing (an
+    /// offer needs at least one m-line).
+    pub async fn add_recvonly_transceivers(&self) -> anyhow::Result<()> {
+        for kind in [RtpCodecKind::Audio, RtpCodecKind::Video] {
+            self.pc
+                .add_transceiver_from_kind(
+                    kind,
+                    Some(RTCRtpTransceiverInit {
+                        direction: RTCRtpTransceiverDirection::Recvonly,
+                        streams: vec![],
+                        send_encodings: vec![],
+                    }),
+                )
+                .await
+                .with_context(|| format!("add a recvonly {kind:?} transceiver"))?;
+        }
+        Ok(())
+    }
+
     async fn publish_with(&self, audio: bool, video: bool, sendonly: bool) -> anyhow::Result<()> {
         for (kind, wanted) in [(MediaKind::Audio, audio), (MediaKind::Video, video)] {
             if !wanted {

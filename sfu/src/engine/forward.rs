@@ -97,6 +97,7 @@ impl Sfu {
             let Some(downtrack) = subscriber.downtracks.get_mut(&mid) else {
                 continue;
             };
+            let layer_before = downtrack.current_layer();
             let (seq, timestamp, picture_id, tl0) = match downtrack.forward(&info, now) {
                 ForwardDecision::Send {
                     seq,
@@ -116,6 +117,11 @@ impl Sfu {
                 continue;
             };
             downtrack.sent_bytes.record(payload.len());
+            self.counters.forwarded_packets += 1;
+            self.counters.forwarded_bytes += payload.len() as u64;
+            if layer_before.is_some() && layer_before != downtrack.current_layer() {
+                self.counters.layer_switches += 1;
+            }
             let mut write =
                 RtpWrite::new(pt, seq.into(), timestamp, packet.timestamp, payload.clone())
                     .marker(packet.header.marker)
@@ -189,6 +195,7 @@ impl Sfu {
         if let Some(p) = self.participants.get_mut(&publisher) {
             if let Some(stream) = p.rtc.direct_api().stream_rx_by_mid(mid, rid) {
                 stream.request_keyframe(kind);
+                self.counters.plis_sent += 1;
                 tracing::debug!(participant = %publisher, track = %track_id, ?rid, "keyframe requested");
             }
             self.mark_dirty(publisher);

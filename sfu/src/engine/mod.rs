@@ -5,6 +5,7 @@
 //! This file holds the public API and the drive loop; `forward.rs` the per-packet path,
 //! `negotiate.rs` who receives what, `allocate.rs` the periodic layer allocation and stats.
 
+mod admin;
 mod allocate;
 mod forward;
 mod negotiate;
@@ -23,9 +24,13 @@ use crate::demux::Demux;
 use crate::error::SfuError;
 use crate::event::{JoinInfo, ParticipantInfo, ParticipantStats, SfuEvent, TrackInfo};
 use crate::ids::{ParticipantId, TrackId};
+use crate::metrics::Counters;
 use crate::participant::{Participant, RemovalReason};
+use crate::policy::{self, Permissions, SfuLimits};
 use crate::room::Room;
 use crate::track::{TrackSource, UpTrack};
+
+pub use admin::RoomInfo;
 
 /// How the SFU is reached and how patient it is.
 #[derive(Debug, Clone)]
@@ -37,6 +42,8 @@ pub struct SfuConfig {
     pub connect_timeout: Duration,
     /// A participant whose ICE has been disconnected this long is removed.
     pub disconnect_timeout: Duration,
+    /// Rooms, participants, tracks and pending joins the SFU accepts.
+    pub limits: SfuLimits,
 }
 
 impl SfuConfig {
@@ -47,6 +54,7 @@ impl SfuConfig {
             candidates,
             connect_timeout: Duration::from_secs(30),
             disconnect_timeout: Duration::from_secs(5),
+            limits: SfuLimits::default(),
         }
     }
 }
@@ -76,6 +84,7 @@ pub struct Sfu {
     outputs: VecDeque<SfuOutput>,
     next_housekeeping: Instant,
     next_stats: Instant,
+    counters: Counters,
 }
 
 impl Sfu {
@@ -92,6 +101,7 @@ impl Sfu {
             outputs: VecDeque::new(),
             next_housekeeping: now + HOUSEKEEPING_INTERVAL,
             next_stats: now + STATS_INTERVAL,
+            counters: Counters::default(),
         }
     }
 
@@ -103,17 +113,27 @@ impl Sfu {
         self.participants.len()
     }
 
-    /// Add a participant to `room` (created on first join). Names and room names are the
-    /// caller's to validate.
-    pub fn join(&mut self, room: &str, name: &str, now: Instant) -> JoinInfo {
+    /// Add a participant to `room` (created on first join) with what it may do. Names and
+    /// room names are the caller's to validate. Fails when a limit of [`SfuConfig::limits`]
+    /// is reached (too many rooms, a full room, too many joins not yet connected).
+    pub fn join(
+        &mut self,
+        room: &str,
+        name: &str,
+        permissions: Permissions,
+        now: Instant,
+    ) -> Result<JoinInfo, SfuError> {
+        self.check_join_limits(room)?;
         let id = ParticipantId::random();
-        let participant = Participant::new(
+        let mut participant = Participant::new(
             id,
             room.to_owned(),
             name.to_owned(),
             &self.config.candidates,
             now,
         );
+        participant.permissions = permissions;
+        self.counters.joins += 1;
         self.demux.add_peer(participant.ice_ufrag.clone(), id);
         let room_state = self.rooms.entry(room.to_owned()).or_default();
         let others: Vec<ParticipantInfo> = room_state
@@ -137,11 +157,43 @@ impl Sfu {
         room_state.participants.push(id);
         self.participants.insert(id, participant);
         self.mark_dirty(id);
-        tracing::info!(participant = %id, room, name, "joined");
-        JoinInfo {
+        tracing::info!(participant = %id, room, name, ?permissions, "joined");
+        Ok(JoinInfo {
             participant: id,
             others,
+        })
+    }
+
+    fn check_join_limits(&mut self, room: &str) -> Result<(), SfuError> {
+        let limits = self.config.limits;
+        match self.rooms.get(room) {
+            Some(r) if r.participants.len() >= limits.max_participants_per_room => {
+                self.counters.refused_room_full += 1;
+                tracing::info!(
+                    room,
+                    max = limits.max_participants_per_room,
+                    "join refused: room full"
+                );
+                return Err(SfuError::RoomFull(limits.max_participants_per_room));
+            }
+            None if self.rooms.len() >= limits.max_rooms => {
+                self.counters.refused_too_many_rooms += 1;
+                tracing::info!(room, max = limits.max_rooms, "join refused: too many rooms");
+                return Err(SfuError::TooManyRooms(limits.max_rooms));
+            }
+            _ => {}
         }
+        let pending = self.participants.values().filter(|p| !p.connected).count();
+        if pending >= limits.max_pending_joins {
+            self.counters.refused_pending_joins += 1;
+            tracing::info!(
+                room,
+                pending,
+                "join refused: too many joins not connected yet"
+            );
+            return Err(SfuError::TooManyPendingJoins(limits.max_pending_joins));
+        }
+        Ok(())
     }
 
     /// Apply the participant's SDP offer and return the answer.
@@ -157,6 +209,18 @@ impl Sfu {
             .participants
             .get_mut(&id)
             .ok_or(SfuError::UnknownParticipant(id))?;
+        let sending = policy::sending_sections(sdp);
+        if sending > 0 && !p.permissions.can_publish {
+            self.counters.refused_publish += 1;
+            tracing::info!(participant = %id, sending, "offer refused: no permission to publish");
+            return Err(SfuError::PublishNotAllowed);
+        }
+        let max_tracks = self.config.limits.max_tracks_per_participant;
+        if sending > max_tracks {
+            self.counters.refused_too_many_tracks += 1;
+            tracing::info!(participant = %id, sending, max_tracks, "offer refused: too many tracks");
+            return Err(SfuError::TooManyTracks(max_tracks));
+        }
         if p.negotiation.pending.is_some() {
             return Err(SfuError::OfferCollision);
         }
@@ -465,6 +529,13 @@ impl Sfu {
                 }
             }
             Event::Closed => self.remove_with_reason(id, RemovalReason::MediaClosed, now),
+            Event::MediaEgressStats(stats) => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    let seen = p.nacks_seen.entry((stats.mid, stats.rid)).or_insert(0);
+                    self.counters.nacks_received += stats.nacks.saturating_sub(*seen);
+                    *seen = stats.nacks;
+                }
+            }
             _ => {}
         }
     }
@@ -503,6 +574,7 @@ impl Sfu {
     fn remove_with_reason(&mut self, id: ParticipantId, reason: RemovalReason, now: Instant) {
         if self.participants.contains_key(&id) {
             tracing::info!(participant = %id, ?reason, "removing participant");
+            self.counters.removals += 1;
             self.outputs
                 .push_back(SfuOutput::Event(SfuEvent::Removed { to: id, reason }));
             self.remove(id, now);

@@ -107,6 +107,7 @@ impl Sfu {
             // Runs again when the answer arrives.
             return;
         }
+        let can_subscribe = p.permissions.can_subscribe;
         let wanted: Vec<(TrackId, ParticipantId, MediaKind)> = self
             .rooms
             .get(&p.room)
@@ -115,6 +116,7 @@ impl Sfu {
             .filter_map(|other| self.participants.get(&other))
             .flat_map(|other| other.published.values())
             .filter_map(|t| self.tracks.get(t))
+            .filter(|_| can_subscribe)
             .map(|t| (t.id, t.publisher, t.kind))
             .collect();
 

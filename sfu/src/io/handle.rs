@@ -1,10 +1,17 @@
 //! The async, cloneable front of a running SFU: every call is a message to the media thread.
 
+use std::sync::{Arc, Mutex};
+
 use tokio::sync::{mpsc, oneshot};
 
+use crate::engine::RoomInfo;
 use crate::error::SfuError;
-use crate::event::{JoinInfo, ParticipantStats, SfuEvent};
+#[allow(unused_imports)] // named in docs
+use crate::event::RemovalReason;
+use crate::event::{JoinInfo, ParticipantInfo, ParticipantStats, SfuEvent};
 use crate::ids::{ParticipantId, TrackId};
+use crate::metrics::MetricsSnapshot;
+use crate::policy::Permissions;
 use crate::track::TrackSource;
 
 /// Counts for health checks and leak tests.
@@ -18,8 +25,9 @@ pub(crate) enum Command {
     Join {
         room: String,
         name: String,
+        permissions: Permissions,
         events: mpsc::UnboundedSender<SfuEvent>,
-        reply: oneshot::Sender<JoinInfo>,
+        reply: oneshot::Sender<Result<JoinInfo, SfuError>>,
     },
     Offer {
         participant: ParticipantId,
@@ -64,11 +72,35 @@ pub(crate) enum Command {
     Stats {
         reply: oneshot::Sender<SfuStats>,
     },
+    Rooms {
+        reply: oneshot::Sender<Vec<RoomInfo>>,
+    },
+    RoomParticipants {
+        room: String,
+        reply: oneshot::Sender<Result<Vec<ParticipantInfo>, SfuError>>,
+    },
+    RemoveParticipant {
+        room: String,
+        participant: ParticipantId,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
+    CloseRoom {
+        room: String,
+        reply: oneshot::Sender<Result<usize, SfuError>>,
+    },
+    MuteTrack {
+        room: String,
+        track: TrackId,
+        muted: bool,
+        reply: oneshot::Sender<Result<(), SfuError>>,
+    },
 }
 
 #[derive(Clone)]
 pub struct SfuHandle {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
+    /// Refreshed by the media thread every second.
+    pub(crate) metrics: Arc<Mutex<MetricsSnapshot>>,
 }
 
 impl SfuHandle {
@@ -83,22 +115,24 @@ impl SfuHandle {
         rx.await.map_err(|_| SfuError::Closed)
     }
 
-    /// Join `room` as `name`. Events for this participant arrive on the returned receiver
-    /// until it leaves or is removed.
+    /// Join `room` as `name`, with what it may do. Events for this participant arrive on the
+    /// returned receiver until it leaves or is removed. Fails when a limit is reached.
     pub async fn join(
         &self,
         room: &str,
         name: &str,
+        permissions: Permissions,
     ) -> Result<(JoinInfo, mpsc::UnboundedReceiver<SfuEvent>), SfuError> {
         let (events, rx) = mpsc::unbounded_channel();
         let info = self
             .call(|reply| Command::Join {
                 room: room.to_owned(),
                 name: name.to_owned(),
+                permissions,
                 events,
                 reply,
             })
-            .await?;
+            .await??;
         Ok((info, rx))
     }
 
@@ -200,5 +234,66 @@ impl SfuHandle {
 
     pub async fn stats(&self) -> Result<SfuStats, SfuError> {
         self.call(|reply| Command::Stats { reply }).await
+    }
+
+    /// The latest metrics snapshot (at most about a second old).
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Every room, by name.
+    pub async fn rooms(&self) -> Result<Vec<RoomInfo>, SfuError> {
+        self.call(|reply| Command::Rooms { reply }).await
+    }
+
+    /// Everyone in `room`.
+    pub async fn room_participants(&self, room: &str) -> Result<Vec<ParticipantInfo>, SfuError> {
+        self.call(|reply| Command::RoomParticipants {
+            room: room.to_owned(),
+            reply,
+        })
+        .await?
+    }
+
+    /// Remove a participant of `room` ([`RemovalReason::Removed`]).
+    pub async fn remove_participant(
+        &self,
+        room: &str,
+        participant: ParticipantId,
+    ) -> Result<(), SfuError> {
+        self.call(|reply| Command::RemoveParticipant {
+            room: room.to_owned(),
+            participant,
+            reply,
+        })
+        .await?
+    }
+
+    /// Remove everyone in `room` ([`RemovalReason::RoomClosed`]); returns how many.
+    pub async fn close_room(&self, room: &str) -> Result<usize, SfuError> {
+        self.call(|reply| Command::CloseRoom {
+            room: room.to_owned(),
+            reply,
+        })
+        .await?
+    }
+
+    /// Mute (or unmute) a track of `room` on the operator's behalf.
+    pub async fn mute_track(
+        &self,
+        room: &str,
+        track: TrackId,
+        muted: bool,
+    ) -> Result<(), SfuError> {
+        self.call(|reply| Command::MuteTrack {
+            room: room.to_owned(),
+            track,
+            muted,
+            reply,
+        })
+        .await?
     }
 }

@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
@@ -13,9 +14,15 @@ use tokio::sync::mpsc;
 use super::handle::{Command, SfuHandle, SfuStats};
 use super::tcp::{self, TcpEvent};
 use crate::engine::{Sfu, SfuConfig, SfuOutput};
+use crate::event::RemovalReason;
 use crate::event::SfuEvent;
 use crate::ids::ParticipantId;
+use crate::metrics::MetricsSnapshot;
+use crate::policy::SfuLimits;
 use str0m::net::Protocol;
+
+/// How often the media thread publishes its metrics snapshot.
+const METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Largest datagram we accept; anything bigger is not WebRTC.
 const MAX_DATAGRAM: usize = 2048;
@@ -27,6 +34,8 @@ pub struct SfuServerConfig {
     /// The address put in candidates, when it differs from `bind` (1:1 NAT, wildcard bind).
     pub public_ip: Option<IpAddr>,
     pub ice_tcp: bool,
+    /// Rooms, participants, tracks and pending joins accepted.
+    pub limits: SfuLimits,
 }
 
 pub struct SfuServer {
@@ -60,7 +69,10 @@ impl SfuServer {
             None => udp_addr.ip(),
         };
         let advertised = SocketAddr::new(advertised_ip, udp_addr.port());
-        let sfu_config = SfuConfig::new(advertised, std_tcp.as_ref().map(|_| advertised));
+        let mut sfu_config = SfuConfig::new(advertised, std_tcp.as_ref().map(|_| advertised));
+        sfu_config.limits = config.limits;
+        let metrics = Arc::new(Mutex::new(MetricsSnapshot::default()));
+        let published = Arc::clone(&metrics);
 
         let (commands_tx, commands) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
@@ -94,6 +106,8 @@ impl SfuServer {
                         advertised,
                         subscribers: HashMap::new(),
                         tcp_conns: HashMap::new(),
+                        metrics: published,
+                        next_metrics: Instant::now(),
                     }
                     .run(commands, tcp_rx)
                     .await;
@@ -103,6 +117,7 @@ impl SfuServer {
         Ok(Self {
             handle: SfuHandle {
                 commands: commands_tx,
+                metrics,
             },
             udp_addr,
             thread: Some(thread),
@@ -134,6 +149,9 @@ struct MediaLoop {
     /// Where each participant's events go.
     subscribers: HashMap<ParticipantId, mpsc::UnboundedSender<SfuEvent>>,
     tcp_conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    /// Where the metrics snapshot is published for `SfuHandle::metrics`.
+    metrics: Arc<Mutex<MetricsSnapshot>>,
+    next_metrics: Instant,
 }
 
 impl MediaLoop {
@@ -145,7 +163,8 @@ impl MediaLoop {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         loop {
             self.flush();
-            let deadline = self.sfu.next_timeout();
+            self.publish_metrics();
+            let deadline = self.sfu.next_timeout().min(self.next_metrics);
             // An unbiased select: a past deadline fires at once but cannot starve the sockets
             // or the command channel.
             tokio::select! {
@@ -173,12 +192,15 @@ impl MediaLoop {
             Command::Join {
                 room,
                 name,
+                permissions,
                 events,
                 reply,
             } => {
-                let info = self.sfu.join(&room, &name, now);
-                self.subscribers.insert(info.participant, events);
-                let _ = reply.send(info);
+                let result = self.sfu.join(&room, &name, permissions, now);
+                if let Ok(info) = &result {
+                    self.subscribers.insert(info.participant, events);
+                }
+                let _ = reply.send(result);
             }
             Command::Offer {
                 participant,
@@ -233,6 +255,33 @@ impl MediaLoop {
                 self.subscribers.remove(&participant);
                 self.sfu.leave(participant, now);
             }
+            Command::Rooms { reply } => {
+                let _ = reply.send(self.sfu.rooms());
+            }
+            Command::RoomParticipants { room, reply } => {
+                let _ = reply.send(self.sfu.room_participants(&room));
+            }
+            Command::RemoveParticipant {
+                room,
+                participant,
+                reply,
+            } => {
+                let result =
+                    self.sfu
+                        .remove_participant(&room, participant, RemovalReason::Removed, now);
+                let _ = reply.send(result);
+            }
+            Command::CloseRoom { room, reply } => {
+                let _ = reply.send(self.sfu.close_room(&room, now));
+            }
+            Command::MuteTrack {
+                room,
+                track,
+                muted,
+                reply,
+            } => {
+                let _ = reply.send(self.sfu.mute_track(&room, track, muted));
+            }
             Command::Stats { reply } => {
                 let _ = reply.send(SfuStats {
                     rooms: self.sfu.room_count(),
@@ -260,6 +309,20 @@ impl MediaLoop {
                 self.tcp_conns.remove(&peer);
             }
         }
+    }
+
+    /// Copy the SFU's metrics out for `SfuHandle::metrics`, once per interval.
+    fn publish_metrics(&mut self) {
+        let now = Instant::now();
+        if now < self.next_metrics {
+            return;
+        }
+        self.next_metrics = now + METRICS_INTERVAL;
+        let snapshot = self.sfu.metrics_snapshot();
+        *self
+            .metrics
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = snapshot;
     }
 
     /// Send what the SFU produced and deliver its events.

@@ -1,0 +1,69 @@
+//! Counters of the media path. They are plain integers owned by the `Sfu` (one thread, no
+//! atomics or locks per packet); whoever drives the `Sfu` copies a [`MetricsSnapshot`] out
+//! now and then (`SfuServer` does it every second) for exporters such as `/metrics`.
+
+/// Cumulative counts since the SFU started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// RTP packets written to subscribers (one per subscriber per packet).
+    pub forwarded_packets: u64,
+    /// Payload bytes of those packets.
+    pub forwarded_bytes: u64,
+    /// RTCP NACKs received from subscribers (answered from the send cache by str0m).
+    pub nacks_received: u64,
+    /// Keyframe requests (PLI/FIR) sent to publishers, after throttling.
+    pub plis_sent: u64,
+    /// A subscriber moved from one simulcast layer to another.
+    pub layer_switches: u64,
+    /// Participants that joined.
+    pub joins: u64,
+    /// Joins refused by a limit: too many rooms.
+    pub refused_too_many_rooms: u64,
+    /// Joins refused by a limit: the room is full.
+    pub refused_room_full: u64,
+    /// Joins refused by a limit: too many joins not connected yet.
+    pub refused_pending_joins: u64,
+    /// Offers refused for sending more tracks than allowed.
+    pub refused_too_many_tracks: u64,
+    /// Offers refused for sending media without the publish permission.
+    pub refused_publish: u64,
+    /// Participants removed by the SFU (timeouts, closed media, admin).
+    pub removals: u64,
+}
+
+/// Upper bounds (bits per second) of the subscriber estimate histogram buckets.
+pub const ESTIMATE_BUCKETS_BPS: [u64; 8] = [
+    150_000, 300_000, 600_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000, 20_000_000,
+];
+
+/// The SFU's state at one moment: gauges and the cumulative counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsSnapshot {
+    pub rooms: usize,
+    pub participants: usize,
+    /// Participants whose media has not connected yet.
+    pub pending_participants: usize,
+    /// Published tracks.
+    pub tracks: usize,
+    /// Down-tracks: one per subscriber per track it receives.
+    pub subscriptions: usize,
+    /// Current bandwidth estimates towards subscribers: for each bound of
+    /// [`ESTIMATE_BUCKETS_BPS`], how many participants are at or below it (cumulative).
+    pub estimate_buckets: [u64; ESTIMATE_BUCKETS_BPS.len()],
+    pub estimate_count: u64,
+    pub estimate_sum_bps: u64,
+    pub counters: Counters,
+}
+
+impl MetricsSnapshot {
+    /// Count one participant's estimate.
+    pub(crate) fn observe_estimate(&mut self, bps: u64) {
+        for (bucket, bound) in self.estimate_buckets.iter_mut().zip(ESTIMATE_BUCKETS_BPS) {
+            if bps <= bound {
+                *bucket += 1;
+            }
+        }
+        self.estimate_count += 1;
+        self.estimate_sum_bps = self.estimate_sum_bps.saturating_add(bps);
+    }
+}
