@@ -130,11 +130,13 @@ pub async fn run(plan: &Plan, s: &PhaseSettings) -> anyhow::Result<PhaseReport> 
         if owned.is_empty() {
             continue;
         }
+        // Publishers start one join interval apart, as in the SFU run: started together,
+        // their keyframes would coincide forever and overflow socket buffers in bursts.
         tasks.push(tokio::task::spawn_local(publish(
             p,
             owned,
             forward_addr,
-            start,
+            start + s.join_interval * p as u32,
             counters.clone(),
             done.clone(),
         )));
