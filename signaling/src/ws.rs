@@ -21,6 +21,11 @@ pub const HARD_FRAME_LIMIT: usize = 16 * MAX_MESSAGE_BYTES;
 /// Close code for a connection silent past the idle timeout.
 pub const CLOSE_IDLE: u16 = 4003;
 
+/// After the server sends a close frame, how long it waits for the client's (the closing
+/// handshake) before dropping the TCP connection. Dropping at once would reset a client
+/// whose pongs are still in flight before it could read the close code.
+const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
+
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ConnectionLimits {
@@ -112,6 +117,7 @@ pub async fn run(
     let mut rate = RateLimit::new(&limits, start);
     let mut last_heard = start;
     let mut ping = tokio::time::interval_at(start + limits.ping_interval, limits.ping_interval);
+    let mut close_sent = false;
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'connection: loop {
         let idle_deadline = last_heard + limits.idle_timeout;
@@ -192,7 +198,7 @@ pub async fn run(
                         code,
                         reason: reason.into(),
                     };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    close_sent = sink.send(Message::Close(Some(frame))).await.is_ok();
                     break 'connection;
                 }
             }
@@ -200,6 +206,16 @@ pub async fn run(
     }
     metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
     session.close();
+    if close_sent {
+        let handshake = async {
+            while let Some(Ok(frame)) = stream.next().await {
+                if matches!(frame, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_HANDSHAKE_WAIT, handshake).await;
+    }
 }
 
 #[cfg(test)]
