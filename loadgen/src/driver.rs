@@ -113,6 +113,7 @@ pub async fn run_sfu(plan: &Plan, server: &Server, s: &PhaseSettings) -> PhaseRe
     open_window(&mut shared.counters.borrow_mut());
     let server_cpu0 = procstat::process_cpu(server.pid).unwrap_or_default();
     let self_cpu0 = procstat::self_cpu().unwrap_or_default();
+    let machine0 = procstat::machine_busy().unwrap_or_default();
     let window_start = Instant::now();
     while window_start.elapsed() < s.duration {
         tokio::time::sleep(Duration::from_secs(1).min(s.duration)).await;
@@ -144,6 +145,9 @@ pub async fn run_sfu(plan: &Plan, server: &Server, s: &PhaseSettings) -> PhaseRe
     let loadgen_cpu = procstat::self_cpu()
         .unwrap_or_default()
         .saturating_sub(self_cpu0);
+    let machine_cpu = procstat::machine_busy()
+        .unwrap_or_default()
+        .saturating_sub(machine0);
     let peak = procstat::peak_rss_kib(server.pid);
     report::end_progress();
 
@@ -158,6 +162,7 @@ pub async fn run_sfu(plan: &Plan, server: &Server, s: &PhaseSettings) -> PhaseRe
             window,
             server_cpu,
             loadgen_cpu,
+            machine_cpu,
             server_rss_start_kib: rss_start,
             server_peak_rss_kib: peak,
             receivers: total,

@@ -151,6 +151,7 @@ pub async fn run(plan: &Plan, s: &PhaseSettings) -> anyhow::Result<PhaseReport> 
     open_window(&mut counters.borrow_mut());
     let floor_cpu0 = procstat::thread_cpu(tid).unwrap_or_default();
     let self_cpu0 = procstat::self_cpu().unwrap_or_default();
+    let machine0 = procstat::machine_busy().unwrap_or_default();
     let window_start = Instant::now();
     while window_start.elapsed() < s.duration {
         tokio::time::sleep(Duration::from_secs(1).min(s.duration)).await;
@@ -173,6 +174,9 @@ pub async fn run(plan: &Plan, s: &PhaseSettings) -> anyhow::Result<PhaseReport> 
         .unwrap_or_default()
         .saturating_sub(self_cpu0)
         .saturating_sub(floor_cpu);
+    let machine_cpu = procstat::machine_busy()
+        .unwrap_or_default()
+        .saturating_sub(machine0);
     report::end_progress();
     done.set(true);
     for t in tasks {
@@ -188,6 +192,7 @@ pub async fn run(plan: &Plan, s: &PhaseSettings) -> anyhow::Result<PhaseReport> 
             window,
             server_cpu: floor_cpu,
             loadgen_cpu: own_cpu,
+            machine_cpu,
             server_rss_start_kib: None,
             server_peak_rss_kib: None,
             receivers: receivers.len(),

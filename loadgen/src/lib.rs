@@ -212,6 +212,10 @@ pub async fn run_once(args: &BenchArgs, n: usize) -> anyhow::Result<RunReport> {
     })
 }
 
+/// Above this much CPU (% of one core) used by other processes, a failed probe is repeated.
+const CONTENDED_CPU_PCT: f64 = 20.0;
+const CONTENDED_RETRIES: usize = 2;
+
 /// Double N until a run fails, then bisect between the last good and first bad N.
 async fn find_max(args: &BenchArgs) -> anyhow::Result<()> {
     let mut reports = Vec::new();
@@ -219,8 +223,22 @@ async fn find_max(args: &BenchArgs) -> anyhow::Result<()> {
     let mut bad: Option<usize> = None;
     let mut n = args.n.max(1);
     loop {
-        let report = run_once(args, n).await?;
+        let mut report = run_once(args, n).await?;
         println!("{}", report::table(&report));
+        // A failure while other work kept the machine busy says little about the server:
+        // try again (the machine is shared; a quiet moment usually comes).
+        for _ in 0..CONTENDED_RETRIES {
+            if report.holds || report.sfu.other_cpu_pct < CONTENDED_CPU_PCT {
+                break;
+            }
+            eprintln!(
+                "other processes used {:.0}% CPU during the run: repeating N={n}",
+                report.sfu.other_cpu_pct
+            );
+            reports.push(report);
+            report = run_once(args, n).await?;
+            println!("{}", report::table(&report));
+        }
         let holds = report.holds;
         reports.push(report);
         if holds {

@@ -39,6 +39,28 @@ pub fn thread_cpu(tid: i32) -> Option<Duration> {
     cpu_from_stat(&format!("/proc/self/task/{tid}/stat"))
 }
 
+/// CPU time every core of the machine has spent busy so far (the `cpu` line of /proc/stat:
+/// everything but idle and iowait). Compared with the server's and our own, it shows how much
+/// other work shared the machine during a run.
+pub fn machine_busy() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: u64 = fields
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    Some(Duration::from_micros(busy * 1_000_000 / ticks_per_second()))
+}
+
 /// Our own process's CPU time, all threads.
 pub fn self_cpu() -> Option<Duration> {
     cpu_from_stat("/proc/self/stat")
@@ -114,5 +136,6 @@ mod tests {
         assert!(thread_cpu(current_tid()).is_some());
         assert!(peak_rss_kib(pid).is_some_and(|k| k > 0));
         assert!(rss_kib(pid).is_some_and(|k| k > 0));
+        assert!(machine_busy().is_some());
     }
 }

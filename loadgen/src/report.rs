@@ -40,6 +40,10 @@ pub struct PhaseReport {
     /// Our own CPU (all load-generator threads, the floor's forwarding thread excluded).
     pub loadgen_cpu_s: f64,
     pub loadgen_cpu_pct: f64,
+    /// CPU used by everything else on the machine during the window (other processes, the
+    /// kernel's softirq work not charged to us), in % of one core. Much above a few percent
+    /// means the figures were taken on a shared, busy machine.
+    pub other_cpu_pct: f64,
     /// Datagrams our peers could not send (full socket buffer).
     pub loadgen_send_drops: u64,
 }
@@ -49,6 +53,8 @@ pub struct PhaseCosts {
     pub window: Duration,
     pub server_cpu: Duration,
     pub loadgen_cpu: Duration,
+    /// Busy time of all cores together during the window.
+    pub machine_cpu: Duration,
     pub server_rss_start_kib: Option<u64>,
     pub server_peak_rss_kib: Option<u64>,
     pub receivers: usize,
@@ -112,6 +118,12 @@ impl PhaseReport {
             },
             loadgen_cpu_s,
             loadgen_cpu_pct: loadgen_cpu_s * 100.0 / secs,
+            other_cpu_pct: costs
+                .machine_cpu
+                .saturating_sub(costs.server_cpu + costs.loadgen_cpu)
+                .as_secs_f64()
+                * 100.0
+                / secs,
             loadgen_send_drops: peers.send_drops,
         }
     }
@@ -231,6 +243,7 @@ pub fn table(r: &RunReport) -> String {
     row("server peak RSS MiB", &|p| p.server_peak_rss_mib, 1);
     row("KiB per subscriber", &|p| p.memory_per_subscriber_kib, 1);
     row("loadgen CPU %", &|p| Some(p.loadgen_cpu_pct), 0);
+    row("other CPU %", &|p| Some(p.other_cpu_pct), 0);
     let mut out = format!(
         "scenario {:?}  N {}  simulcast {}  window {:.1}s  {} ({} CPUs, {} build)\n",
         r.scenario,

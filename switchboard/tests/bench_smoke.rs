@@ -30,6 +30,7 @@ const PHASE_FIELDS: &[&str] = &[
     "memory_per_subscriber_kib",
     "loadgen_cpu_s",
     "loadgen_cpu_pct",
+    "other_cpu_pct",
     "loadgen_send_drops",
 ];
 
