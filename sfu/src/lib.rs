@@ -42,6 +42,8 @@ pub mod keyframe;
 pub mod metrics;
 mod participant;
 pub mod policy;
+#[cfg(test)]
+mod proptests;
 mod rate;
 pub mod rewrite;
 mod room;

@@ -1,0 +1,112 @@
+//! Property tests: the SFU's own parsers and rewriters never panic (debug builds also trap
+//! integer overflow), whatever bytes or sequences they are given.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use str0m::net::Protocol;
+
+use crate::codec::{ForwardedCodec, Vp8Header};
+use crate::demux::Demux;
+use crate::ids::ParticipantId;
+use crate::rewrite::{SeqRewriter, TsRewriter, Vp8Rewriter};
+
+const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+
+/// A STUN-looking message: a valid header (or a lying length) and arbitrary attributes.
+fn stunlike() -> impl Strategy<Value = Vec<u8>> {
+    (
+        any::<u8>(),
+        any::<u8>(),
+        proptest::option::of(any::<u16>()),
+        proptest::collection::vec(
+            (any::<u16>(), proptest::collection::vec(any::<u8>(), 0..40)),
+            0..6,
+        ),
+    )
+        .prop_map(|(t0, t1, lying_len, attrs)| {
+            let mut body = Vec::new();
+            for (attr_type, value) in attrs {
+                body.extend_from_slice(&attr_type.to_be_bytes());
+                body.extend_from_slice(&(value.len() as u16).to_be_bytes());
+                body.extend_from_slice(&value);
+                while body.len() % 4 != 0 {
+                    body.push(0);
+                }
+            }
+            let len = lying_len.unwrap_or(body.len() as u16);
+            let mut msg = vec![t0 & 0x3f, t1];
+            msg.extend_from_slice(&len.to_be_bytes());
+            msg.extend_from_slice(&MAGIC);
+            msg.extend_from_slice(&[9; 12]);
+            msg.extend_from_slice(&body);
+            msg
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn demux_routes_any_datagram_without_panicking(
+        data in proptest::collection::vec(any::<u8>(), 0..300),
+        stun in stunlike(),
+        port in 1u16..,
+    ) {
+        let mut demux = Demux::default();
+        let peer = ParticipantId::random();
+        demux.add_peer("abcd".into(), peer);
+        let source = SocketAddr::from(([127, 0, 0, 1], port));
+        let _ = demux.route(Protocol::Udp, source, &data);
+        let routed = demux.route(Protocol::Tcp, source, &stun);
+        prop_assert!(routed.is_none() || routed == Some(peer));
+    }
+
+    #[test]
+    fn codec_parsers_accept_any_payload(payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+        for codec in [ForwardedCodec::Opus, ForwardedCodec::Vp8, ForwardedCodec::H264] {
+            let _ = codec.starts_keyframe(&payload);
+        }
+        if let Some(h) = Vp8Header::parse(&payload) {
+            prop_assert!(h.descriptor_len < payload.len());
+            prop_assert!(h.picture_id.is_none_or(|p| p < 0x8000));
+        }
+    }
+
+    #[test]
+    fn rewriters_take_any_sequence(
+        initial_seq in any::<u16>(),
+        initial_ts in any::<u32>(),
+        clock in prop_oneof![Just(48_000u32), Just(90_000u32), 1u32..],
+        steps in proptest::collection::vec(
+            (any::<bool>(), any::<u64>(), any::<u32>(), proptest::option::of(any::<u16>()), proptest::option::of(any::<u8>()), 0u64..5_000_000),
+            1..60,
+        ),
+    ) {
+        let mut seq = SeqRewriter::new(initial_seq);
+        let mut ts = TsRewriter::new(clock, initial_ts);
+        let mut vp8 = Vp8Rewriter::default();
+        let mut now = Instant::now();
+        let mut last_out: Option<u64> = None;
+        for (switch, s, t, pic, tl0, advance_us) in steps {
+            // Extended sequence numbers as str0m gives them: up to 2^48 or so.
+            let s = s >> 16;
+            now += Duration::from_micros(advance_us);
+            if switch {
+                seq.switch_source(s);
+                ts.switch_source(t, now);
+                vp8.switch_source(pic, tl0);
+            }
+            if let Some(out) = seq.rewrite(s) {
+                if let Some(prev) = last_out {
+                    prop_assert!(out != prev, "two packets got one sequence number");
+                }
+                last_out = Some(last_out.map_or(out, |p| p.max(out)));
+            }
+            let _ = ts.rewrite(t, now);
+            let (p, _) = vp8.rewrite(pic, tl0);
+            prop_assert!(p.is_none_or(|p| p < 0x8000));
+        }
+    }
+}
