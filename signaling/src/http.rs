@@ -30,7 +30,12 @@ pub struct AppState {
     pub auth: Option<Auth>,
     pub limits: ConnectionLimits,
     pub metrics: Arc<SignalingMetrics>,
+    /// More Prometheus text appended to `/metrics` (the binary adds its TURN server's).
+    pub extra_metrics: Option<ExtraMetrics>,
 }
+
+/// Renders extra `/metrics` families, in Prometheus text format.
+pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 impl AppState {
     /// Development mode with default limits.
@@ -41,6 +46,7 @@ impl AppState {
             auth: None,
             limits: ConnectionLimits::default(),
             metrics: Arc::default(),
+            extra_metrics: None,
         }
     }
 }
@@ -67,7 +73,10 @@ async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> 
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = crate::metrics::render(&state.sfu.metrics(), &state.metrics);
+    let mut body = crate::metrics::render(&state.sfu.metrics(), &state.metrics);
+    if let Some(extra) = &state.extra_metrics {
+        body.push_str(&extra());
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -17,7 +17,7 @@ pub mod protocol;
 pub mod session;
 mod ws;
 
-pub use http::{router, AppState};
+pub use http::{router, AppState, ExtraMetrics};
 pub use protocol::IceServer;
 pub use session::IceServerProvider;
 pub use ws::ConnectionLimits;

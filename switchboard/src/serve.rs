@@ -42,8 +42,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         },
         None => None,
     };
+    let mut turn_stats = None;
     let ice_servers: IceServerProvider = match turn {
         Some((provider, server)) => {
+            turn_stats = Some(server.stats());
             let mut stop = stop_rx.clone();
             tasks.spawn(async move {
                 let result = server
@@ -62,6 +64,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     let mut state = AppState::new(media.handle(), ice_servers);
     state.limits = config.connection_limits;
+    state.extra_metrics = turn_stats
+        .map(|stats| -> signaling::ExtraMetrics { Arc::new(move || turn_metrics(&stats)) });
     match &config.api_keys {
         Some((key, secret)) => {
             state.auth = Some(signaling::auth::Auth::new(key, secret));
@@ -133,6 +137,23 @@ async fn start_turn(
         }]
     });
     Ok((provider, server))
+}
+
+/// The embedded TURN server's `/metrics` families.
+fn turn_metrics(stats: &turn::TurnStats) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    format!(
+        "# HELP switchboard_turn_allocations TURN relay sockets open (one per allocation and address family).\n\
+         # TYPE switchboard_turn_allocations gauge\n\
+         switchboard_turn_allocations {}\n\
+         # HELP switchboard_turn_relayed_bytes_total Bytes relayed by TURN, by direction.\n\
+         # TYPE switchboard_turn_relayed_bytes_total counter\n\
+         switchboard_turn_relayed_bytes_total{{direction=\"to_peer\"}} {}\n\
+         switchboard_turn_relayed_bytes_total{{direction=\"from_peer\"}} {}\n",
+        stats.relays.load(Relaxed).max(0),
+        stats.bytes_to_peers.load(Relaxed),
+        stats.bytes_from_peers.load(Relaxed),
+    )
 }
 
 pub async fn shutdown_signal() {

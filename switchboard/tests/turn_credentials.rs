@@ -149,4 +149,22 @@ async fn join_credentials_relay_through_the_embedded_turn_server() {
     }
     let (_, received, out) = uclient(port, user, "not-the-password", peer_port, false);
     assert_eq!(received, 0, "a wrong password must not relay\n{out}");
+
+    // /metrics counts what was relayed, both ways.
+    let metrics = common::http_get(server.http_addr, "/metrics")
+        .await
+        .expect("/metrics");
+    for direction in ["to_peer", "from_peer"] {
+        let series = format!("switchboard_turn_relayed_bytes_total{{direction=\"{direction}\"}} ");
+        let bytes: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics:\n{metrics}"));
+        assert!(bytes > 10_000, "{series}{bytes}");
+    }
+    assert!(
+        metrics.contains("switchboard_turn_allocations "),
+        "{metrics}"
+    );
 }

@@ -64,6 +64,6 @@ pub use config::{
 };
 pub use error::TurnError;
 pub use ice::ice_urls;
-pub use listen::{run, TurnServer};
+pub use listen::{run, TurnServer, TurnStats};
 pub use peer_filter::{Cidr, PeerFilter};
 pub use server::{Output, RelayBinder, Server};

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -42,12 +43,24 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// Writers of live TCP/TLS connections, by (transport, client address).
 type StreamWriters = HashMap<(Transport, SocketAddr), mpsc::Sender<Vec<u8>>>;
 
+/// Counters of a running [`TurnServer`], for metrics ([`TurnServer::stats`]).
+#[derive(Debug, Default)]
+pub struct TurnStats {
+    /// Relay sockets open: one per allocation (two for a dual-stack one).
+    pub relays: AtomicI64,
+    /// Payload bytes relayed from clients to peers.
+    pub bytes_to_peers: AtomicU64,
+    /// Bytes received from peers and relayed to clients.
+    pub bytes_from_peers: AtomicU64,
+}
+
 /// What the tasks of one worker thread share: the global core and stream
 /// table, and this worker's UDP listener socket.
 pub(crate) struct Shared {
     core: Arc<Mutex<Server<TokioBinder>>>,
     udp: Arc<UdpSocket>,
     streams: Arc<Mutex<StreamWriters>>,
+    pub(crate) stats: Arc<TurnStats>,
 }
 
 impl Shared {
@@ -77,11 +90,20 @@ impl Shared {
                         }
                     }
                 },
-                Output::ToPeer { relay, peer, data } => send_udp(relay.socket(), &data, peer).await,
+                Output::ToPeer { relay, peer, data } => {
+                    self.stats
+                        .bytes_to_peers
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    send_udp(relay.socket(), &data, peer).await
+                }
                 Output::RelayOpened { relay, bound } => {
+                    self.stats.relays.fetch_add(1, Ordering::Relaxed);
                     relay::spawn(self.clone(), relay, bound);
                 }
-                Output::RelayClosed { relay } => relay.close(),
+                Output::RelayClosed { relay } => {
+                    self.stats.relays.fetch_sub(1, Ordering::Relaxed);
+                    relay.close()
+                }
             }
         }
     }
@@ -137,6 +159,7 @@ pub struct TurnServer {
     tcp: std::net::TcpListener,
     tls: Option<(std::net::TcpListener, tokio_rustls::TlsAcceptor)>,
     local_addr: SocketAddr,
+    stats: Arc<TurnStats>,
 }
 
 impl std::fmt::Debug for TurnServer {
@@ -214,7 +237,13 @@ impl TurnServer {
             tcp,
             tls,
             local_addr,
+            stats: Arc::default(),
         })
+    }
+
+    /// Live counters (relay sockets, relayed bytes), updated while it runs.
+    pub fn stats(&self) -> Arc<TurnStats> {
+        Arc::clone(&self.stats)
     }
 
     /// The UDP and TCP listening address.
@@ -248,6 +277,7 @@ impl TurnServer {
                 tls: tls.take(),
             };
             let (core, streams, stop) = (core.clone(), streams.clone(), stop_rx.clone());
+            let stats = self.stats.clone();
             let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), TurnError>>();
             let local = self.local_addr;
             std::thread::Builder::new()
@@ -257,7 +287,9 @@ impl TurnServer {
                         .enable_all()
                         .build()
                         .map_err(TurnError::from)
-                        .and_then(|rt| rt.block_on(worker(core, streams, sockets, local, stop)));
+                        .and_then(|rt| {
+                            rt.block_on(worker(core, streams, stats, sockets, local, stop))
+                        });
                     let _ = done_tx.send(result);
                 })?;
             done.push(done_rx);
@@ -296,6 +328,7 @@ impl TurnServer {
 async fn worker(
     core: Arc<Mutex<Server<TokioBinder>>>,
     streams: Arc<Mutex<StreamWriters>>,
+    stats: Arc<TurnStats>,
     sockets: WorkerSockets,
     local: SocketAddr,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -304,6 +337,7 @@ async fn worker(
         core,
         udp: Arc::new(UdpSocket::from_std(sockets.udp)?),
         streams,
+        stats,
     });
     let mut tasks = JoinSet::new();
     tasks.spawn(udp::run(shared.clone()));

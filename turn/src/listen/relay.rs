@@ -80,6 +80,9 @@ async fn run(shared: Arc<Shared>, relay: Relay, bound: SocketAddr) {
                 Ok((n, peer)) => {
                     let data = buf.get(..n).unwrap_or_default();
                     shared.core().handle_peer(bound, peer, data, Instant::now(), &mut outs);
+                    if !outs.is_empty() {
+                        shared.stats.bytes_from_peers.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
                     shared.dispatch(&mut outs).await;
                 }
                 // ICMP errors from earlier sends surface here on Linux; not fatal
