@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 pub const UPGRADE_HEADROOM: f64 = 1.15;
 /// And the estimate must allow the upgrade for this long.
 pub const UPGRADE_HOLD: Duration = Duration::from_secs(2);
+/// A video already flowing is paused only when the budget falls below this share of its
+/// lowest layer: estimates under-read, and a frozen video is worse than a slightly
+/// overshooting one. Resuming needs the full rate plus `UPGRADE_HEADROOM`, so pause and
+/// resume do not alternate.
+pub const PAUSE_BELOW: f64 = 0.75;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Priority {
@@ -118,9 +123,12 @@ pub fn allocate(budget_bps: u64, demands: &[Demand]) -> Vec<Decision> {
         let (Some(_), Some(lowest)) = (decisions[i].ideal, d.layers.first()) else {
             continue;
         };
-        let c = cost(lowest, d.current.is_none());
-        if c <= remaining {
-            remaining -= c;
+        let needed = match d.current {
+            None => cost(lowest, true),
+            Some(_) => (lowest.bitrate_bps as f64 * PAUSE_BELOW) as u64,
+        };
+        if needed <= remaining {
+            remaining = remaining.saturating_sub(lowest.bitrate_bps);
             decisions[i].target = Some(0);
         } else {
             decisions[i].reason = Reason::Bandwidth;
@@ -132,7 +140,7 @@ pub fn allocate(budget_bps: u64, demands: &[Demand]) -> Vec<Decision> {
         let (Some(mut at), Some(ideal)) = (decisions[i].target, decisions[i].ideal) else {
             continue;
         };
-        let mut spent = cost(&d.layers[at], d.current.is_none());
+        let mut spent = d.layers[at].bitrate_bps;
         while at < ideal {
             let next = at + 1;
             let raising = d.current.is_none_or(|c| next > c);
@@ -252,6 +260,28 @@ mod tests {
                 "budget {budget}"
             );
         }
+    }
+
+    #[test]
+    fn a_flowing_video_is_paused_only_well_below_its_lowest_layer() {
+        // 120 k is below q's 150 k, but above 75% of it: keep q rather than freeze.
+        assert_eq!(
+            targets(120_000, &[demand(Priority::Other, None, Some(0))]),
+            vec![Some(0)]
+        );
+        assert_eq!(
+            targets(110_000, &[demand(Priority::Other, None, Some(0))]),
+            vec![None]
+        );
+        // Resuming a paused video needs q plus headroom.
+        assert_eq!(
+            targets(170_000, &[demand(Priority::Other, None, None)]),
+            vec![None]
+        );
+        assert_eq!(
+            targets(175_000, &[demand(Priority::Other, None, None)]),
+            vec![Some(0)]
+        );
     }
 
     #[test]

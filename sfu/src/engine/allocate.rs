@@ -84,7 +84,14 @@ impl Sfu {
         let mut audio_bps = 0;
         for d in p.downtracks.values() {
             if d.kind == MediaKind::Audio {
-                audio_bps += AUDIO_ALLOWANCE_BPS;
+                // What audio actually takes (silence and mutes take little), or the allowance
+                // before it is measured.
+                let measured = d.sent_bytes.bps();
+                audio_bps += if measured > 0 {
+                    measured * 5 / 4
+                } else {
+                    AUDIO_ALLOWANCE_BPS
+                };
                 continue;
             }
             let Some(track) = self.tracks.get(&d.track) else {

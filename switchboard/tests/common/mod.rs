@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod shaper;
+pub mod str0m_peer;
+
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

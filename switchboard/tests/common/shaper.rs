@@ -1,0 +1,83 @@
+//! A loopback UDP proxy that shapes one direction like a bottleneck link: a rate limit and a
+//! drop-tail queue of about 100 ms. The kernel here has no netem, and shaping on the server's
+//! own interface would throttle every peer (FIELD-NOTES), so each shaped client gets one.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+/// Effectively no limit.
+pub const UNLIMITED: u64 = 1_000_000_000;
+
+pub struct Shaper {
+    /// Where the client should send: stands in for the server's media address.
+    pub addr: SocketAddr,
+    downlink_bps: watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Shaper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Shaper {
+    /// Proxy to `server`, limiting server-to-client traffic to `downlink_bps`.
+    pub async fn start(server: SocketAddr, downlink_bps: u64) -> Shaper {
+        let front = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let back = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let addr = front.local_addr().expect("addr");
+        let (tx, rx) = watch::channel(downlink_bps);
+        let task = tokio::spawn(relay(front, back, server, rx));
+        Shaper {
+            addr,
+            downlink_bps: tx,
+            task,
+        }
+    }
+
+    pub fn set_downlink(&self, bps: u64) {
+        let _ = self.downlink_bps.send(bps);
+    }
+}
+
+async fn relay(front: UdpSocket, back: UdpSocket, server: SocketAddr, rate: watch::Receiver<u64>) {
+    let mut client: Option<SocketAddr> = None;
+    let mut queue: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut queued_bytes = 0usize;
+    let mut next_send = Instant::now();
+    let (mut up, mut down) = (vec![0u8; 2048], vec![0u8; 2048]);
+    loop {
+        let bps = (*rate.borrow()).max(1);
+        let queue_limit = ((bps / 8) as usize / 10).max(4_000);
+        tokio::select! {
+            received = front.recv_from(&mut up) => {
+                let Ok((len, source)) = received else { continue };
+                client = Some(source);
+                let _ = back.send_to(&up[..len], server).await;
+            }
+            received = back.recv_from(&mut down) => {
+                let Ok((len, _)) = received else { continue };
+                if queued_bytes + len <= queue_limit {
+                    queued_bytes += len;
+                    queue.push_back(down[..len].to_vec());
+                }
+            }
+            _ = tokio::time::sleep_until(next_send.into()), if !queue.is_empty() => {
+                let Some(packet) = queue.pop_front() else { continue };
+                queued_bytes -= packet.len();
+                if let Some(client) = client {
+                    let _ = front.send_to(&packet, client).await;
+                }
+                let airtime = Duration::from_nanos(packet.len() as u64 * 8 * 1_000_000_000 / bps);
+                next_send = next_send.max(Instant::now()) + airtime;
+            }
+        }
+    }
+}

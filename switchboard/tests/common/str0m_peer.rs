@@ -1,0 +1,485 @@
+//! A synthetic participant on str0m for the simulcast tests: it publishes Opus and three VP8
+//! simulcast layers with real keyframe headers (answering keyframe requests), or receives and
+//! records what the SFU forwards; it answers TWCC so the server's estimator works, and can be
+//! pointed at a shaping proxy instead of the server's media port.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio_tungstenite::tungstenite::Message;
+
+pub const RIDS: [&str; 3] = ["q", "h", "f"];
+/// Per layer: width, height, bytes per frame at 30 fps (~150 kbps, ~500 kbps, ~1.5 Mbps).
+const LAYERS: [(u16, u16, usize); 3] = [(320, 180, 620), (640, 360, 2_080), (1280, 720, 6_250)];
+const KEYFRAME_INTERVAL: Duration = Duration::from_secs(3);
+const MAX_PAYLOAD: usize = 1_100;
+
+/// One received video packet, as the subscriber saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct VideoPacket {
+    pub seq: u64,
+    /// Which simulcast layer the publisher sent it on (read from the payload).
+    pub layer: u8,
+    pub starts_keyframe: bool,
+    pub picture_id: u16,
+    pub at: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub participant_id: String,
+    pub video: Vec<VideoPacket>,
+    pub audio_packets: u64,
+    pub audio_at: VecDeque<Instant>,
+    /// Latest `stats` message from the server.
+    pub stats: Option<Value>,
+    /// Every `video_paused` message, in order.
+    pub paused_messages: Vec<Value>,
+    pub keyframe_requests: u64,
+    pub connected: bool,
+}
+
+impl Recorded {
+    /// Layer of the most recent video packets, if any arrived within `window`.
+    pub fn recent_layer(&self, window: Duration) -> Option<u8> {
+        let last = self.video.last()?;
+        (last.at.elapsed() < window).then_some(last.layer)
+    }
+
+    pub fn audio_within(&self, window: Duration) -> usize {
+        self.audio_at
+            .iter()
+            .filter(|t| t.elapsed() < window)
+            .count()
+    }
+
+    pub fn video_within(&self, window: Duration) -> usize {
+        self.video
+            .iter()
+            .rev()
+            .take_while(|p| p.at.elapsed() < window)
+            .count()
+    }
+
+    /// The server's current layer for the one video track received.
+    pub fn server_layer(&self) -> Option<String> {
+        let subs = self.stats.as_ref()?["subscriptions"].as_array()?;
+        subs.iter()
+            .find(|s| s["kind"] == "video")
+            .and_then(|s| s["current_layer"].as_str().map(str::to_owned))
+    }
+}
+
+pub enum Role {
+    Publisher,
+    Subscriber,
+}
+
+pub struct Str0mPeer {
+    pub recorded: Arc<Mutex<Recorded>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Str0mPeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Str0mPeer {
+    /// Join `room` over `ws_url`. Media to the server goes to `media_via` when given (a proxy
+    /// in front of the server's media port `server_media`).
+    pub async fn start(
+        ws_url: &str,
+        room: &str,
+        name: &str,
+        role: Role,
+        server_media: SocketAddr,
+        media_via: Option<SocketAddr>,
+    ) -> Str0mPeer {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let local = socket.local_addr().expect("local addr");
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url)
+            .await
+            .expect("connect");
+        let recorded = Arc::new(Mutex::new(Recorded::default()));
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
+        let task = tokio::spawn(run(
+            rtc,
+            socket,
+            ws,
+            room.to_owned(),
+            name.to_owned(),
+            role,
+            server_media,
+            media_via,
+            recorded.clone(),
+        ));
+        Str0mPeer { recorded, task }
+    }
+
+    pub fn recorded(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        self.recorded.lock().expect("not poisoned")
+    }
+
+    /// Wait until `pred` holds; panics with `what` and `describe` after `timeout`.
+    pub async fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Recorded) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(&self.recorded()) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let r = self.recorded();
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; server layer {:?}, recent layer {:?}, video in last 2 s {}, audio in last 2 s {}, paused messages {:?}, stats {}",
+                    r.server_layer(),
+                    r.recent_layer(Duration::from_secs(2)),
+                    r.video_within(Duration::from_secs(2)),
+                    r.audio_within(Duration::from_secs(2)),
+                    r.paused_messages,
+                    r.stats.as_ref().map(|s| s.to_string()).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The publisher's synthetic encoder state for one layer.
+struct LayerSender {
+    rid: Rid,
+    seq: u64,
+    picture_id: u16,
+    tl0: u8,
+    keyframe_due: bool,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    mut rtc: Rtc,
+    socket: UdpSocket,
+    mut ws: Ws,
+    room: String,
+    name: String,
+    role: Role,
+    server_media: SocketAddr,
+    media_via: Option<SocketAddr>,
+    recorded: Arc<Mutex<Recorded>>,
+) {
+    // Candidates in the server's SDP point at its media port; send through the proxy instead.
+    let redirect = |sdp: &str| match media_via {
+        Some(via) => sdp.replace(
+            &format!("{} {} typ host", server_media.ip(), server_media.port()),
+            &format!("{} {} typ host", via.ip(), via.port()),
+        ),
+        None => sdp.to_owned(),
+    };
+    let send_json = |v: Value| Message::Text(v.to_string().into());
+    ws.send(send_json(
+        json!({"type": "join", "id": 1, "room": room, "name": name}),
+    ))
+    .await
+    .expect("join");
+
+    let publisher = matches!(role, Role::Publisher);
+    let mut api = rtc.sdp_api();
+    let (audio_mid, video_mid) = if publisher {
+        let mut simulcast = Simulcast::new();
+        for rid in RIDS {
+            simulcast.add_send_layer(SimulcastLayer::new(rid));
+        }
+        (
+            api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None),
+            api.add_media(
+                MediaKind::Video,
+                Direction::SendOnly,
+                None,
+                None,
+                Some(simulcast),
+            ),
+        )
+    } else {
+        (
+            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None),
+            api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None),
+        )
+    };
+    let (offer, mut pending) = api.apply().map(|(o, p)| (o, Some(p))).expect("an offer");
+    let mut offer_sent = false;
+    let mut layers: Vec<LayerSender> = RIDS
+        .iter()
+        .map(|r| LayerSender {
+            rid: Rid::from(*r),
+            seq: rand::random::<u16>() as u64,
+            picture_id: rand::random::<u16>() & 0x7fff,
+            tl0: 0,
+            keyframe_due: true,
+        })
+        .collect();
+    let mut audio_seq: u64 = rand::random::<u16>() as u64;
+    let mut next_audio = Instant::now();
+    let mut next_video = Instant::now();
+    let mut next_keyframe = Instant::now() + KEYFRAME_INTERVAL;
+    let start = Instant::now();
+    let mut buf = vec![0u8; 2000];
+
+    loop {
+        // Drain the peer connection.
+        let timeout = loop {
+            match rtc.poll_output() {
+                Ok(Output::Timeout(t)) => break t,
+                Ok(Output::Transmit(t)) => {
+                    let _ = socket.send_to(&t.contents, t.destination).await;
+                }
+                Ok(Output::Event(event)) => handle_event(&mut rtc, event, &mut layers, &recorded),
+                Err(e) => panic!("{name}: {e}"),
+            }
+        };
+        let connected = recorded.lock().map(|r| r.connected).unwrap_or(false);
+        if publisher && connected {
+            let now = Instant::now();
+            if now >= next_audio {
+                next_audio += Duration::from_millis(20);
+                send_audio(&mut rtc, audio_mid, &mut audio_seq, now, start);
+            }
+            if now >= next_video {
+                next_video += Duration::from_millis(33);
+                if now >= next_keyframe {
+                    next_keyframe = now + KEYFRAME_INTERVAL;
+                    layers.iter_mut().for_each(|l| l.keyframe_due = true);
+                }
+                for (index, layer) in layers.iter_mut().enumerate() {
+                    send_frame(&mut rtc, video_mid, index, layer, now, start);
+                }
+            }
+        }
+        let wake = if publisher && connected {
+            timeout.min(next_audio).min(next_video)
+        } else {
+            timeout
+        };
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => {
+                let Ok((len, source)) = received else { continue };
+                let Ok(receive) = Receive::new(Protocol::Udp, source, socket.local_addr().expect("addr"), &buf[..len]) else { continue };
+                let _ = rtc.handle_input(Input::Receive(Instant::now(), receive));
+            }
+            message = ws.next() => {
+                let text = match message {
+                    Some(Ok(Message::Text(text))) => text,
+                    // Keepalive pings are answered by the WebSocket layer itself.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    _ => return,
+                };
+                let Ok(msg) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+                match msg["type"].as_str() {
+                    Some("joined") => {
+                        recorded.lock().expect("lock").participant_id = msg["participant_id"].as_str().unwrap_or_default().to_owned();
+                        if !offer_sent {
+                            offer_sent = true;
+                            ws.send(send_json(json!({"type": "offer", "id": 2, "sdp": offer.to_sdp_string()}))).await.expect("offer");
+                        }
+                    }
+                    Some("answer") => {
+                        let answer = SdpAnswer::from_sdp_string(&redirect(msg["sdp"].as_str().unwrap_or_default())).expect("answer SDP");
+                        if let Some(p) = pending.take() {
+                            rtc.sdp_api().accept_answer(p, answer).expect("answer accepted");
+                        }
+                        if publisher {
+                            declare_layer_streams(&mut rtc, video_mid, &layers);
+                        }
+                    }
+                    Some("offer") => {
+                        let offer = SdpOffer::from_sdp_string(&redirect(msg["sdp"].as_str().unwrap_or_default())).expect("offer SDP");
+                        let answer = rtc.sdp_api().accept_offer(offer).expect("offer accepted");
+                        ws.send(send_json(json!({"type": "answer", "sdp": answer.to_sdp_string()}))).await.expect("answer");
+                    }
+                    Some("stats") => recorded.lock().expect("lock").stats = Some(msg),
+                    Some("video_paused") => recorded.lock().expect("lock").paused_messages.push(msg),
+                    _ => {}
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {
+                let _ = rtc.handle_input(Input::Timeout(Instant::now()));
+            }
+        }
+    }
+}
+
+fn handle_event(
+    rtc: &mut Rtc,
+    event: Event,
+    layers: &mut [LayerSender],
+    recorded: &Arc<Mutex<Recorded>>,
+) {
+    let mut r = recorded.lock().expect("lock");
+    match event {
+        Event::Connected => r.connected = true,
+        Event::KeyframeRequest(req) => {
+            r.keyframe_requests += 1;
+            for layer in layers
+                .iter_mut()
+                .filter(|l| req.rid.is_none() || req.rid == Some(l.rid))
+            {
+                layer.keyframe_due = true;
+            }
+        }
+        Event::RtpPacket(packet) => {
+            let payload = &packet.payload;
+            let kind = rtc
+                .direct_api()
+                .stream_rx(&packet.header.ssrc)
+                .map(|s| s.mid())
+                .and_then(|mid| rtc.media(mid).map(|m| m.kind()));
+            if kind == Some(MediaKind::Audio) {
+                r.audio_packets += 1;
+                r.audio_at.push_back(Instant::now());
+                while r.audio_at.len() > 500 {
+                    r.audio_at.pop_front();
+                }
+                return;
+            }
+            // Our VP8 descriptor is always 6 bytes: X, I|L|T, 15-bit picture id, TL0, TID.
+            let (Some(&first), Some(&hi), Some(&lo)) =
+                (payload.first(), payload.get(2), payload.get(3))
+            else {
+                return;
+            };
+            let starts_frame = first & 0x10 != 0;
+            let keyframe = starts_frame && payload.get(6).is_some_and(|b| b & 0x01 == 0);
+            let layer_at = 6 + if starts_frame {
+                if keyframe {
+                    10
+                } else {
+                    3
+                }
+            } else {
+                0
+            };
+            if let Some(&layer) = payload.get(layer_at) {
+                r.video.push(VideoPacket {
+                    seq: *packet.seq_no,
+                    layer,
+                    starts_keyframe: keyframe,
+                    picture_id: (u16::from(hi & 0x7f) << 8) | u16::from(lo),
+                    at: Instant::now(),
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+fn declare_layer_streams(rtc: &mut Rtc, mid: Mid, layers: &[LayerSender]) {
+    let mut api = rtc.direct_api();
+    for layer in layers {
+        if api.stream_tx_by_mid(mid, Some(layer.rid)).is_none() {
+            let (ssrc, rtx) = (api.new_ssrc(), api.new_ssrc());
+            api.declare_stream_tx(ssrc, Some(rtx), mid, Some(layer.rid));
+        }
+    }
+}
+
+fn payload_type(rtc: &Rtc, codec: Codec) -> Option<str0m::media::Pt> {
+    rtc.codec_config()
+        .params()
+        .iter()
+        .find(|p| p.spec().codec == codec)
+        .map(|p| p.pt())
+}
+
+fn send_audio(rtc: &mut Rtc, mid: Mid, seq: &mut u64, now: Instant, start: Instant) {
+    let Some(pt) = payload_type(rtc, Codec::Opus) else {
+        return;
+    };
+    let ts = (now - start).as_micros() as u64 * 48 / 1000;
+    let mut api = rtc.direct_api();
+    if let Some(stream) = api.stream_tx_by_mid(mid, None) {
+        *seq += 1;
+        let exts = str0m::rtp::ExtensionValues {
+            audio_level: Some(-40),
+            ..Default::default()
+        };
+        stream.write_rtp(
+            RtpWrite::new(pt, SeqNo::from(*seq), ts as u32, now, vec![0xfc; 64]).ext_vals(exts),
+        );
+    }
+}
+
+fn send_frame(
+    rtc: &mut Rtc,
+    mid: Mid,
+    index: usize,
+    layer: &mut LayerSender,
+    now: Instant,
+    start: Instant,
+) {
+    let Some(pt) = payload_type(rtc, Codec::Vp8) else {
+        return;
+    };
+    let (width, height, frame_bytes) = LAYERS[index];
+    let keyframe = std::mem::take(&mut layer.keyframe_due);
+    let frame_bytes = if keyframe {
+        frame_bytes * 3
+    } else {
+        frame_bytes
+    };
+    layer.picture_id = (layer.picture_id + 1) & 0x7fff;
+    layer.tl0 = layer.tl0.wrapping_add(1);
+    let ts = ((now - start).as_micros() as u64 * 90 / 1000) as u32;
+    let packets = frame_bytes.div_ceil(MAX_PAYLOAD);
+    let mut api = rtc.direct_api();
+    let Some(stream) = api.stream_tx_by_mid(mid, Some(layer.rid)) else {
+        return;
+    };
+    for i in 0..packets {
+        let first = i == 0;
+        let mut payload = Vec::with_capacity(MAX_PAYLOAD + 20);
+        payload.push(if first { 0x90 } else { 0x80 });
+        payload.push(0xe0);
+        payload.push(0x80 | (layer.picture_id >> 8) as u8);
+        payload.push(layer.picture_id as u8);
+        payload.push(layer.tl0);
+        payload.push(0x00);
+        if first {
+            let tag: u32 = u32::from(!keyframe) | (1 << 4) | (100 << 5);
+            payload.extend_from_slice(&tag.to_le_bytes()[..3]);
+            if keyframe {
+                payload.extend_from_slice(&[0x9d, 0x01, 0x2a]);
+                payload.extend_from_slice(&width.to_le_bytes());
+                payload.extend_from_slice(&height.to_le_bytes());
+            }
+        }
+        payload.push(index as u8);
+        payload.resize(payload.len().max(MAX_PAYLOAD.min(frame_bytes)), 0x5a);
+        layer.seq += 1;
+        stream.write_rtp(
+            RtpWrite::new(pt, SeqNo::from(layer.seq), ts, now, payload)
+                .marker(i + 1 == packets)
+                .nackable(true),
+        );
+    }
+}
