@@ -32,4 +32,6 @@ pub enum SfuError {
     TooManyTracks(usize),
     #[error("this participant may not publish (its offer sends media)")]
     PublishNotAllowed,
+    #[error("track {0} was muted by an operator; only an operator can unmute it")]
+    MutedByOperator(String),
 }

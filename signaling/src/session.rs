@@ -396,7 +396,7 @@ pub fn error_code(e: &SfuError) -> ErrorCode {
         SfuError::TooManyRooms(_) => ErrorCode::TooManyRooms,
         SfuError::TooManyPendingJoins(_) => ErrorCode::ServerBusy,
         SfuError::TooManyTracks(_) => ErrorCode::TooManyTracks,
-        SfuError::PublishNotAllowed => ErrorCode::Forbidden,
+        SfuError::PublishNotAllowed | SfuError::MutedByOperator(_) => ErrorCode::Forbidden,
         SfuError::UnknownParticipant(_) | SfuError::UnknownRoom(_) | SfuError::Closed => {
             ErrorCode::Internal
         }

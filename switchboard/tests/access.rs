@@ -335,17 +335,23 @@ async fn the_room_api_mutes_a_published_track() {
     c.token = Some(token("pub", Some("mute"), PUBLISH_SUBSCRIBE));
     c.publish_video = false;
     let publisher = TestClient::join(c).await.expect("join");
-    let mut watcher = connect(&url).await;
-    let joined = join(
-        &mut watcher,
-        "mute",
-        "Watcher",
-        Some(&token("w", Some("mute"), SUBSCRIBE_ONLY)),
-    )
-    .await;
-    let track = &joined["participants"][0]["tracks"][0];
-    assert_eq!(track["kind"], "audio", "{joined}");
-    let track_id = track["track_id"].as_str().unwrap();
+    publisher.start_media();
+    let mut c = ClientConfig::new(&url, "mute", "Watcher");
+    c.token = Some(token("w", Some("mute"), SUBSCRIBE_ONLY));
+    (c.publish_audio, c.publish_video) = (false, false);
+    let watcher = TestClient::join(c).await.expect("join");
+    let track = &watcher.joined_message()["participants"][0]["tracks"][0];
+    assert_eq!(track["kind"], "audio", "{track}");
+    let track_id = track["track_id"].as_str().unwrap().to_owned();
+    let pub_id = publisher.participant_id();
+    let audio = |c: &TestClient| c.stats().audio_packets_from(&pub_id);
+    watcher
+        .wait_until("audio flowing", Duration::from_secs(10), |s| {
+            s.audio_packets_from(&pub_id) > 20
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
     let admin = token("ops", Some("mute"), ADMIN);
     let path = format!("/api/rooms/mute/tracks/{track_id}/mute");
     let (status, body) = http_json(
@@ -357,18 +363,49 @@ async fn the_room_api_mutes_a_published_track() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let muted = recv_type(&mut watcher, "track_muted").await;
-    assert_eq!(
-        (muted["track_id"].as_str(), &muted["muted"]),
-        (Some(track_id), &json!(true))
+    for client in [&watcher, &publisher] {
+        let muted = client
+            .wait_for_message("track_muted", Duration::from_secs(5), |m| {
+                m["type"] == "track_muted"
+            })
+            .await
+            .expect("everyone is told, the publisher too");
+        assert_eq!(
+            (muted["track_id"].as_str(), &muted["muted"]),
+            (Some(track_id.as_str()), &json!(true))
+        );
+    }
+    // The server stops forwarding it (the publisher keeps sending), and the publisher
+    // cannot unmute it itself.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped_at = audio(&watcher);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        audio(&watcher) <= stopped_at + 2,
+        "muted media still forwarded"
     );
-    let told = publisher
-        .wait_for_message("track_muted", Duration::from_secs(5), |m| {
-            m["type"] == "track_muted"
+    let id = publisher.next_request_id();
+    let mid = publisher
+        .peer()
+        .local_mids()
+        .await
+        .expect("mids")
+        .into_keys()
+        .next()
+        .expect("a mid");
+    publisher
+        .send_json(&json!({"type": "mute", "id": id, "mid": mid, "muted": false}))
+        .expect("send");
+    let refused = publisher
+        .wait_for_message("forbidden", Duration::from_secs(5), |m| {
+            m["type"] == "error"
         })
         .await
-        .expect("the publisher is told too");
-    assert_eq!(told["track_id"], track_id);
+        .expect("an error");
+    assert_eq!(
+        (refused["code"].as_str(), refused["id"].as_u64()),
+        (Some("forbidden"), Some(id))
+    );
     let (_, body) = http_json(
         server.http_addr,
         "GET",
@@ -377,9 +414,32 @@ async fn the_room_api_mutes_a_published_track() {
         None,
     )
     .await;
-    assert_eq!(
-        body["participants"][0]["tracks"][0]["muted"], true,
-        "{body}"
-    );
+    let publisher_json = body["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["participant_id"] == pub_id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(publisher_json["tracks"][0]["muted"], true, "{body}");
+
+    // Unmuted by the operator: media flows again.
+    let (status, _) = http_json(
+        server.http_addr,
+        "POST",
+        &path,
+        Some(&admin),
+        Some(r#"{"muted":false}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let resumed_from = audio(&watcher);
+    watcher
+        .wait_until("audio resumed", Duration::from_secs(5), |s| {
+            s.audio_packets_from(&pub_id) > resumed_from + 20
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     publisher.leave().await;
+    watcher.leave().await;
 }

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use str0m::media::KeyframeRequestKind;
+
 use super::{participant_info, Sfu, SfuOutput};
 use crate::error::SfuError;
 use crate::event::{ParticipantInfo, RemovalReason, SfuEvent};
@@ -81,9 +83,16 @@ impl Sfu {
         Ok(members.len())
     }
 
-    /// Mark a track of `room` muted (or not) on the operator's behalf: everyone, the publisher
-    /// included, gets `TrackMuted`; the publisher is expected to stop sending.
-    pub fn mute_track(&mut self, room: &str, track: TrackId, muted: bool) -> Result<(), SfuError> {
+    /// Mute (or unmute) a track of `room` on the operator's behalf: its media is no longer
+    /// forwarded, the publisher cannot unmute it itself, and everyone, the publisher included,
+    /// gets `TrackMuted`. Unmuting asks the publisher for keyframes so video resumes at once.
+    pub fn mute_track(
+        &mut self,
+        room: &str,
+        track: TrackId,
+        muted: bool,
+        now: Instant,
+    ) -> Result<(), SfuError> {
         let t = self
             .tracks
             .get_mut(&track)
@@ -93,6 +102,14 @@ impl Sfu {
             return Err(SfuError::UnknownTrack(track.to_string()));
         }
         t.muted = muted;
+        let layers = t.layers.len();
+        if muted {
+            self.operator_muted.insert(track);
+        } else if self.operator_muted.remove(&track) {
+            for layer in 0..layers {
+                self.request_keyframe(track, layer, KeyframeRequestKind::Pli, now);
+            }
+        }
         self.outputs
             .push_back(SfuOutput::Event(SfuEvent::TrackMuted {
                 to: publisher,
@@ -107,6 +124,7 @@ impl Sfu {
             muted,
         });
         tracing::info!(room, participant = %publisher, %track, muted, "track muted by the operator");
+        self.drive(now);
         Ok(())
     }
 

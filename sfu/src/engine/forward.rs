@@ -43,6 +43,9 @@ impl Sfu {
                 (track_id, layer)
             }
         };
+        if !self.operator_muted.is_empty() && self.operator_muted.contains(&track_id) {
+            return;
+        }
         let Some(codec) = publisher.payload_types.codec(packet.header.payload_type) else {
             tracing::debug!(participant = %from, pt = *packet.header.payload_type, "packet of an unforwarded codec dropped");
             return;

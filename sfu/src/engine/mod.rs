@@ -10,7 +10,7 @@ mod allocate;
 mod forward;
 mod negotiate;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -85,6 +85,8 @@ pub struct Sfu {
     next_housekeeping: Instant,
     next_stats: Instant,
     counters: Counters,
+    /// Tracks an operator muted: their media is not forwarded until unmuted.
+    operator_muted: HashSet<TrackId>,
 }
 
 impl Sfu {
@@ -102,6 +104,7 @@ impl Sfu {
             next_housekeeping: now + HOUSEKEEPING_INTERVAL,
             next_stats: now + STATS_INTERVAL,
             counters: Counters::default(),
+            operator_muted: HashSet::new(),
         }
     }
 
@@ -309,6 +312,9 @@ impl Sfu {
             .published
             .get(&Mid::from(mid))
             .ok_or_else(|| SfuError::UnknownTrack(mid.to_owned()))?;
+        if !muted && self.operator_muted.contains(&track_id) {
+            return Err(SfuError::MutedByOperator(track_id.to_string()));
+        }
         let room = p.room.clone();
         if let Some(track) = self.tracks.get_mut(&track_id) {
             track.muted = muted;

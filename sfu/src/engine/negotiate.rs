@@ -73,6 +73,7 @@ impl Sfu {
         let Some(track) = self.tracks.remove(&track_id) else {
             return;
         };
+        self.operator_muted.remove(&track_id);
         tracing::info!(participant = %track.publisher, track = %track_id, "track unpublished");
         for (subscriber, mid) in track.subscribers {
             if let Some(s) = self.participants.get_mut(&subscriber) {

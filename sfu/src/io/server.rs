@@ -280,7 +280,7 @@ impl MediaLoop {
                 muted,
                 reply,
             } => {
-                let _ = reply.send(self.sfu.mute_track(&room, track, muted));
+                let _ = reply.send(self.sfu.mute_track(&room, track, muted, now));
             }
             Command::Stats { reply } => {
                 let _ = reply.send(SfuStats {
