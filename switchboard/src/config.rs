@@ -292,6 +292,42 @@ mod tests {
     }
 
     #[test]
+    fn api_keys_come_in_pairs_and_limits_resolve() {
+        let cli = Cli::parse_from(["x"]);
+        let config = ServeConfig::resolve(&cli.serve).unwrap();
+        assert_eq!(config.api_keys, None, "development mode by default");
+        assert_eq!(config.sfu_limits, SfuLimits::default());
+        assert_eq!(config.connection_limits, ConnectionLimits::default());
+        let cli = Cli::parse_from([
+            "x",
+            "--api-key",
+            "k",
+            "--api-secret",
+            "s",
+            "--max-rooms",
+            "3",
+            "--ws-idle-timeout",
+            "2.5",
+        ]);
+        let config = ServeConfig::resolve(&cli.serve).unwrap();
+        assert_eq!(config.api_keys, Some(("k".into(), "s".into())));
+        assert_eq!(config.sfu_limits.max_rooms, 3);
+        assert_eq!(
+            config.connection_limits.idle_timeout,
+            Duration::from_millis(2500)
+        );
+        for args in [
+            &["x", "--api-key", "k"][..],
+            &["x", "--api-secret", "s"],
+            &["x", "--ws-ping-interval", "0"],
+            &["x", "--max-messages-per-sec=-1"],
+        ] {
+            let cli = Cli::parse_from(args);
+            assert!(ServeConfig::resolve(&cli.serve).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let dir = std::env::temp_dir().join(format!("sb-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
