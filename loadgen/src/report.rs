@@ -26,6 +26,9 @@ pub struct PhaseReport {
     /// UDP payload bytes subscribers received (media and RTCP), per second.
     pub forwarded_bytes_per_s: f64,
     pub loss_pct: f64,
+    /// Packets received again (a server's probe padding resends delivered packets), per second.
+    /// Not counted as forwarded.
+    pub duplicates_per_s: f64,
     pub jitter_ms: f64,
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
@@ -93,6 +96,7 @@ impl PhaseReport {
             forwarded_pps: c.rtp_packets as f64 / secs,
             forwarded_bytes_per_s: c.udp_bytes as f64 / secs,
             loss_pct: loss,
+            duplicates_per_s: c.duplicates as f64 / secs,
             jitter_ms: if c.jitter_streams == 0 {
                 0.0
             } else {
@@ -230,6 +234,7 @@ pub fn table(r: &RunReport) -> String {
         2,
     );
     row("loss %", &|p| Some(p.loss_pct), 3);
+    row("duplicates / s", &|p| Some(p.duplicates_per_s), 0);
     row("jitter ms", &|p| Some(p.jitter_ms), 2);
     row("latency p50 ms", &|p| p.latency_p50_ms, 2);
     row("latency p99 ms", &|p| p.latency_p99_ms, 2);

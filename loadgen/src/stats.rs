@@ -79,9 +79,14 @@ pub struct Counters {
     /// RTP packets handed to the network by publishers during the window.
     pub sent_packets: u64,
     pub sent_bytes: u64,
+    /// Packets that arrived again (resends used as bandwidth probes, or duplicates).
+    pub duplicates: u64,
 }
 
 pub type SharedCounters = Rc<RefCell<Counters>>;
+
+const SEEN_WORDS: usize = 8;
+const SEEN_WINDOW: u64 = 64 * SEEN_WORDS as u64;
 
 /// One received stream (one SSRC at one subscriber): sequence tracking and jitter.
 #[derive(Default)]
@@ -91,6 +96,10 @@ pub struct StreamStat {
     generation: u32,
     started: bool,
     max_seq: u64,
+    /// Which of the last `SEEN_WINDOW` sequence numbers arrived, by `seq % SEEN_WINDOW`: a
+    /// server's bandwidth probes resend packets already delivered (str0m pads with "spurious"
+    /// RTX resends), and those must not count as forwarded media or as latency.
+    seen_bits: [u64; SEEN_WORDS],
     jitter_us: f64,
     last_transit: Option<i64>,
 }
@@ -114,8 +123,20 @@ impl StreamStat {
             c.expected += 1;
         } else if seq > self.max_seq {
             c.expected += seq - self.max_seq;
+            // Forget the bits of the sequence numbers the window slides past.
+            if seq - self.max_seq >= SEEN_WINDOW {
+                self.seen_bits = [0; SEEN_WORDS];
+            } else {
+                for s in self.max_seq + 1..=seq {
+                    self.set_seen(s, false);
+                }
+            }
             self.max_seq = seq;
+        } else if self.max_seq - seq >= SEEN_WINDOW || self.is_seen(seq) {
+            c.duplicates += 1;
+            return;
         }
+        self.set_seen(seq, true);
         c.rtp_packets += 1;
         if let Some(sent) = sent_us {
             c.latency.record(now_us.saturating_sub(sent));
@@ -126,6 +147,21 @@ impl StreamStat {
                 self.jitter_us += (d - self.jitter_us) / 16.0;
             }
             self.last_transit = Some(transit);
+        }
+    }
+
+    fn is_seen(&self, seq: u64) -> bool {
+        let i = seq % SEEN_WINDOW;
+        self.seen_bits[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    fn set_seen(&mut self, seq: u64, on: bool) {
+        let i = seq % SEEN_WINDOW;
+        let word = &mut self.seen_bits[(i / 64) as usize];
+        if on {
+            *word |= 1 << (i % 64);
+        } else {
+            *word &= !(1 << (i % 64));
         }
     }
 
@@ -178,6 +214,26 @@ mod tests {
         assert_eq!(c.rtp_packets, 5);
         s.on_packet(&mut c, 20, None, 0);
         assert_eq!(c.expected, 11);
+    }
+
+    #[test]
+    fn resent_packets_are_duplicates_not_deliveries() {
+        let mut c = Counters {
+            recording: true,
+            generation: 1,
+            ..Default::default()
+        };
+        let mut s = StreamStat::default();
+        for seq in [100, 101, 102, 101, 100, 103, 99] {
+            s.on_packet(&mut c, seq, Some(1), 2);
+        }
+        assert_eq!(c.rtp_packets, 5, "100..=103 and the late 99");
+        assert_eq!(c.duplicates, 2);
+        s.on_packet(&mut c, 2000, Some(1), 2);
+        s.on_packet(&mut c, 1000, Some(1), 2);
+        assert_eq!(c.duplicates, 3, "too old to tell: not counted as delivered");
+        s.on_packet(&mut c, 1999, Some(1), 2);
+        assert_eq!(c.rtp_packets, 7);
     }
 
     #[test]

@@ -19,6 +19,7 @@ const PHASE_FIELDS: &[&str] = &[
     "forwarded_pps",
     "forwarded_bytes_per_s",
     "loss_pct",
+    "duplicates_per_s",
     "jitter_ms",
     "latency_p50_ms",
     "latency_p99_ms",
