@@ -181,7 +181,9 @@ async function join(room, name) {
       else setStatus('signaling', 'idle', 'idle');
     });
     await s.signaling.connect();
-    const joined = await s.signaling.request({ type: 'join', room, name });
+    // An access token from the page URL (?token=...), for servers with an API secret.
+    const token = new URLSearchParams(location.search).get('token') || undefined;
+    const joined = await s.signaling.request({ type: 'join', room, name, token });
     // Nothing awaits from here until every listener is in place, so no message is missed.
     startCall(s, joined);
   } catch (e) {
