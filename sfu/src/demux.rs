@@ -28,6 +28,13 @@ impl Demux {
         self.by_ufrag.insert(ufrag, peer);
     }
 
+    /// The peer's ICE restarted with a new local ufrag; its known addresses stay valid until
+    /// checks arrive from new ones.
+    pub fn rename_peer(&mut self, old_ufrag: &str, new_ufrag: String, peer: ParticipantId) {
+        self.by_ufrag.remove(old_ufrag);
+        self.by_ufrag.insert(new_ufrag, peer);
+    }
+
     /// Forget a peer: its ufrag and every address it used.
     pub fn remove_peer(&mut self, ufrag: &str, peer: ParticipantId) {
         self.by_ufrag.remove(ufrag);

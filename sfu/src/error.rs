@@ -6,6 +6,8 @@ use crate::ids::ParticipantId;
 pub enum SfuError {
     #[error("no participant {0}")]
     UnknownParticipant(ParticipantId),
+    #[error("no such session to resume (it ended, or the resume token is wrong)")]
+    UnknownSession,
     #[error("invalid SDP: {0}")]
     InvalidSdp(String),
     #[error("SDP not accepted: {0}")]

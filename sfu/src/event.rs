@@ -53,6 +53,17 @@ pub struct JoinInfo {
     pub participant: ParticipantId,
     /// Everyone else already in the room.
     pub others: Vec<ParticipantInfo>,
+    /// Give this back to [`Sfu::resume`](crate::Sfu::resume) to continue the session over a
+    /// new signaling connection.
+    pub resume_token: String,
+}
+
+/// The result of resuming a session: the room as it is now, and the server's offer if one
+/// was waiting for an answer (send it again).
+#[derive(Debug, Clone)]
+pub struct ResumeInfo {
+    pub others: Vec<ParticipantInfo>,
+    pub pending_offer: Option<(String, Vec<OfferedTrack>)>,
 }
 
 /// A transceiver the server added to a participant's connection and what it carries.

@@ -53,7 +53,7 @@ pub use engine::{RoomInfo, Sfu, SfuConfig, SfuOutput};
 pub use error::SfuError;
 pub use event::{
     JoinInfo, LayerReason, OfferedTrack, ParticipantInfo, ParticipantStats, RemovalReason,
-    SfuEvent, SubscriptionStats, TrackInfo,
+    ResumeInfo, SfuEvent, SubscriptionStats, TrackInfo,
 };
 pub use ids::{ParticipantId, TrackId};
 pub use io::{SfuHandle, SfuServer, SfuServerConfig};

@@ -12,6 +12,7 @@ use str0m::rtp::Ssrc;
 use str0m::{Candidate, IceCreds, Rtc};
 
 use crate::codec::PayloadTypes;
+use crate::event::OfferedTrack;
 use crate::ids::{ParticipantId, TrackId};
 use crate::policy::Permissions;
 use crate::track::DownTrack;
@@ -29,6 +30,8 @@ pub struct Negotiation {
     pub established: bool,
     /// The server's offer awaiting the participant's answer.
     pub pending: Option<SdpPendingOffer>,
+    /// That offer as sent, to send again when the participant resumes its session.
+    pub pending_offer: Option<(String, Vec<OfferedTrack>)>,
 }
 
 pub struct Participant {
@@ -54,6 +57,11 @@ pub struct Participant {
     pub joined_at: Instant,
     pub connected: bool,
     pub disconnected_since: Option<Instant>,
+    /// Proves a reconnecting signaling connection is this participant's.
+    pub resume_token: String,
+    /// Its signaling connection went away without a `leave`, at this time; media goes on
+    /// until it resumes or the grace period ends.
+    pub detached_since: Option<Instant>,
     /// Queued for `poll_output` draining.
     pub dirty: bool,
     /// What it may do (from its access token).
@@ -115,6 +123,10 @@ impl Participant {
             joined_at: now,
             connected: false,
             disconnected_since: None,
+            resume_token: (0..16)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect(),
+            detached_since: None,
             dirty: false,
             permissions: Permissions::ALL,
             nacks_seen: HashMap::new(),
@@ -132,9 +144,16 @@ impl Participant {
         now: Instant,
         connect_timeout: Duration,
         disconnect_timeout: Duration,
+        resume_grace: Duration,
     ) -> Option<RemovalReason> {
         if !self.rtc.is_alive() {
             return Some(RemovalReason::MediaClosed);
+        }
+        if self
+            .detached_since
+            .is_some_and(|since| now.saturating_duration_since(since) > resume_grace)
+        {
+            return Some(RemovalReason::SignalingLost);
         }
         if !self.connected && now.saturating_duration_since(self.joined_at) > connect_timeout {
             return Some(RemovalReason::ConnectTimeout);
@@ -157,6 +176,8 @@ pub enum RemovalReason {
     MediaTimeout,
     /// The peer connection closed (DTLS close or a fatal media error).
     MediaClosed,
+    /// Its signaling connection went away and did not come back within the grace period.
+    SignalingLost,
     /// The operator removed it (room API).
     Removed,
     /// The operator closed its room (room API).

@@ -43,6 +43,10 @@ pub enum ClientMessage {
         mid: String,
         source: TrackSourceJson,
     },
+    Resume {
+        participant_id: String,
+        resume_token: String,
+    },
     Leave,
     Ping,
 }
@@ -62,6 +66,7 @@ const CLIENT_TYPES: &[&str] = &[
     "mute",
     "video_size",
     "track_source",
+    "resume",
     "leave",
     "ping",
 ];
@@ -182,11 +187,12 @@ pub enum ErrorCode {
     ServerBusy,
     TooManyTracks,
     RateLimited,
+    UnknownSession,
 }
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         Self::BadJson,
         Self::UnknownType,
         Self::InvalidRoom,
@@ -206,6 +212,7 @@ impl ErrorCode {
         Self::ServerBusy,
         Self::TooManyTracks,
         Self::RateLimited,
+        Self::UnknownSession,
     ];
 
     /// The code as it appears on the wire.
@@ -230,6 +237,7 @@ impl ErrorCode {
             Self::ServerBusy => "server_busy",
             Self::TooManyTracks => "too_many_tracks",
             Self::RateLimited => "rate_limited",
+            Self::UnknownSession => "unknown_session",
         }
     }
 
@@ -310,6 +318,13 @@ pub enum ServerMessage {
         participants: Vec<ParticipantJson>,
         ice_servers: Vec<IceServer>,
         permissions: PermissionsJson,
+        resume_token: String,
+    },
+    Resumed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        participant_id: String,
+        participants: Vec<ParticipantJson>,
     },
     Answer {
         #[serde(skip_serializing_if = "Option::is_none")]

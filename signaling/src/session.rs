@@ -79,6 +79,14 @@ impl Session {
 
     /// Handle one text frame from the client.
     pub async fn handle_text(&mut self, text: &str) -> Vec<Action> {
+        let actions = self.handle_text_inner(text).await;
+        if actions.iter().any(|a| matches!(a, Action::Close(..))) {
+            self.end();
+        }
+        actions
+    }
+
+    async fn handle_text_inner(&mut self, text: &str) -> Vec<Action> {
         if text.len() > protocol::MAX_MESSAGE_BYTES {
             return fatal(
                 None,
@@ -111,6 +119,18 @@ impl Session {
             (ClientMessage::Join { room, name, token }, None) => {
                 self.join(id, room, name, token).await
             }
+            (ClientMessage::Resume { .. }, Some(_)) => fatal(
+                id,
+                ErrorCode::AlreadyJoined,
+                "this connection already has a session",
+            ),
+            (
+                ClientMessage::Resume {
+                    participant_id,
+                    resume_token,
+                },
+                None,
+            ) => self.resume(id, participant_id, resume_token).await,
             (ClientMessage::Leave, p) => {
                 if let Some(p) = p {
                     self.sfu.leave(p);
@@ -254,6 +274,7 @@ impl Session {
                         publish: permissions.can_publish,
                         subscribe: permissions.can_subscribe,
                     },
+                    resume_token: info.resume_token,
                 })]
             }
             Err(e) => {
@@ -363,10 +384,66 @@ impl Session {
         vec![Action::Send(message)]
     }
 
-    /// The connection is gone: make sure the participant is too.
+    /// Take over a session whose signaling connection dropped.
+    async fn resume(
+        &mut self,
+        id: Option<u64>,
+        participant_id: String,
+        resume_token: String,
+    ) -> Vec<Action> {
+        let Some(participant) = ParticipantId::parse(&participant_id) else {
+            return vec![Action::Send(ServerMessage::error(
+                id,
+                ErrorCode::UnknownSession,
+                "no such session: join again",
+            ))];
+        };
+        match self.sfu.resume(participant, resume_token).await {
+            Ok((info, events)) => {
+                self.state = State::Joined {
+                    participant,
+                    events,
+                };
+                let mut actions = vec![Action::Send(ServerMessage::Resumed {
+                    id,
+                    participant_id,
+                    participants: info.others.iter().map(participant_json).collect(),
+                })];
+                if let Some((sdp, tracks)) = info.pending_offer {
+                    actions.extend(self.handle_event(SfuEvent::Offer {
+                        to: participant,
+                        sdp,
+                        tracks,
+                    }));
+                }
+                actions
+            }
+            Err(e) => {
+                tracing::info!(%participant, error = %e, "resume refused");
+                vec![Action::Send(ServerMessage::error(
+                    id,
+                    ErrorCode::UnknownSession,
+                    "no such session (it ended, or the token is wrong): join again",
+                ))]
+            }
+        }
+    }
+
+    /// The connection dropped without a `leave`: keep the session for a while, so the client
+    /// can resume it over a new connection without the others seeing it leave.
     pub fn close(&mut self) {
         if let Some(p) = self.participant() {
-            tracing::info!(participant = %p, "signaling closed");
+            tracing::info!(participant = %p, "signaling closed without leave");
+            self.sfu.detach(p);
+        }
+        self.state = State::Left;
+    }
+
+    /// The session ends with the connection: the client closed it, or the server did on
+    /// purpose (a protocol violation).
+    pub fn end(&mut self) {
+        if let Some(p) = self.participant() {
+            tracing::info!(participant = %p, "session ended by the server");
             self.sfu.leave(p);
         }
         self.state = State::Left;
@@ -397,6 +474,7 @@ pub fn error_code(e: &SfuError) -> ErrorCode {
         SfuError::TooManyPendingJoins(_) => ErrorCode::ServerBusy,
         SfuError::TooManyTracks(_) => ErrorCode::TooManyTracks,
         SfuError::PublishNotAllowed | SfuError::MutedByOperator(_) => ErrorCode::Forbidden,
+        SfuError::UnknownSession => ErrorCode::UnknownSession,
         SfuError::UnknownParticipant(_) | SfuError::UnknownRoom(_) | SfuError::Closed => {
             ErrorCode::Internal
         }

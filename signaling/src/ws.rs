@@ -159,7 +159,13 @@ pub async fn run(
                         ]
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | None => break,
+                    // A close frame is the client saying goodbye (a page unloading says 1001):
+                    // that ends the session. A connection that just drops may come back.
+                    Some(Ok(Message::Close(_))) => {
+                        session.end();
+                        break;
+                    }
+                    None => break,
                     Some(Err(e)) => {
                         tracing::info!(participant = ?session.participant(), error = %e, "WebSocket read failed");
                         break;
@@ -194,6 +200,8 @@ pub async fn run(
                     }
                 }
                 Action::Close(code, reason) => {
+                    // Closing on purpose (idle, abuse, protocol violation) ends the session.
+                    session.end();
                     let frame = CloseFrame {
                         code,
                         reason: reason.into(),

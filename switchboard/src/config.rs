@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// Let TURN relay to loopback addresses. For local testing only
     #[arg(long)]
     pub turn_allow_loopback_peers: bool,
+    /// Seconds a participant whose WebSocket dropped may reconnect and resume its session,
+    /// media flowing meanwhile [default: 30]
+    #[arg(long, env = "SWITCHBOARD_RESUME_GRACE", value_name = "SECONDS")]
+    pub resume_grace: Option<u64>,
     #[command(flatten)]
     pub keys: ApiKeyArgs,
     /// Most rooms at once [default: 10000]
@@ -123,6 +127,7 @@ pub struct ServeConfig {
     pub api_keys: Option<(String, String)>,
     pub sfu_limits: SfuLimits,
     pub connection_limits: ConnectionLimits,
+    pub resume_grace: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +203,7 @@ impl ServeConfig {
             api_keys,
             sfu_limits,
             connection_limits,
+            resume_grace: std::time::Duration::from_secs(args.resume_grace.unwrap_or(30)),
             http_addr: args
                 .http_addr
                 .or(file.http_addr)

@@ -22,7 +22,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 
 use crate::demux::Demux;
 use crate::error::SfuError;
-use crate::event::{JoinInfo, ParticipantInfo, ParticipantStats, SfuEvent, TrackInfo};
+use crate::event::{JoinInfo, ParticipantInfo, ParticipantStats, ResumeInfo, SfuEvent, TrackInfo};
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Counters;
 use crate::participant::{Participant, RemovalReason};
@@ -44,6 +44,8 @@ pub struct SfuConfig {
     pub disconnect_timeout: Duration,
     /// Rooms, participants, tracks and pending joins the SFU accepts.
     pub limits: SfuLimits,
+    /// A participant whose signaling went away (see [`Sfu::detach`]) may resume this long.
+    pub resume_grace: Duration,
 }
 
 impl SfuConfig {
@@ -55,6 +57,7 @@ impl SfuConfig {
             connect_timeout: Duration::from_secs(30),
             disconnect_timeout: Duration::from_secs(5),
             limits: SfuLimits::default(),
+            resume_grace: Duration::from_secs(30),
         }
     }
 }
@@ -158,12 +161,14 @@ impl Sfu {
                 }));
         }
         room_state.participants.push(id);
+        let resume_token = participant.resume_token.clone();
         self.participants.insert(id, participant);
         self.mark_dirty(id);
         tracing::info!(participant = %id, room, name, ?permissions, "joined");
         Ok(JoinInfo {
             participant: id,
             others,
+            resume_token,
         })
     }
 
@@ -232,6 +237,13 @@ impl Sfu {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| SfuError::SdpRejected(e.to_string()))?;
+        // An ICE restart by the participant gives it a new ufrag of ours: route by that now.
+        let ufrag = p.rtc.direct_api().local_ice_credentials().ufrag;
+        if ufrag != p.ice_ufrag {
+            tracing::info!(participant = %id, "ICE restart");
+            self.demux.rename_peer(&p.ice_ufrag, ufrag.clone(), id);
+            p.ice_ufrag = ufrag;
+        }
         p.negotiation.established = true;
         p.refresh_payload_types();
         self.mark_dirty(id);
@@ -258,6 +270,7 @@ impl Sfu {
             .pending
             .take()
             .ok_or(SfuError::NoPendingOffer)?;
+        p.negotiation.pending_offer = None;
         p.rtc
             .sdp_api()
             .accept_answer(pending, answer)
@@ -392,6 +405,50 @@ impl Sfu {
     }
 
     /// The participant left (or its signaling went away).
+    /// The participant's signaling connection went away without a `leave`. Its media goes on,
+    /// and nobody is told, until it [resumes](Sfu::resume) or `resume_grace` ends. One whose
+    /// media never connected is simply removed.
+    pub fn detach(&mut self, id: ParticipantId, now: Instant) {
+        if self.participants.get(&id).is_some_and(|p| !p.connected) {
+            // No media to keep alive: nothing worth resuming.
+            self.remove(id, now);
+            return;
+        }
+        if let Some(p) = self.participants.get_mut(&id) {
+            tracing::info!(participant = %id, grace = ?self.config.resume_grace, "signaling lost; waiting for it to resume");
+            p.detached_since = Some(now);
+        }
+    }
+
+    /// A new signaling connection takes over a detached (or still attached) session.
+    pub fn resume(
+        &mut self,
+        id: ParticipantId,
+        resume_token: &str,
+    ) -> Result<ResumeInfo, SfuError> {
+        let p = self
+            .participants
+            .get_mut(&id)
+            .filter(|p| constant_time_eq(p.resume_token.as_bytes(), resume_token.as_bytes()))
+            .ok_or(SfuError::UnknownSession)?;
+        p.detached_since = None;
+        let pending_offer = p.negotiation.pending_offer.clone();
+        let room = p.room.clone();
+        tracing::info!(participant = %id, "session resumed");
+        let others = self
+            .rooms
+            .get(&room)
+            .into_iter()
+            .flat_map(|r| r.others(id))
+            .filter_map(|o| self.participants.get(&o))
+            .map(|o| participant_info(o, &self.tracks))
+            .collect();
+        Ok(ResumeInfo {
+            others,
+            pending_offer,
+        })
+    }
+
     pub fn leave(&mut self, id: ParticipantId, now: Instant) {
         self.remove(id, now);
     }
@@ -568,6 +625,7 @@ impl Sfu {
                     now,
                     self.config.connect_timeout,
                     self.config.disconnect_timeout,
+                    self.config.resume_grace,
                 )
                 .map(|r| (p.id, r))
             })
@@ -647,6 +705,11 @@ fn sdp_error(e: &impl std::fmt::Display) -> String {
     } else {
         explanation.join("; ")
     }
+}
+
+/// Token comparison that takes as long for a near miss as for a far one.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn install_crypto_provider() {

@@ -151,7 +151,7 @@ impl Sfu {
                 t.subscribers.push((id, mid));
             }
         }
-        let tracks = p
+        let tracks: Vec<OfferedTrack> = p
             .downtracks
             .values()
             .filter_map(|d| {
@@ -165,9 +165,11 @@ impl Sfu {
             })
             .collect();
         tracing::debug!(participant = %id, "sending offer");
+        let sdp = offer.to_sdp_string();
+        p.negotiation.pending_offer = Some((sdp.clone(), tracks.clone()));
         self.outputs.push_back(SfuOutput::Event(SfuEvent::Offer {
             to: id,
-            sdp: offer.to_sdp_string(),
+            sdp,
             tracks,
         }));
     }

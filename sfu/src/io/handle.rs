@@ -8,7 +8,7 @@ use crate::engine::RoomInfo;
 use crate::error::SfuError;
 #[allow(unused_imports)] // named in docs
 use crate::event::RemovalReason;
-use crate::event::{JoinInfo, ParticipantInfo, ParticipantStats, SfuEvent};
+use crate::event::{JoinInfo, ParticipantInfo, ParticipantStats, ResumeInfo, SfuEvent};
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::MetricsSnapshot;
 use crate::policy::Permissions;
@@ -65,6 +65,15 @@ pub(crate) enum Command {
     },
     Leave {
         participant: ParticipantId,
+    },
+    Detach {
+        participant: ParticipantId,
+    },
+    Resume {
+        participant: ParticipantId,
+        resume_token: String,
+        events: mpsc::UnboundedSender<SfuEvent>,
+        reply: oneshot::Sender<Result<ResumeInfo, SfuError>>,
     },
     AllStats {
         reply: oneshot::Sender<Vec<ParticipantStats>>,
@@ -225,6 +234,31 @@ impl SfuHandle {
     /// Every participant and what it receives.
     pub async fn all_stats(&self) -> Result<Vec<ParticipantStats>, SfuError> {
         self.call(|reply| Command::AllStats { reply }).await
+    }
+
+    /// The participant's signaling went away without leaving: keep its session (and media)
+    /// for the resume grace period. Fire and forget.
+    pub fn detach(&self, participant: ParticipantId) {
+        let _ = self.commands.send(Command::Detach { participant });
+    }
+
+    /// Continue a session over a new signaling connection; its events arrive on the returned
+    /// receiver from now on.
+    pub async fn resume(
+        &self,
+        participant: ParticipantId,
+        resume_token: String,
+    ) -> Result<(ResumeInfo, mpsc::UnboundedReceiver<SfuEvent>), SfuError> {
+        let (events, rx) = mpsc::unbounded_channel();
+        let info = self
+            .call(|reply| Command::Resume {
+                participant,
+                resume_token,
+                events,
+                reply,
+            })
+            .await??;
+        Ok((info, rx))
     }
 
     /// Remove the participant. Fire and forget: also safe from `Drop`.

@@ -36,6 +36,8 @@ pub struct SfuServerConfig {
     pub ice_tcp: bool,
     /// Rooms, participants, tracks and pending joins accepted.
     pub limits: SfuLimits,
+    /// How long a participant whose signaling dropped may resume its session.
+    pub resume_grace: std::time::Duration,
 }
 
 pub struct SfuServer {
@@ -71,6 +73,7 @@ impl SfuServer {
         let advertised = SocketAddr::new(advertised_ip, udp_addr.port());
         let mut sfu_config = SfuConfig::new(advertised, std_tcp.as_ref().map(|_| advertised));
         sfu_config.limits = config.limits;
+        sfu_config.resume_grace = config.resume_grace;
         let metrics = Arc::new(Mutex::new(MetricsSnapshot::default()));
         let published = Arc::clone(&metrics);
 
@@ -254,6 +257,23 @@ impl MediaLoop {
             Command::Leave { participant } => {
                 self.subscribers.remove(&participant);
                 self.sfu.leave(participant, now);
+            }
+            Command::Detach { participant } => {
+                // Events while detached are dropped; `resume` hands out the state instead.
+                self.subscribers.remove(&participant);
+                self.sfu.detach(participant, now);
+            }
+            Command::Resume {
+                participant,
+                resume_token,
+                events,
+                reply,
+            } => {
+                let result = self.sfu.resume(participant, &resume_token);
+                if result.is_ok() {
+                    self.subscribers.insert(participant, events);
+                }
+                let _ = reply.send(result);
             }
             Command::Rooms { reply } => {
                 let _ = reply.send(self.sfu.rooms());

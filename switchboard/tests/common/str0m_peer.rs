@@ -41,6 +41,7 @@ pub struct VideoPacket {
 #[derive(Debug, Default)]
 pub struct Recorded {
     pub participant_id: String,
+    pub resume_token: String,
     pub video: Vec<VideoPacket>,
     pub audio_packets: u64,
     pub audio_at: VecDeque<Instant>,
@@ -90,6 +91,8 @@ pub enum Role {
 
 pub struct Str0mPeer {
     pub recorded: Arc<Mutex<Recorded>>,
+    /// Dropping the WebSocket (without `leave`) while media goes on.
+    drop_signaling: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -123,7 +126,9 @@ impl Str0mPeer {
             .enable_vp8(true)
             .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
+        let (drop_tx, drop_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(run(
+            drop_rx,
             rtc,
             socket,
             ws,
@@ -134,7 +139,18 @@ impl Str0mPeer {
             media_via,
             recorded.clone(),
         ));
-        Str0mPeer { recorded, task }
+        Str0mPeer {
+            recorded,
+            drop_signaling: Some(drop_tx),
+            task,
+        }
+    }
+
+    /// Drop the signaling connection abruptly (no `leave`, no close frame); media goes on.
+    pub fn drop_signaling(&mut self) {
+        if let Some(tx) = self.drop_signaling.take() {
+            let _ = tx.send(());
+        }
     }
 
     pub fn recorded(&self) -> std::sync::MutexGuard<'_, Recorded> {
@@ -179,9 +195,10 @@ struct LayerSender {
 
 #[allow(clippy::too_many_arguments)]
 async fn run(
+    mut drop_signaling: tokio::sync::oneshot::Receiver<()>,
     mut rtc: Rtc,
     socket: UdpSocket,
-    mut ws: Ws,
+    ws: Ws,
     room: String,
     name: String,
     role: Role,
@@ -198,11 +215,15 @@ async fn run(
         None => sdp.to_owned(),
     };
     let send_json = |v: Value| Message::Text(v.to_string().into());
-    ws.send(send_json(
-        json!({"type": "join", "id": 1, "room": room, "name": name}),
-    ))
-    .await
-    .expect("join");
+    let mut ws = Some(ws);
+    let mut signaling_dropped = false;
+    ws.as_mut()
+        .expect("just set")
+        .send(send_json(
+            json!({"type": "join", "id": 1, "room": room, "name": name}),
+        ))
+        .await
+        .expect("join");
 
     let publisher = matches!(role, Role::Publisher);
     let mut api = rtc.sdp_api();
@@ -287,7 +308,11 @@ async fn run(
                 let Ok(receive) = Receive::new(Protocol::Udp, source, socket.local_addr().expect("addr"), &buf[..len]) else { continue };
                 let _ = rtc.handle_input(Input::Receive(Instant::now(), receive));
             }
-            message = ws.next() => {
+            _ = &mut drop_signaling, if !signaling_dropped => {
+                signaling_dropped = true;
+                ws = None; // dropped without a close frame, as a lost network would
+            }
+            message = next_message(&mut ws) => {
                 let text = match message {
                     Some(Ok(Message::Text(text))) => text,
                     // Keepalive pings are answered by the WebSocket layer itself.
@@ -297,10 +322,14 @@ async fn run(
                 let Ok(msg) = serde_json::from_str::<Value>(text.as_str()) else { continue };
                 match msg["type"].as_str() {
                     Some("joined") => {
-                        recorded.lock().expect("lock").participant_id = msg["participant_id"].as_str().unwrap_or_default().to_owned();
+                        {
+                            let mut r = recorded.lock().expect("lock");
+                            r.participant_id = msg["participant_id"].as_str().unwrap_or_default().to_owned();
+                            r.resume_token = msg["resume_token"].as_str().unwrap_or_default().to_owned();
+                        }
                         if !offer_sent {
                             offer_sent = true;
-                            ws.send(send_json(json!({"type": "offer", "id": 2, "sdp": offer.to_sdp_string()}))).await.expect("offer");
+                            send(&mut ws, send_json(json!({"type": "offer", "id": 2, "sdp": offer.to_sdp_string()}))).await;
                         }
                     }
                     Some("answer") => {
@@ -315,7 +344,7 @@ async fn run(
                     Some("offer") => {
                         let offer = SdpOffer::from_sdp_string(&redirect(msg["sdp"].as_str().unwrap_or_default())).expect("offer SDP");
                         let answer = rtc.sdp_api().accept_offer(offer).expect("offer accepted");
-                        ws.send(send_json(json!({"type": "answer", "sdp": answer.to_sdp_string()}))).await.expect("answer");
+                        send(&mut ws, send_json(json!({"type": "answer", "sdp": answer.to_sdp_string()}))).await;
                     }
                     Some("stats") => recorded.lock().expect("lock").stats = Some(msg),
                     Some("video_paused") => recorded.lock().expect("lock").paused_messages.push(msg),
@@ -326,6 +355,22 @@ async fn run(
                 let _ = rtc.handle_input(Input::Timeout(Instant::now()));
             }
         }
+    }
+}
+
+/// The next WebSocket message; pending forever once the connection was dropped.
+async fn next_message(
+    ws: &mut Option<Ws>,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match ws {
+        Some(ws) => ws.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn send(ws: &mut Option<Ws>, message: Message) {
+    if let Some(ws) = ws {
+        ws.send(message).await.expect("signaling send");
     }
 }
 
