@@ -198,6 +198,7 @@ async function join(room, name) {
 
 function startCall(s, joined) {
   s.participantId = joined.participant_id;
+  s.resumeToken = joined.resume_token;
   $('room-label').textContent = joined.room || s.room;
   history.replaceState(null, '', `?room=${encodeURIComponent(s.room)}`);
   showView('call');
@@ -214,9 +215,17 @@ function startCall(s, joined) {
 
   s.signaling.addEventListener('message', (ev) => onServerMessage(s, ev.detail));
   s.signaling.addEventListener('close', (ev) => {
-    if (session !== s) return;
-    if (!ev.detail.clean) toast(`Lost the connection to the server (${ev.detail.code}).`);
-    teardown(s);
+    if (session !== s || ev.detail.clean) {
+      if (session === s) teardown(s);
+      return;
+    }
+    if (SESSION_ENDED_CODES.has(ev.detail.code)) {
+      // The server ended the session on purpose: say why, and go back to the join form.
+      toast(`The server ended the call (${ev.detail.code}${ev.detail.reason ? `: ${ev.detail.reason}` : ''}).`);
+      teardown(s);
+      return;
+    }
+    reconnect(s);
   });
 
   s.call = new Call({
@@ -263,6 +272,80 @@ function startCall(s, joined) {
     if (s.signaling.state === 'open') s.signaling.request({ type: 'ping' }).catch(() => {});
   }, 20000);
 }
+
+/** Close codes by which the server ends a session on purpose (docs/protocol.md). */
+const SESSION_ENDED_CODES = new Set([1003, 1008, 1009, 4000, 4001, 4002, 4003]);
+/** Backoff between reconnection attempts, in ms; the last one repeats. */
+const RECONNECT_BACKOFF_MS = [250, 500, 1000, 2000, 4000];
+/** The server keeps a dropped session this long (its default --resume-grace). */
+const RESUME_WINDOW_MS = 30_000;
+
+/**
+ * The signaling connection dropped (not closed by either side on purpose): reconnect with
+ * backoff and resume the session, media untouched. If the session is gone (the server
+ * restarted, or the grace period passed), join the room again from scratch.
+ */
+async function reconnect(s) {
+  // Failed attempts close the socket again; one loop handles them all.
+  if (s.reconnecting) return;
+  s.reconnecting = true;
+  try {
+    await reconnectLoop(s);
+  } finally {
+    s.reconnecting = false;
+  }
+}
+
+async function reconnectLoop(s) {
+  const started = Date.now();
+  setStatus('signaling', 'reconnecting', 'pending');
+  for (let attempt = 0; session === s; attempt++) {
+    await sleep(RECONNECT_BACKOFF_MS[Math.min(attempt, RECONNECT_BACKOFF_MS.length - 1)]);
+    if (session !== s) return;
+    try {
+      await s.signaling.connect();
+    } catch {
+      continue; // the server is not reachable (yet): keep trying
+    }
+    if (Date.now() - started > RESUME_WINDOW_MS) break;
+    try {
+      const resumed = await s.signaling.request({
+        type: 'resume',
+        participant_id: s.participantId,
+        resume_token: s.resumeToken,
+      });
+      reconcileParticipants(s, resumed.participants || []);
+      console.info(`switchboard: session resumed after ${attempt + 1} attempt(s)`);
+      toast('Reconnected.');
+      return;
+    } catch (e) {
+      if (e.name === 'ServerError' && e.code === 'unknown_session') break;
+      // The connection dropped again mid-request: try again.
+    }
+  }
+  if (session !== s) return;
+  console.info('switchboard: the session is gone; joining again');
+  toast('Reconnected: joining the room again.');
+  const { room, name } = s;
+  s.left = true; // do not send `leave` for a session that no longer exists
+  teardown(s);
+  join(room, name);
+}
+
+/** After a resume: events while disconnected were not delivered; `participants` is the truth. */
+function reconcileParticipants(s, participants) {
+  const present = new Set(participants.map((p) => p.participant_id));
+  for (const id of [...s.participants.keys()]) {
+    if (!present.has(id)) {
+      s.participants.delete(id);
+      s.gone.add(id);
+      grid.remove(id);
+    }
+  }
+  for (const p of participants) if (!s.participants.has(p.participant_id)) addParticipant(s, p);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Whether a received video track is a screen share: the server says so (`source`, when it

@@ -87,9 +87,32 @@ export class Call extends EventTarget {
     for (const ev of ['connectionstatechange', 'iceconnectionstatechange', 'signalingstatechange']) {
       pc.addEventListener(ev, () => this.emitState());
     }
+    pc.addEventListener('iceconnectionstatechange', () => this.watchIce());
 
     this.onMessage = (ev) => this.handleMessage(ev.detail);
     signaling.addEventListener('message', this.onMessage);
+  }
+
+  /**
+   * ICE restart when the media path breaks (a network change): at once on `failed`, and after
+   * a moment of `disconnected` (which often recovers by itself). `restartIce()` makes the next
+   * offer carry new ICE credentials; negotiation then runs as usual.
+   */
+  watchIce() {
+    const state = this.pc.iceConnectionState;
+    clearTimeout(this.iceRestartTimer);
+    if (this.closed) return;
+    if (state === 'failed') {
+      console.info('switchboard: ICE failed, restarting ICE');
+      this.pc.restartIce();
+    } else if (state === 'disconnected') {
+      this.iceRestartTimer = setTimeout(() => {
+        if (!this.closed && this.pc.iceConnectionState === 'disconnected') {
+          console.info('switchboard: ICE still disconnected, restarting ICE');
+          this.pc.restartIce();
+        }
+      }, 2500);
+    }
   }
 
   /** Adds the local camera/microphone tracks. Negotiation starts by itself. */
