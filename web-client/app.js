@@ -225,7 +225,9 @@ function startCall(s, joined) {
       teardown(s);
       return;
     }
-    reconnect(s);
+    // 4000 (media timed out) and 4003 (idle): the session is gone, but the user still wants
+    // the call: join again. Anything else is a dropped connection: resume.
+    reconnect(s, { resume: !REJOIN_CODES.has(ev.detail.code) });
   });
 
   s.call = new Call({
@@ -274,7 +276,9 @@ function startCall(s, joined) {
 }
 
 /** Close codes by which the server ends a session on purpose (docs/protocol.md). */
-const SESSION_ENDED_CODES = new Set([1003, 1008, 1009, 4000, 4001, 4002, 4003]);
+const SESSION_ENDED_CODES = new Set([1003, 1008, 1009, 4001, 4002]);
+/** Close codes after which the session is gone but joining again should recover the call. */
+const REJOIN_CODES = new Set([4000, 4003]);
 /** Backoff between reconnection attempts, in ms; the last one repeats. */
 const RECONNECT_BACKOFF_MS = [250, 500, 1000, 2000, 4000];
 /** The server keeps a dropped session this long (its default --resume-grace). */
@@ -285,21 +289,21 @@ const RESUME_WINDOW_MS = 30_000;
  * backoff and resume the session, media untouched. If the session is gone (the server
  * restarted, or the grace period passed), join the room again from scratch.
  */
-async function reconnect(s) {
+async function reconnect(s, { resume = true } = {}) {
   // Failed attempts close the socket again; one loop handles them all.
   if (s.reconnecting) return;
   s.reconnecting = true;
   try {
-    await reconnectLoop(s);
+    await reconnectLoop(s, resume);
   } finally {
     s.reconnecting = false;
   }
 }
 
-async function reconnectLoop(s) {
+async function reconnectLoop(s, resume) {
   const started = Date.now();
   setStatus('signaling', 'reconnecting', 'pending');
-  for (let attempt = 0; session === s; attempt++) {
+  for (let attempt = 0; resume && session === s; attempt++) {
     await sleep(RECONNECT_BACKOFF_MS[Math.min(attempt, RECONNECT_BACKOFF_MS.length - 1)]);
     if (session !== s) return;
     try {
@@ -325,11 +329,20 @@ async function reconnectLoop(s) {
   }
   if (session !== s) return;
   console.info('switchboard: the session is gone; joining again');
-  toast('Reconnected: joining the room again.');
+  toast('Joining the room again.');
   const { room, name } = s;
   s.left = true; // do not send `leave` for a session that no longer exists
   teardown(s);
-  join(room, name);
+  rejoin(room, name);
+}
+
+/** Join again until it works (the server may still be restarting). */
+async function rejoin(room, name) {
+  for (let attempt = 0; ; attempt++) {
+    await join(room, name);
+    if (session || attempt >= 40) return; // joined (by us or by hand), or ~3 minutes passed
+    await sleep(RECONNECT_BACKOFF_MS[Math.min(attempt, RECONNECT_BACKOFF_MS.length - 1)] + 1000);
+  }
 }
 
 /** After a resume: events while disconnected were not delivered; `participants` is the truth. */

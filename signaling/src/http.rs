@@ -32,6 +32,8 @@ pub struct AppState {
     pub metrics: Arc<SignalingMetrics>,
     /// More Prometheus text appended to `/metrics` (the binary adds its TURN server's).
     pub extra_metrics: Option<ExtraMetrics>,
+    /// Set when the server shuts down: every WebSocket closes with 1001.
+    pub shutting_down: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// Renders extra `/metrics` families, in Prometheus text format.
@@ -47,6 +49,7 @@ impl AppState {
             limits: ConnectionLimits::default(),
             metrics: Arc::default(),
             extra_metrics: None,
+            shutting_down: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 }
@@ -68,7 +71,13 @@ async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> 
         .max_frame_size(ws::HARD_FRAME_LIMIT)
         .on_upgrade(move |socket| {
             let session = Session::new(state.sfu, state.ice_servers, state.auth);
-            ws::run(socket, session, state.limits, state.metrics)
+            ws::run(
+                socket,
+                session,
+                state.limits,
+                state.metrics,
+                state.shutting_down.subscribe(),
+            )
         })
 }
 

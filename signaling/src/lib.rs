@@ -30,6 +30,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // WebSocket sessions outlive axum's graceful shutdown; tell them to close.
+    let shutting_down = state.shutting_down.clone();
+    let shutdown = async move {
+        shutdown.await;
+        shutting_down.send_replace(true);
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

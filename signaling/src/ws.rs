@@ -109,6 +109,7 @@ pub async fn run(
     mut session: Session,
     limits: ConnectionLimits,
     metrics: Arc<SignalingMetrics>,
+    mut shutting_down: tokio::sync::watch::Receiver<bool>,
 ) {
     metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     metrics.connections_open.fetch_add(1, Ordering::Relaxed);
@@ -173,6 +174,13 @@ pub async fn run(
                 }
             },
             Some(event) = session.next_event() => session.handle_event(event),
+            changed = shutting_down.changed() => {
+                let down = changed.is_err() || *shutting_down.borrow();
+                if !down {
+                    continue;
+                }
+                vec![Action::Close(1001, "server shutting down".into())]
+            }
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
                     break 'connection;

@@ -11,7 +11,7 @@
 # Env: SWITCHBOARD_BIN (default target/debug/switchboard, relative to the repo root),
 # SWITCHBOARD_URL (default http://127.0.0.1:8080; the server is told to listen there),
 # SWITCHBOARD_RTC_ADDR (default 127.0.0.1:50000), RUST_LOG (default info),
-# CHROMIUM_PATH (default /usr/bin/chromium), E2E_TESTS (default "e2e ui simulcast relay reconnect": which of
+# CHROMIUM_PATH (default /usr/bin/chromium), E2E_TESTS (default "e2e ui simulcast relay reconnect restart": which of
 # tests/*.mjs to run, in order). Server log: web-client/tests/test-results/server.log.
 set -uo pipefail
 
@@ -76,7 +76,8 @@ done
 
 # The tests, in order; each runs only if the one before passed (E2E_TESTS picks some).
 rc=0
-for test in ${E2E_TESTS:-e2e ui simulcast relay reconnect}; do
+export SWITCHBOARD_BIN="$bin"  # restart.mjs runs (and restarts) a server of its own
+for test in ${E2E_TESTS:-e2e ui simulcast relay reconnect restart}; do
   start=$(date +%s)
   (cd "$here" && node "$test.mjs")
   rc=$?
