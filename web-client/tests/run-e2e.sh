@@ -76,16 +76,19 @@ done
 
 # The tests, in order; each runs only if the one before passed (E2E_TESTS picks some).
 rc=0
+passed=0
+failed=0
 export SWITCHBOARD_BIN="$bin"  # restart.mjs runs (and restarts) a server of its own
 for test in ${E2E_TESTS:-e2e ui simulcast relay reconnect restart}; do
   start=$(date +%s)
   (cd "$here" && node "$test.mjs")
   rc=$?
   echo "run-e2e: $test.mjs exited $rc after $(( $(date +%s) - start )) s"
-  [ "$rc" -eq 0 ] || break
+  if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); break; fi
 done
 if [ "$rc" -ne 0 ]; then
   echo "----- last 80 lines of the server log ($server_log) -----"
   tail -n 80 "$server_log"
 fi
+echo "browser: $passed passed, $failed failed"
 exit "$rc"
