@@ -3,14 +3,13 @@
 //! clients), and the room API answers only admin tokens.
 
 mod common;
-mod support;
 
 use std::time::Duration;
 
+use common::ws::*;
 use common::TestServer;
 use serde_json::json;
 use signaling::auth::{Auth, TokenRequest};
-use support::*;
 use switchboard_testkit::{ClientConfig, ReceivedStats, TestClient};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 

@@ -6,83 +6,24 @@ mod common;
 
 use std::time::Duration;
 
+use common::ws::{closed_with, expect_error, expect_open, recv, send, Ws};
 use common::TestServer;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use futures_util::SinkExt;
+use serde_json::json;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn connect(server: &TestServer) -> Ws {
-    connect_async(server.ws_url())
-        .await
-        .expect("WebSocket connect")
-        .0
+    common::ws::connect(&server.ws_url()).await
 }
 
-async fn send(ws: &mut Ws, text: impl Into<String>) {
-    ws.send(Message::Text(text.into().into()))
-        .await
-        .expect("send");
-}
-
-/// The next JSON message, skipping none; fails after 5 s.
-async fn recv(ws: &mut Ws) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a message within 5 s")
-            .expect("connection open")
-            .expect("frame");
-        match frame {
-            Message::Text(t) => {
-                return serde_json::from_str(t.as_str()).expect("server sends JSON")
-            }
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a text message, got {other:?}"),
-        }
-    }
-}
-
-async fn expect_error(ws: &mut Ws, code: &str) -> Value {
-    let msg = recv(ws).await;
-    assert_eq!(msg["type"], "error", "expected an error, got {msg}");
-    assert_eq!(msg["code"], code, "wrong error code in {msg}");
-    assert!(
-        msg["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "errors explain themselves: {msg}"
-    );
-    msg
-}
-
-/// The connection still answers requests.
-async fn expect_open(ws: &mut Ws) {
-    send(ws, r#"{"type":"ping","id":77}"#).await;
-    assert_eq!(recv(ws).await, json!({"type": "pong", "id": 77}));
+async fn join(ws: &mut Ws, room: &str, name: &str) -> serde_json::Value {
+    common::ws::join(ws, room, name, None).await
 }
 
 async fn expect_closed_with(ws: &mut Ws, code: CloseCode) {
-    let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .expect("close within 5 s");
-    match frame {
-        Some(Ok(Message::Close(Some(close)))) => assert_eq!(close.code, code),
-        other => panic!("expected a close frame with {code:?}, got {other:?}"),
-    }
-}
-
-async fn join(ws: &mut Ws, room: &str, name: &str) -> Value {
-    send(
-        ws,
-        json!({"type": "join", "id": 1, "room": room, "name": name}).to_string(),
-    )
-    .await;
-    let joined = recv(ws).await;
-    assert_eq!(joined["type"], "joined", "join failed: {joined}");
-    joined
+    assert_eq!(closed_with(ws, Duration::from_secs(5)).await, code);
 }
 
 #[tokio::test]

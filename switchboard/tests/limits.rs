@@ -2,13 +2,12 @@
 //! `/metrics`, and never disturbing a participant already in.
 
 mod common;
-mod support;
 
 use std::time::Duration;
 
+use common::ws::*;
 use common::TestServer;
 use serde_json::json;
-use support::*;
 use switchboard_testkit::{ClientConfig, TestClient};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 

@@ -1,12 +1,11 @@
 //! `/metrics`: valid Prometheus text, and it moves with a real call (webrtc-rs clients).
 
 mod common;
-mod support;
 
 use std::time::{Duration, Instant};
 
+use common::ws::scrape;
 use common::TestServer;
-use support::scrape;
 use switchboard_testkit::{ClientConfig, TestClient};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,17 +8,14 @@ mod common;
 use std::time::Duration;
 
 use common::str0m_peer::{Role, Str0mPeer};
+use common::ws::Ws;
 use common::TestServer;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn connect(server: &TestServer) -> Ws {
-    connect_async(server.ws_url()).await.expect("connect").0
+    common::ws::connect(&server.ws_url()).await
 }
 
 async fn request(ws: &mut Ws, message: Value) -> Value {

@@ -1,7 +1,5 @@
-//! Helpers for the access, limits and metrics tests: raw WebSocket clients, HTTP requests
-//! with methods and headers, and access tokens.
-
-#![allow(dead_code)]
+//! Raw signaling clients for the tests (WebSocket requests, replies, errors and close codes),
+//! HTTP requests with methods and headers, and access tokens.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -67,7 +65,7 @@ pub async fn send(ws: &mut Ws, text: impl Into<String>) {
         .expect("send");
 }
 
-/// The next JSON message (pings skipped); fails after 5 s.
+/// The next JSON message, skipping pings and the periodic `stats`; fails after 5 s.
 pub async fn recv(ws: &mut Ws) -> Value {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
@@ -76,7 +74,12 @@ pub async fn recv(ws: &mut Ws) -> Value {
             .expect("connection open")
             .expect("frame");
         match frame {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON"),
+            Message::Text(t) => {
+                let message: Value = serde_json::from_str(t.as_str()).expect("JSON");
+                if message["type"] != "stats" {
+                    return message;
+                }
+            }
             Message::Ping(_) | Message::Pong(_) => continue,
             other => panic!("expected a text message, got {other:?}"),
         }
