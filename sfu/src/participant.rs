@@ -57,6 +57,10 @@ pub struct Participant {
     pub joined_at: Instant,
     pub connected: bool,
     pub disconnected_since: Option<Instant>,
+    /// When the last datagram from this participant arrived. Browsers send RTCP every second
+    /// and ICE consent checks every few seconds, so a long silence means the path is gone,
+    /// whatever state ICE reports (str0m's ICE-lite notices much later).
+    pub last_received: Instant,
     /// Proves a reconnecting signaling connection is this participant's.
     pub resume_token: String,
     /// Its signaling connection went away without a `leave`, at this time; media goes on
@@ -123,6 +127,7 @@ impl Participant {
             joined_at: now,
             connected: false,
             disconnected_since: None,
+            last_received: now,
             resume_token: (0..16)
                 .map(|_| format!("{:02x}", rand::random::<u8>()))
                 .collect(),
@@ -145,6 +150,7 @@ impl Participant {
         connect_timeout: Duration,
         disconnect_timeout: Duration,
         resume_grace: Duration,
+        media_timeout: Duration,
     ) -> Option<RemovalReason> {
         if !self.rtc.is_alive() {
             return Some(RemovalReason::MediaClosed);
@@ -154,6 +160,9 @@ impl Participant {
             .is_some_and(|since| now.saturating_duration_since(since) > resume_grace)
         {
             return Some(RemovalReason::SignalingLost);
+        }
+        if self.connected && now.saturating_duration_since(self.last_received) > media_timeout {
+            return Some(RemovalReason::MediaTimeout);
         }
         if !self.connected && now.saturating_duration_since(self.joined_at) > connect_timeout {
             return Some(RemovalReason::ConnectTimeout);

@@ -11,7 +11,7 @@
 # Env: SWITCHBOARD_BIN (default target/debug/switchboard, relative to the repo root),
 # SWITCHBOARD_URL (default http://127.0.0.1:8080; the server is told to listen there),
 # SWITCHBOARD_RTC_ADDR (default 127.0.0.1:50000), RUST_LOG (default info),
-# CHROMIUM_PATH (default /usr/bin/chromium), E2E_TESTS (default "e2e ui simulcast relay reconnect restart": which of
+# CHROMIUM_PATH (default /usr/bin/chromium), E2E_TESTS (default "e2e ui simulcast relay reconnect blackout restart": which of
 # tests/*.mjs to run, in order). Server log: web-client/tests/test-results/server.log.
 set -uo pipefail
 
@@ -79,7 +79,8 @@ rc=0
 passed=0
 failed=0
 export SWITCHBOARD_BIN="$bin"  # restart.mjs runs (and restarts) a server of its own
-for test in ${E2E_TESTS:-e2e ui simulcast relay reconnect restart}; do
+export SWITCHBOARD_SERVER_PID="$server_pid" SWITCHBOARD_RTC_ADDR="$rtc_addr"  # blackout.mjs
+for test in ${E2E_TESTS:-e2e ui simulcast relay reconnect blackout restart}; do
   start=$(date +%s)
   (cd "$here" && node "$test.mjs")
   rc=$?

@@ -46,6 +46,8 @@ pub struct SfuConfig {
     pub limits: SfuLimits,
     /// A participant whose signaling went away (see [`Sfu::detach`]) may resume this long.
     pub resume_grace: Duration,
+    /// A connected participant from which nothing at all has arrived this long is removed.
+    pub media_timeout: Duration,
 }
 
 impl SfuConfig {
@@ -58,6 +60,7 @@ impl SfuConfig {
             disconnect_timeout: Duration::from_secs(5),
             limits: SfuLimits::default(),
             resume_grace: Duration::from_secs(30),
+            media_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -473,6 +476,7 @@ impl Sfu {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
+        p.last_received = now;
         if let Err(e) = p.rtc.handle_input(Input::Receive(now, receive)) {
             tracing::debug!(participant = %id, error = %e, "datagram refused");
         }
@@ -580,8 +584,12 @@ impl Sfu {
             Event::IceConnectionStateChange(state) => {
                 tracing::debug!(participant = %id, ?state, "ICE state");
                 if let Some(p) = self.participants.get_mut(&id) {
+                    // Once connected, any state without a working path counts toward the
+                    // timeout: an ICE restart that never completes (Checking) as much as a
+                    // Disconnected. Before the first connection, the connect timeout applies.
                     p.disconnected_since = match state {
-                        IceConnectionState::Disconnected => p.disconnected_since.or(Some(now)),
+                        IceConnectionState::Connected | IceConnectionState::Completed => None,
+                        _ if p.connected => p.disconnected_since.or(Some(now)),
                         _ => None,
                     };
                 }
@@ -626,6 +634,7 @@ impl Sfu {
                     self.config.connect_timeout,
                     self.config.disconnect_timeout,
                     self.config.resume_grace,
+                    self.config.media_timeout,
                 )
                 .map(|r| (p.id, r))
             })
