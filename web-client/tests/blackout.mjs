@@ -11,6 +11,7 @@
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, keepPeerConnections, makeLogger, saveEvidence, sleep, waitFor } from './lib.mjs';
@@ -33,8 +34,16 @@ function serverResources() {
   return { fds: readdirSync(`/proc/${pid}/fd`).length, threads: readdirSync(`/proc/${pid}/task`).length };
 }
 
-async function health() {
-  return (await fetch(`${BASE}/healthz`)).json();
+/** `/healthz` over a connection that closes afterwards (fetch would keep it open, and it
+ * would count as a server file descriptor). */
+function health() {
+  return new Promise((resolve, reject) => {
+    http.get(`${BASE}/healthz`, { agent: false }, (res) => {
+      let body = '';
+      res.on('data', (chunk) => { body += chunk; });
+      res.on('end', () => { try { resolve(JSON.parse(body)); } catch (e) { reject(e); } });
+    }).on('error', reject);
+  });
 }
 
 function videoOf(page, name) {
