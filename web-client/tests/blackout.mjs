@@ -27,23 +27,36 @@ const RULES = ['udp', 'tcp'].flatMap((proto) => [
 
 const iptables = (op) => { for (const rule of RULES) execFileSync('iptables', [op, ...rule]); };
 
-/** Open file descriptors (sockets included) and threads of the server process. */
-function serverResources() {
+/**
+ * The server's open file descriptors and threads, less its TURN relay sockets: a TURN
+ * allocation a browser did not release lives out its lifetime (600 s) by design.
+ */
+async function serverResources() {
   const pid = process.env.SWITCHBOARD_SERVER_PID;
   if (!pid) throw new Error('SWITCHBOARD_SERVER_PID is not set');
-  return { fds: readdirSync(`/proc/${pid}/fd`).length, threads: readdirSync(`/proc/${pid}/task`).length };
+  const metrics = await get('/metrics');
+  const relays = Number((metrics.match(/^switchboard_turn_allocations (\d+)$/m) || [0, 0])[1]);
+  return {
+    fds: readdirSync(`/proc/${pid}/fd`).length - relays,
+    turnRelays: relays,
+    threads: readdirSync(`/proc/${pid}/task`).length,
+  };
 }
 
-/** `/healthz` over a connection that closes afterwards (fetch would keep it open, and it
- * would count as a server file descriptor). */
-function health() {
+/** GET over a connection that closes afterwards (fetch would keep it open, and it would
+ * count as a server file descriptor). */
+function get(path) {
   return new Promise((resolve, reject) => {
-    http.get(`${BASE}/healthz`, { agent: false }, (res) => {
+    http.get(`${BASE}${path}`, { agent: false }, (res) => {
       let body = '';
       res.on('data', (chunk) => { body += chunk; });
-      res.on('end', () => { try { resolve(JSON.parse(body)); } catch (e) { reject(e); } });
+      res.on('end', () => resolve(body));
     }).on('error', reject);
   });
+}
+
+async function health() {
+  return JSON.parse(await get('/healthz'));
 }
 
 function videoOf(page, name) {
@@ -68,7 +81,7 @@ async function main() {
   const pages = new Map();
   let context;
   let blocked = false;
-  const baseline = serverResources();
+  const baseline = await serverResources();
   try {
     context = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
     await context.grantPermissions(['camera', 'microphone'], { origin: BASE });
@@ -104,10 +117,10 @@ async function main() {
     context = null;
     await waitFor('the server to forget everyone and free what it held', async () => {
       const h = await health();
-      const now = serverResources();
+      const now = await serverResources();
       const ok = h.participants === 0 && h.rooms === 0 && now.fds <= baseline.fds + 1 && now.threads === baseline.threads;
       return { ok, detail: { health: h, baseline, now } };
-    }, 15_000);
+    }, 45_000); // ICE-TCP connections the blackout cut are closed after their 20 s idle timeout
     console.log('BLACKOUT PASS: the call recovered after media was blocked past the ICE timeout; nothing left behind');
     return 0;
   } catch (e) {

@@ -9,6 +9,10 @@ use tokio::sync::mpsc;
 
 /// Frames a connection may have queued toward the peer before it counts as stalled.
 const WRITE_QUEUE: usize = 256;
+/// A connection that carries nothing for this long is closed. A live ICE-TCP path carries
+/// consent checks every few seconds; one whose peer vanished without a FIN reaching us (a
+/// network that dropped it) would otherwise hold its socket forever.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub(crate) enum TcpEvent {
     Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
@@ -50,7 +54,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, events: mpsc::Unbounded
         }
     };
     let read = async {
-        while let Ok(len) = reader.read_u16().await {
+        while let Ok(Ok(len)) = tokio::time::timeout(IDLE_TIMEOUT, reader.read_u16()).await {
             let mut frame = vec![0; usize::from(len)];
             if reader.read_exact(&mut frame).await.is_err() {
                 break;
