@@ -76,6 +76,9 @@ pub enum SfuOutput {
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
 /// Every participant gets a `Stats` event this often.
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
+/// Due timeouts a drain handles itself before leaving the rest to `handle_timeout`, so a
+/// connection that keeps reporting past deadlines cannot hold the thread.
+const MAX_INLINE_TIMEOUTS: u32 = 8;
 
 pub struct Sfu {
     config: SfuConfig,
@@ -87,6 +90,8 @@ pub struct Sfu {
     timeouts: BTreeSet<(Instant, ParticipantId)>,
     /// Participants whose `Rtc` has output to drain.
     dirty: Vec<ParticipantId>,
+    /// When the datagram that left participants dirty arrived; `poll_output` drains them.
+    receive_pending: Option<Instant>,
     outputs: VecDeque<SfuOutput>,
     next_housekeeping: Instant,
     next_stats: Instant,
@@ -106,6 +111,7 @@ impl Sfu {
             demux: Demux::default(),
             timeouts: BTreeSet::new(),
             dirty: Vec::new(),
+            receive_pending: None,
             outputs: VecDeque::new(),
             next_housekeeping: now + HOUSEKEEPING_INTERVAL,
             next_stats: now + STATS_INTERVAL,
@@ -282,7 +288,15 @@ impl Sfu {
         // The transceivers this answer accepted now have send streams: forwarding can start.
         for downtrack in p.downtracks.values_mut().filter(|d| d.tx_ssrc().is_none()) {
             match p.rtc.direct_api().stream_tx_by_mid(downtrack.mid, None) {
-                Some(stream) => downtrack.activate(stream.ssrc()),
+                Some(stream) => {
+                    // Forwarded media leaves as it arrives, as in mediasoup and Janus: the
+                    // publisher's pacer already spread it, the allocator keeps each
+                    // subscriber's layers within its estimate, and re-pacing here queued every
+                    // keyframe for 100+ ms and woke the media thread per subscriber per burst.
+                    // str0m still paces probes and padding, and TWCC still sees every packet.
+                    stream.set_unpaced(true);
+                    downtrack.activate(stream.ssrc())
+                }
                 None => {
                     tracing::warn!(participant = %id, mid = %downtrack.mid, "no send stream for an answered track")
                 }
@@ -457,6 +471,11 @@ impl Sfu {
     }
 
     /// A datagram arrived on one of the SFU's sockets.
+    ///
+    /// Only the sender's connection is processed here; the subscribers it forwarded to are
+    /// drained by the next `poll_output`. Feeding every datagram that is waiting before
+    /// polling lets each subscriber's connection send several forwarded packets per drain,
+    /// which is most of the per-packet cost with many subscribers.
     pub fn handle_receive(
         &mut self,
         now: Instant,
@@ -480,8 +499,12 @@ impl Sfu {
         if let Err(e) = p.rtc.handle_input(Input::Receive(now, receive)) {
             tracing::debug!(participant = %id, error = %e, "datagram refused");
         }
-        self.mark_dirty(id);
-        self.drive(now);
+        // str0m holds one received packet at a time: the sender is drained before its next
+        // datagram.
+        self.drain(id, now);
+        if !self.dirty.is_empty() {
+            self.receive_pending.get_or_insert(now);
+        }
     }
 
     /// Time passed: run due timers.
@@ -512,6 +535,9 @@ impl Sfu {
 
     /// When `handle_timeout` should be called next.
     pub fn next_timeout(&self) -> Instant {
+        if let Some(received) = self.receive_pending {
+            return received;
+        }
         self.timeouts
             .first()
             .map(|(at, _)| *at)
@@ -519,8 +545,14 @@ impl Sfu {
             .min(self.next_housekeeping)
     }
 
-    /// The next thing to do: a datagram to send or an event to deliver.
+    /// The next thing to do: a datagram to send or an event to deliver. Call it until `None`
+    /// after every input.
     pub fn poll_output(&mut self) -> Option<SfuOutput> {
+        if self.outputs.is_empty() {
+            if let Some(received) = self.receive_pending.take() {
+                self.drive(received);
+            }
+        }
         self.outputs.pop_front()
     }
 
@@ -542,12 +574,22 @@ impl Sfu {
     }
 
     fn drain(&mut self, id: ParticipantId, now: Instant) {
+        // Timeouts already due are handled here rather than through the timer set: a
+        // forwarded packet is released by the timeout that follows its write, and going
+        // round the media loop for it costs more than the packet.
+        let mut inline_timeouts = 0;
         loop {
             let Some(p) = self.participants.get_mut(&id) else {
                 return;
             };
             p.dirty = false;
             match p.rtc.poll_output() {
+                Ok(Output::Timeout(at)) if at <= now && inline_timeouts < MAX_INLINE_TIMEOUTS => {
+                    inline_timeouts += 1;
+                    if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                        tracing::debug!(participant = %id, error = %e, "timeout handling failed");
+                    }
+                }
                 Ok(Output::Timeout(at)) => {
                     if at != p.next_timeout {
                         self.timeouts.remove(&(p.next_timeout, id));

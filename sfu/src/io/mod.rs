@@ -1,7 +1,8 @@
 //! The SFU's I/O edge: the UDP socket, the ICE-TCP listener on the same port, and the thread
 //! that owns the sans-IO [`Sfu`](crate::Sfu) and feeds it. Async code talks to it through
-//! [`SfuHandle`].
+//! [`SfuHandle`]. [`batch`] is the batched datagram I/O under the socket.
 
+pub mod batch;
 mod handle;
 mod server;
 mod tcp;

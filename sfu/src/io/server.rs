@@ -8,9 +8,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::io::Interest;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
+use super::batch::DatagramBatch;
 use super::handle::{Command, SfuHandle, SfuStats};
 use super::tcp::{self, TcpEvent};
 use crate::engine::{Sfu, SfuConfig, SfuOutput};
@@ -111,6 +113,7 @@ impl SfuServer {
                         tcp_conns: HashMap::new(),
                         metrics: published,
                         next_metrics: Instant::now(),
+                        outgoing: DatagramBatch::new(MAX_DATAGRAM),
                     }
                     .run(commands, tcp_rx)
                     .await;
@@ -155,6 +158,8 @@ struct MediaLoop {
     /// Where the metrics snapshot is published for `SfuHandle::metrics`.
     metrics: Arc<Mutex<MetricsSnapshot>>,
     next_metrics: Instant,
+    /// Datagrams produced since the last send, sent together.
+    outgoing: DatagramBatch,
 }
 
 impl MediaLoop {
@@ -163,7 +168,7 @@ impl MediaLoop {
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut tcp_events: mpsc::UnboundedReceiver<TcpEvent>,
     ) {
-        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut received = DatagramBatch::new(MAX_DATAGRAM);
         loop {
             self.flush();
             self.publish_metrics();
@@ -175,18 +180,49 @@ impl MediaLoop {
                     Some(command) => self.handle_command(command),
                     None => break,
                 },
-                received = self.udp.recv_from(&mut buf) => match received {
-                    Ok((len, source)) => {
-                        let data = buf.get(..len).unwrap_or_default();
-                        self.sfu.handle_receive(Instant::now(), Protocol::Udp, source, self.advertised, data);
-                    }
-                    Err(e) => tracing::debug!(error = %e, "UDP receive failed"),
+                readable = self.udp.readable() => match readable {
+                    Ok(()) => self.receive_udp(&mut received),
+                    Err(e) => tracing::debug!(error = %e, "UDP socket unreadable"),
                 },
                 Some(event) = tcp_events.recv() => self.handle_tcp(event),
                 _ = tokio::time::sleep_until(deadline.into()) => self.sfu.handle_timeout(Instant::now()),
             }
         }
         tracing::info!("media thread stopped");
+    }
+
+    /// Take every datagram waiting, a batch per system call. The SFU drains its peers after
+    /// each one; what they produce is sent in batches by `flush`.
+    fn receive_udp(&mut self, batch: &mut DatagramBatch) {
+        loop {
+            match self.udp.try_io(Interest::READABLE, || batch.recv(&self.udp)) {
+                Ok(n) => {
+                    let now = Instant::now();
+                    for i in 0..n {
+                        if let Some((data, source)) = batch.get(i) {
+                            self.sfu.handle_receive(
+                                now,
+                                Protocol::Udp,
+                                source,
+                                self.advertised,
+                                data,
+                            );
+                        }
+                    }
+                    if n < super::batch::BATCH_SIZE {
+                        return;
+                    }
+                    // A full batch: more may wait. Send what this one produced first, so
+                    // forwarding latency does not grow with the backlog.
+                    self.flush();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "UDP receive failed");
+                    return;
+                }
+            }
+        }
     }
 
     fn handle_command(&mut self, command: Command) {
@@ -345,16 +381,18 @@ impl MediaLoop {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = snapshot;
     }
 
-    /// Send what the SFU produced and deliver its events.
+    /// Send what the SFU produced, a batch of datagrams per system call, and deliver its
+    /// events.
     fn flush(&mut self) {
         while let Some(output) = self.sfu.poll_output() {
             match output {
                 SfuOutput::Transmit(t) => match t.proto {
                     Protocol::Udp => {
-                        // A full socket buffer drops the datagram, as a congested network would;
-                        // waiting here would stall every other peer.
-                        if let Err(e) = self.udp.try_send_to(&t.contents, t.destination) {
-                            tracing::trace!(destination = %t.destination, error = %e, "UDP send dropped");
+                        if self.outgoing.is_full() {
+                            self.send_udp();
+                        }
+                        if !self.outgoing.push(&t.contents, t.destination) {
+                            tracing::debug!(destination = %t.destination, len = t.contents.len(), "oversized datagram not sent");
                         }
                     }
                     _ => {
@@ -374,6 +412,23 @@ impl MediaLoop {
                     }
                 }
             }
+        }
+        self.send_udp();
+    }
+
+    fn send_udp(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        let queued = self.outgoing.len();
+        // A full socket buffer drops the rest of the batch, as a congested network would;
+        // waiting here would stall every other peer.
+        match self.outgoing.send(&self.udp) {
+            Ok(sent) if sent < queued => {
+                tracing::trace!(dropped = queued - sent, "UDP send buffer full, datagrams dropped")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::trace!(error = %e, "UDP send failed"),
         }
     }
 }
