@@ -17,6 +17,15 @@ const STUN_ATTR_USERNAME: u16 = 0x0006;
 
 type Route = (Protocol, SocketAddr);
 
+/// A change to the ufrags a `Demux` routes, so another `Demux` (the media workers' router)
+/// can follow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RouteUpdate {
+    Add(String, ParticipantId),
+    Rename(String, String, ParticipantId),
+    Remove(String, ParticipantId),
+}
+
 #[derive(Debug, Default)]
 pub struct Demux {
     by_ufrag: HashMap<String, ParticipantId>,
@@ -39,6 +48,14 @@ impl Demux {
     pub fn remove_peer(&mut self, ufrag: &str, peer: ParticipantId) {
         self.by_ufrag.remove(ufrag);
         self.by_route.retain(|_, p| *p != peer);
+    }
+
+    pub(crate) fn apply(&mut self, update: RouteUpdate) {
+        match update {
+            RouteUpdate::Add(ufrag, peer) => self.add_peer(ufrag, peer),
+            RouteUpdate::Rename(old, new, peer) => self.rename_peer(&old, new, peer),
+            RouteUpdate::Remove(ufrag, peer) => self.remove_peer(&ufrag, peer),
+        }
     }
 
     /// The peer this datagram is for. A STUN request naming a known ufrag (re)binds the source
@@ -126,8 +143,8 @@ mod tests {
     #[test]
     fn routes_by_ufrag_then_by_address() {
         let mut demux = Demux::default();
-        let alice = ParticipantId::random();
-        let bob = ParticipantId::random();
+        let alice = ParticipantId::random_on(0);
+        let bob = ParticipantId::random_on(0);
         demux.add_peer("aaaa".into(), alice);
         demux.add_peer("bbbb".into(), bob);
         let a_addr: SocketAddr = "127.0.0.1:4000".parse().unwrap();

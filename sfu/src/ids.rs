@@ -8,10 +8,6 @@ macro_rules! id_type {
         pub struct $name(u64);
 
         impl $name {
-            pub(crate) fn random() -> Self {
-                Self(rand::random())
-            }
-
             /// Parse the form produced by `Display` (`<prefix><16 hex digits>`).
             pub fn parse(s: &str) -> Option<Self> {
                 let hex = s.strip_prefix($prefix)?;
@@ -39,15 +35,43 @@ macro_rules! id_type {
 id_type!(ParticipantId, "P");
 id_type!(TrackId, "T");
 
+impl TrackId {
+    pub(crate) fn random() -> Self {
+        Self(rand::random())
+    }
+}
+
+impl ParticipantId {
+    /// A random id whose low byte is `shard`: whoever holds the id can tell which media
+    /// worker owns the participant without asking.
+    pub(crate) fn random_on(shard: u8) -> Self {
+        Self((rand::random::<u64>() & !0xff) | u64::from(shard))
+    }
+
+    /// The media worker the participant belongs to.
+    pub fn shard(self) -> u8 {
+        (self.0 & 0xff) as u8
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn display_round_trips_through_parse() {
-        let id = ParticipantId::random();
+        let id = ParticipantId::random_on(3);
         assert_eq!(ParticipantId::parse(&id.to_string()), Some(id));
         assert_eq!(TrackId::parse(&id.to_string()), None, "prefix is checked");
         assert_eq!(ParticipantId::parse("P12"), None);
+    }
+
+    #[test]
+    fn ids_carry_their_shard() {
+        for shard in [0, 1, 7, 255] {
+            let id = ParticipantId::random_on(shard);
+            assert_eq!(id.shard(), shard);
+            assert_eq!(ParticipantId::parse(&id.to_string()), Some(id));
+        }
     }
 }

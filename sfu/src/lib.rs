@@ -58,7 +58,7 @@ pub use event::{
 pub use ids::{ParticipantId, TrackId};
 pub use io::{SfuHandle, SfuServer, SfuServerConfig};
 pub use metrics::{Counters, MetricsSnapshot};
-pub use policy::{Permissions, SfuLimits};
+pub use policy::{Permissions, SfuLimits, ShardLoad};
 pub use str0m::media::MediaKind;
 pub use str0m::media::Rid;
 pub use str0m::net::{Protocol, Transmit};

@@ -55,7 +55,54 @@ pub struct MetricsSnapshot {
     pub counters: Counters,
 }
 
+impl Counters {
+    fn add(&mut self, other: &Counters) {
+        // Destructured so that a new counter cannot be left out of the sum.
+        let Counters {
+            forwarded_packets,
+            forwarded_bytes,
+            nacks_received,
+            plis_sent,
+            layer_switches,
+            joins,
+            refused_too_many_rooms,
+            refused_room_full,
+            refused_pending_joins,
+            refused_too_many_tracks,
+            refused_publish,
+            removals,
+        } = other;
+        self.forwarded_packets += forwarded_packets;
+        self.forwarded_bytes += forwarded_bytes;
+        self.nacks_received += nacks_received;
+        self.plis_sent += plis_sent;
+        self.layer_switches += layer_switches;
+        self.joins += joins;
+        self.refused_too_many_rooms += refused_too_many_rooms;
+        self.refused_room_full += refused_room_full;
+        self.refused_pending_joins += refused_pending_joins;
+        self.refused_too_many_tracks += refused_too_many_tracks;
+        self.refused_publish += refused_publish;
+        self.removals += removals;
+    }
+}
+
 impl MetricsSnapshot {
+    /// Add another worker's snapshot: the server's figures are the sum of its workers'.
+    pub fn add(&mut self, other: &MetricsSnapshot) {
+        self.rooms += other.rooms;
+        self.participants += other.participants;
+        self.pending_participants += other.pending_participants;
+        self.tracks += other.tracks;
+        self.subscriptions += other.subscriptions;
+        for (total, count) in self.estimate_buckets.iter_mut().zip(other.estimate_buckets) {
+            *total += count;
+        }
+        self.estimate_count += other.estimate_count;
+        self.estimate_sum_bps = self.estimate_sum_bps.saturating_add(other.estimate_sum_bps);
+        self.counters.add(&other.counters);
+    }
+
     /// Count one participant's estimate.
     pub(crate) fn observe_estimate(&mut self, bps: u64) {
         for (bucket, bound) in self.estimate_buckets.iter_mut().zip(ESTIMATE_BUCKETS_BPS) {

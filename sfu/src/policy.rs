@@ -2,6 +2,8 @@
 //! (from the application's access tokens) and server-wide limits. Exceeding a limit fails the
 //! one request with an [`SfuError`](crate::SfuError); nobody else is affected.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 /// What a participant may do in its room, fixed at join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Permissions {
@@ -47,6 +49,45 @@ impl Default for SfuLimits {
             max_tracks_per_participant: 16,
             max_pending_joins: 1_000,
         }
+    }
+}
+
+/// Rooms and joins not yet connected on each media worker, shared so that the server-wide
+/// limits of [`SfuLimits`] hold when several workers (each its own `Sfu`) share a server.
+/// Each worker writes only its own slot; the others read it when checking a join, so two
+/// joins racing on different workers may overshoot a limit by one each.
+#[derive(Debug)]
+pub struct ShardLoad {
+    rooms: Box<[AtomicUsize]>,
+    pending: Box<[AtomicUsize]>,
+}
+
+impl ShardLoad {
+    pub fn new(workers: usize) -> Self {
+        Self {
+            rooms: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            pending: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
+    pub(crate) fn publish(&self, shard: usize, rooms: usize, pending: usize) {
+        if let (Some(r), Some(p)) = (self.rooms.get(shard), self.pending.get(shard)) {
+            r.store(rooms, Ordering::Relaxed);
+            p.store(pending, Ordering::Relaxed);
+        }
+    }
+
+    /// Rooms and pending joins of every worker but `shard`.
+    pub(crate) fn others(&self, shard: usize) -> (usize, usize) {
+        let sum = |slots: &[AtomicUsize]| -> usize {
+            slots
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != shard)
+                .map(|(_, v)| v.load(Ordering::Relaxed))
+                .sum()
+        };
+        (sum(&self.rooms), sum(&self.pending))
     }
 }
 

@@ -55,7 +55,7 @@ proptest! {
         port in 1u16..,
     ) {
         let mut demux = Demux::default();
-        let peer = ParticipantId::random();
+        let peer = ParticipantId::random_on(0);
         demux.add_peer("abcd".into(), peer);
         let source = SocketAddr::from(([127, 0, 0, 1], port));
         let _ = demux.route(Protocol::Udp, source, &data);

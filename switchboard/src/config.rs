@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// Do not accept ICE-TCP on the media port
     #[arg(long, env = "SWITCHBOARD_NO_ICE_TCP")]
     pub no_ice_tcp: bool,
+    /// Media worker threads; a room lives on one of them [default: one per core]
+    #[arg(long, env = "SWITCHBOARD_MEDIA_WORKERS")]
+    pub media_workers: Option<usize>,
     /// Embedded TURN server: UDP and TCP listen address [default: 127.0.0.1:3478]
     #[arg(long, env = "SWITCHBOARD_TURN_ADDR")]
     pub turn_addr: Option<SocketAddr>,
@@ -74,8 +77,9 @@ pub struct ServeArgs {
     /// Seconds of silence (not even a pong) after which a WebSocket is closed [default: 45]
     #[arg(long, env = "SWITCHBOARD_WS_IDLE_TIMEOUT")]
     pub ws_idle_timeout: Option<f64>,
-    /// A TOML file with any of: http_addr, rtc_addr, public_ip, ice_tcp, turn_addr, turn,
-    /// turn_secret, api_key, api_secret, and the limits (max_rooms, ..., ws_idle_timeout)
+    /// A TOML file with any of: http_addr, rtc_addr, public_ip, ice_tcp, media_workers,
+    /// turn_addr, turn, turn_secret, api_key, api_secret, and the limits (max_rooms, ...,
+    /// ws_idle_timeout)
     #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -99,6 +103,7 @@ struct FileConfig {
     rtc_addr: Option<SocketAddr>,
     public_ip: Option<IpAddr>,
     ice_tcp: Option<bool>,
+    media_workers: Option<usize>,
     turn_addr: Option<SocketAddr>,
     turn: Option<bool>,
     turn_secret: Option<String>,
@@ -121,6 +126,8 @@ pub struct ServeConfig {
     pub rtc_addr: SocketAddr,
     pub public_ip: Option<IpAddr>,
     pub ice_tcp: bool,
+    /// Media worker threads; 0 is one per core.
+    pub media_workers: usize,
     /// The embedded TURN server, if enabled.
     pub turn: Option<TurnSettings>,
     /// `(api_key, api_secret)`; `None` is development mode.
@@ -214,6 +221,7 @@ impl ServeConfig {
                 .unwrap_or(default(DEFAULT_RTC_ADDR)),
             public_ip: args.public_ip.or(file.public_ip),
             ice_tcp: !args.no_ice_tcp && file.ice_tcp.unwrap_or(true),
+            media_workers: args.media_workers.or(file.media_workers).unwrap_or(0),
             turn: (!args.no_turn && file.turn.unwrap_or(true)).then(|| TurnSettings {
                 addr: args
                     .turn_addr

@@ -19,6 +19,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         ice_tcp: config.ice_tcp,
         limits: config.sfu_limits,
         resume_grace: config.resume_grace,
+        workers: config.media_workers,
     })
     .with_context(|| format!("binding media on {}", config.rtc_addr))?;
     let listener = tokio::net::TcpListener::bind(config.http_addr)

@@ -123,3 +123,72 @@ async fn three_participants_then_a_late_joiner_then_one_leaves() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The media worker a participant id names (its low byte).
+fn worker_of(participant_id: &str) -> u8 {
+    let hex = participant_id
+        .get(participant_id.len() - 2..)
+        .expect("an id");
+    u8::from_str_radix(hex, 16).expect("hex id")
+}
+
+/// With several media workers, worker 0 receives every datagram and hands each to the worker
+/// owning its peer: calls in rooms on every worker carry intact media both ways, and the
+/// server's counts add up over the workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_on_every_media_worker_carry_media() {
+    const WORKERS: u8 = 3;
+    let server = TestServer::start_with(&["--media-workers", &WORKERS.to_string()]).await;
+    let url = server.ws_url();
+
+    // One room per worker: a room's name decides its worker, so try names until each has one.
+    let mut firsts: Vec<Option<(String, TestClient)>> = (0..WORKERS).map(|_| None).collect();
+    for n in 0..64 {
+        if firsts.iter().all(Option::is_some) {
+            break;
+        }
+        let room = format!("shard-{n}");
+        let client = TestClient::join(ClientConfig::new(&url, &room, "First"))
+            .await
+            .unwrap_or_else(|e| panic!("joining {room}: {e:#}"));
+        let worker = usize::from(worker_of(&client.participant_id()));
+        match firsts.get_mut(worker) {
+            Some(slot @ None) => *slot = Some((room, client)),
+            Some(Some(_)) => client.leave().await,
+            None => panic!(
+                "participant {} names worker {worker} of {WORKERS}",
+                client.participant_id()
+            ),
+        }
+    }
+    let firsts: Vec<(String, TestClient)> = firsts
+        .into_iter()
+        .map(|c| c.expect("a room on every worker within 64 names"))
+        .collect();
+
+    let mut pairs = Vec::new();
+    for (room, first) in firsts {
+        let second = TestClient::join(ClientConfig::new(&url, &room, "Second"))
+            .await
+            .unwrap_or_else(|e| panic!("joining {room}: {e:#}"));
+        assert_eq!(
+            worker_of(&second.participant_id()),
+            worker_of(&first.participant_id()),
+            "a room's participants share its worker"
+        );
+        first.start_media();
+        second.start_media();
+        pairs.push((first, second));
+    }
+    for (first, second) in &pairs {
+        expect_media_from(first, second).await;
+        expect_media_from(second, first).await;
+    }
+    let health = server.health().await.expect("healthy");
+    assert_eq!(health["rooms"], u64::from(WORKERS), "{health}");
+    assert_eq!(health["participants"], 2 * u64::from(WORKERS), "{health}");
+    for (first, second) in pairs {
+        first.leave().await;
+        second.leave().await;
+    }
+}

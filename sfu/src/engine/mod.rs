@@ -12,6 +12,7 @@ mod negotiate;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::BweKind;
@@ -20,13 +21,13 @@ use str0m::media::Mid;
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output};
 
-use crate::demux::Demux;
+use crate::demux::{Demux, RouteUpdate};
 use crate::error::SfuError;
 use crate::event::{JoinInfo, ParticipantInfo, ParticipantStats, ResumeInfo, SfuEvent, TrackInfo};
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Counters;
 use crate::participant::{Participant, RemovalReason};
-use crate::policy::{self, Permissions, SfuLimits};
+use crate::policy::{self, Permissions, SfuLimits, ShardLoad};
 use crate::room::Room;
 use crate::track::{TrackSource, UpTrack};
 
@@ -48,6 +49,15 @@ pub struct SfuConfig {
     pub resume_grace: Duration,
     /// A connected participant from which nothing at all has arrived this long is removed.
     pub media_timeout: Duration,
+    /// Which media worker this `Sfu` is, when several share one socket; carried in the low
+    /// byte of every `ParticipantId` it hands out.
+    pub shard: u8,
+    /// Keep the ufrag changes for `take_route_updates`, for a router in front of several
+    /// workers.
+    pub report_routes: bool,
+    /// The other workers' rooms and pending joins, when several share the server-wide
+    /// limits.
+    pub load: Option<Arc<ShardLoad>>,
 }
 
 impl SfuConfig {
@@ -61,6 +71,9 @@ impl SfuConfig {
             limits: SfuLimits::default(),
             resume_grace: Duration::from_secs(30),
             media_timeout: Duration::from_secs(10),
+            shard: 0,
+            report_routes: false,
+            load: None,
         }
     }
 }
@@ -92,6 +105,8 @@ pub struct Sfu {
     dirty: Vec<ParticipantId>,
     /// When the datagram that left participants dirty arrived; `poll_output` drains them.
     receive_pending: Option<Instant>,
+    /// Ufrag changes not yet taken by `take_route_updates` (kept if `report_routes`).
+    route_updates: Vec<RouteUpdate>,
     outputs: VecDeque<SfuOutput>,
     next_housekeeping: Instant,
     next_stats: Instant,
@@ -112,6 +127,7 @@ impl Sfu {
             timeouts: BTreeSet::new(),
             dirty: Vec::new(),
             receive_pending: None,
+            route_updates: Vec::new(),
             outputs: VecDeque::new(),
             next_housekeeping: now + HOUSEKEEPING_INTERVAL,
             next_stats: now + STATS_INTERVAL,
@@ -139,7 +155,7 @@ impl Sfu {
         now: Instant,
     ) -> Result<JoinInfo, SfuError> {
         self.check_join_limits(room)?;
-        let id = ParticipantId::random();
+        let id = ParticipantId::random_on(self.config.shard);
         let mut participant = Participant::new(
             id,
             room.to_owned(),
@@ -150,6 +166,7 @@ impl Sfu {
         participant.permissions = permissions;
         self.counters.joins += 1;
         self.demux.add_peer(participant.ice_ufrag.clone(), id);
+        self.report_route(|| RouteUpdate::Add(participant.ice_ufrag.clone(), id));
         let room_state = self.rooms.entry(room.to_owned()).or_default();
         let others: Vec<ParticipantInfo> = room_state
             .participants
@@ -173,6 +190,7 @@ impl Sfu {
         let resume_token = participant.resume_token.clone();
         self.participants.insert(id, participant);
         self.mark_dirty(id);
+        self.publish_load();
         tracing::info!(participant = %id, room, name, ?permissions, "joined");
         Ok(JoinInfo {
             participant: id,
@@ -183,6 +201,12 @@ impl Sfu {
 
     fn check_join_limits(&mut self, room: &str) -> Result<(), SfuError> {
         let limits = self.config.limits;
+        let (other_rooms, other_pending) = self
+            .config
+            .load
+            .as_ref()
+            .map(|load| load.others(usize::from(self.config.shard)))
+            .unwrap_or_default();
         match self.rooms.get(room) {
             Some(r) if r.participants.len() >= limits.max_participants_per_room => {
                 self.counters.refused_room_full += 1;
@@ -193,14 +217,14 @@ impl Sfu {
                 );
                 return Err(SfuError::RoomFull(limits.max_participants_per_room));
             }
-            None if self.rooms.len() >= limits.max_rooms => {
+            None if self.rooms.len() + other_rooms >= limits.max_rooms => {
                 self.counters.refused_too_many_rooms += 1;
                 tracing::info!(room, max = limits.max_rooms, "join refused: too many rooms");
                 return Err(SfuError::TooManyRooms(limits.max_rooms));
             }
             _ => {}
         }
-        let pending = self.participants.values().filter(|p| !p.connected).count();
+        let pending = self.pending_joins() + other_pending;
         if pending >= limits.max_pending_joins {
             self.counters.refused_pending_joins += 1;
             tracing::info!(
@@ -251,6 +275,13 @@ impl Sfu {
         if ufrag != p.ice_ufrag {
             tracing::info!(participant = %id, "ICE restart");
             self.demux.rename_peer(&p.ice_ufrag, ufrag.clone(), id);
+            if self.config.report_routes {
+                self.route_updates.push(RouteUpdate::Rename(
+                    p.ice_ufrag.clone(),
+                    ufrag.clone(),
+                    id,
+                ));
+            }
             p.ice_ufrag = ufrag;
         }
         p.negotiation.established = true;
@@ -288,15 +319,10 @@ impl Sfu {
         // The transceivers this answer accepted now have send streams: forwarding can start.
         for downtrack in p.downtracks.values_mut().filter(|d| d.tx_ssrc().is_none()) {
             match p.rtc.direct_api().stream_tx_by_mid(downtrack.mid, None) {
-                Some(stream) => {
-                    // Forwarded media leaves as it arrives, as in mediasoup and Janus: the
-                    // publisher's pacer already spread it, the allocator keeps each
-                    // subscriber's layers within its estimate, and re-pacing here queued every
-                    // keyframe for 100+ ms and woke the media thread per subscriber per burst.
-                    // str0m still paces probes and padding, and TWCC still sees every packet.
-                    stream.set_unpaced(true);
-                    downtrack.activate(stream.ssrc())
-                }
+                // Paced (str0m's default for video): forwarding unpaced was tried and let
+                // keyframe bursts overrun a 300 kbps subscriber, whose estimate then
+                // collapsed and paused its video (`switchboard/tests/simulcast.rs`).
+                Some(stream) => downtrack.activate(stream.ssrc()),
                 None => {
                     tracing::warn!(participant = %id, mid = %downtrack.mid, "no send stream for an answered track")
                 }
@@ -556,6 +582,33 @@ impl Sfu {
         self.outputs.pop_front()
     }
 
+    /// The ufrag changes since the last call, for a router that sends each datagram to the
+    /// worker owning its peer (see [`SfuConfig::report_routes`]).
+    pub(crate) fn take_route_updates(&mut self) -> Vec<RouteUpdate> {
+        std::mem::take(&mut self.route_updates)
+    }
+
+    fn report_route(&mut self, update: impl FnOnce() -> RouteUpdate) {
+        if self.config.report_routes {
+            self.route_updates.push(update());
+        }
+    }
+
+    fn pending_joins(&self) -> usize {
+        self.participants.values().filter(|p| !p.connected).count()
+    }
+
+    /// Tell the other workers how many rooms and pending joins this one has.
+    fn publish_load(&self) {
+        if let Some(load) = &self.config.load {
+            load.publish(
+                usize::from(self.config.shard),
+                self.rooms.len(),
+                self.pending_joins(),
+            );
+        }
+    }
+
     fn mark_dirty(&mut self, id: ParticipantId) {
         if let Some(p) = self.participants.get_mut(&id) {
             if !p.dirty {
@@ -619,6 +672,7 @@ impl Sfu {
                 if let Some(p) = self.participants.get_mut(&id) {
                     p.connected = true;
                 }
+                self.publish_load();
                 tracing::info!(participant = %id, "media connected");
                 self.outputs
                     .push_back(SfuOutput::Event(SfuEvent::Connected { to: id }));
@@ -702,6 +756,7 @@ impl Sfu {
         };
         self.timeouts.remove(&(p.next_timeout, id));
         self.demux.remove_peer(&p.ice_ufrag, id);
+        self.report_route(|| RouteUpdate::Remove(p.ice_ufrag.clone(), id));
         for track_id in p.published.values() {
             self.unpublish(*track_id);
         }
@@ -722,6 +777,7 @@ impl Sfu {
             }
         }
         tracing::info!(participant = %id, room = %p.room, "left");
+        self.publish_load();
         self.renegotiate_room(&p.room, id);
     }
 }

@@ -105,27 +105,81 @@ pub(crate) enum Command {
     },
 }
 
-#[derive(Clone)]
-pub struct SfuHandle {
+/// One media worker's command channel and published metrics.
+pub(crate) struct WorkerHandle {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
-    /// Refreshed by the media thread every second.
     pub(crate) metrics: Arc<Mutex<MetricsSnapshot>>,
 }
 
+#[derive(Clone)]
+pub struct SfuHandle {
+    workers: Arc<[WorkerHandle]>,
+}
+
 impl SfuHandle {
-    async fn call<T>(
-        &self,
+    pub(crate) fn new(workers: Vec<WorkerHandle>) -> Self {
+        Self {
+            workers: workers.into(),
+        }
+    }
+
+    /// The worker a room lives on: fixed by its name, so every join of it lands together.
+    fn room_worker(&self, room: &str) -> &WorkerHandle {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: the same room maps to the same worker for the process's
+        // life, which is all that matters.
+        let mut hasher = std::hash::DefaultHasher::new();
+        room.hash(&mut hasher);
+        let index = (hasher.finish() % self.workers.len() as u64) as usize;
+        &self.workers[index]
+    }
+
+    /// The worker owning a participant, from its id. An id naming no worker reaches one that
+    /// does not know it, which answers `UnknownParticipant`.
+    fn participant_worker(&self, participant: ParticipantId) -> &WorkerHandle {
+        &self.workers[usize::from(participant.shard()) % self.workers.len()]
+    }
+
+    async fn call_on<T>(
+        worker: &WorkerHandle,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, SfuError> {
         let (reply, rx) = oneshot::channel();
-        self.commands
+        worker
+            .commands
             .send(make(reply))
             .map_err(|_| SfuError::Closed)?;
         rx.await.map_err(|_| SfuError::Closed)
     }
 
-    /// Join `room` as `name`, with what it may do. Events for this participant arrive on the
-    /// returned receiver until it leaves or is removed. Fails when a limit is reached.
+    async fn call_room<T>(
+        &self,
+        room: &str,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SfuError> {
+        Self::call_on(self.room_worker(room), make).await
+    }
+
+    async fn call<T>(
+        &self,
+        participant: ParticipantId,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SfuError> {
+        Self::call_on(self.participant_worker(participant), make).await
+    }
+
+    /// Ask every worker and collect the answers.
+    async fn call_all<T>(
+        &self,
+        make: impl Fn(oneshot::Sender<T>) -> Command,
+    ) -> Result<Vec<T>, SfuError> {
+        let mut answers = Vec::with_capacity(self.workers.len());
+        for worker in self.workers.iter() {
+            answers.push(Self::call_on(worker, &make).await?);
+        }
+        Ok(answers)
+    }
+
     pub async fn join(
         &self,
         room: &str,
@@ -134,7 +188,7 @@ impl SfuHandle {
     ) -> Result<(JoinInfo, mpsc::UnboundedReceiver<SfuEvent>), SfuError> {
         let (events, rx) = mpsc::unbounded_channel();
         let info = self
-            .call(|reply| Command::Join {
+            .call_room(room, |reply| Command::Join {
                 room: room.to_owned(),
                 name: name.to_owned(),
                 permissions,
@@ -150,7 +204,7 @@ impl SfuHandle {
         participant: ParticipantId,
         sdp: String,
     ) -> Result<String, SfuError> {
-        self.call(|reply| Command::Offer {
+        self.call(participant, |reply| Command::Offer {
             participant,
             sdp,
             reply,
@@ -163,7 +217,7 @@ impl SfuHandle {
         participant: ParticipantId,
         sdp: String,
     ) -> Result<(), SfuError> {
-        self.call(|reply| Command::Answer {
+        self.call(participant, |reply| Command::Answer {
             participant,
             sdp,
             reply,
@@ -176,7 +230,7 @@ impl SfuHandle {
         participant: ParticipantId,
         candidate: String,
     ) -> Result<(), SfuError> {
-        self.call(|reply| Command::Candidate {
+        self.call(participant, |reply| Command::Candidate {
             participant,
             candidate,
             reply,
@@ -190,7 +244,7 @@ impl SfuHandle {
         mid: String,
         muted: bool,
     ) -> Result<TrackId, SfuError> {
-        self.call(|reply| Command::Mute {
+        self.call(participant, |reply| Command::Mute {
             participant,
             mid,
             muted,
@@ -206,7 +260,7 @@ impl SfuHandle {
         width: u32,
         height: u32,
     ) -> Result<(), SfuError> {
-        self.call(|reply| Command::VideoSize {
+        self.call(participant, |reply| Command::VideoSize {
             participant,
             track,
             width,
@@ -222,7 +276,7 @@ impl SfuHandle {
         mid: String,
         source: TrackSource,
     ) -> Result<(), SfuError> {
-        self.call(|reply| Command::TrackSource {
+        self.call(participant, |reply| Command::TrackSource {
             participant,
             mid,
             source,
@@ -233,13 +287,17 @@ impl SfuHandle {
 
     /// Every participant and what it receives.
     pub async fn all_stats(&self) -> Result<Vec<ParticipantStats>, SfuError> {
-        self.call(|reply| Command::AllStats { reply }).await
+        let per_worker = self.call_all(|reply| Command::AllStats { reply }).await?;
+        Ok(per_worker.into_iter().flatten().collect())
     }
 
     /// The participant's signaling went away without leaving: keep its session (and media)
     /// for the resume grace period. Fire and forget.
     pub fn detach(&self, participant: ParticipantId) {
-        let _ = self.commands.send(Command::Detach { participant });
+        let _ = self
+            .participant_worker(participant)
+            .commands
+            .send(Command::Detach { participant });
     }
 
     /// Continue a session over a new signaling connection; its events arrive on the returned
@@ -251,7 +309,7 @@ impl SfuHandle {
     ) -> Result<(ResumeInfo, mpsc::UnboundedReceiver<SfuEvent>), SfuError> {
         let (events, rx) = mpsc::unbounded_channel();
         let info = self
-            .call(|reply| Command::Resume {
+            .call(participant, |reply| Command::Resume {
                 participant,
                 resume_token,
                 events,
@@ -263,29 +321,45 @@ impl SfuHandle {
 
     /// Remove the participant. Fire and forget: also safe from `Drop`.
     pub fn leave(&self, participant: ParticipantId) {
-        let _ = self.commands.send(Command::Leave { participant });
+        let _ = self
+            .participant_worker(participant)
+            .commands
+            .send(Command::Leave { participant });
     }
 
     pub async fn stats(&self) -> Result<SfuStats, SfuError> {
-        self.call(|reply| Command::Stats { reply }).await
+        let per_worker = self.call_all(|reply| Command::Stats { reply }).await?;
+        Ok(per_worker
+            .into_iter()
+            .fold(SfuStats::default(), |total, s| SfuStats {
+                rooms: total.rooms + s.rooms,
+                participants: total.participants + s.participants,
+            }))
     }
 
     /// The latest metrics snapshot (at most about a second old).
     pub fn metrics(&self) -> MetricsSnapshot {
-        self.metrics
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        let mut total = MetricsSnapshot::default();
+        for worker in self.workers.iter() {
+            total.add(
+                &worker
+                    .metrics
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            );
+        }
+        total
     }
 
     /// Every room, by name.
     pub async fn rooms(&self) -> Result<Vec<RoomInfo>, SfuError> {
-        self.call(|reply| Command::Rooms { reply }).await
+        let per_worker = self.call_all(|reply| Command::Rooms { reply }).await?;
+        Ok(per_worker.into_iter().flatten().collect())
     }
 
     /// Everyone in `room`.
     pub async fn room_participants(&self, room: &str) -> Result<Vec<ParticipantInfo>, SfuError> {
-        self.call(|reply| Command::RoomParticipants {
+        self.call_room(room, |reply| Command::RoomParticipants {
             room: room.to_owned(),
             reply,
         })
@@ -298,7 +372,7 @@ impl SfuHandle {
         room: &str,
         participant: ParticipantId,
     ) -> Result<(), SfuError> {
-        self.call(|reply| Command::RemoveParticipant {
+        self.call_room(room, |reply| Command::RemoveParticipant {
             room: room.to_owned(),
             participant,
             reply,
@@ -308,7 +382,7 @@ impl SfuHandle {
 
     /// Remove everyone in `room` ([`RemovalReason::RoomClosed`]); returns how many.
     pub async fn close_room(&self, room: &str) -> Result<usize, SfuError> {
-        self.call(|reply| Command::CloseRoom {
+        self.call_room(room, |reply| Command::CloseRoom {
             room: room.to_owned(),
             reply,
         })
@@ -322,7 +396,7 @@ impl SfuHandle {
         track: TrackId,
         muted: bool,
     ) -> Result<(), SfuError> {
-        self.call(|reply| Command::MuteTrack {
+        self.call_room(room, |reply| Command::MuteTrack {
             room: room.to_owned(),
             track,
             muted,

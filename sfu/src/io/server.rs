@@ -1,6 +1,13 @@
-//! The media thread: owns the `Sfu`, the UDP socket and the ICE-TCP connections, and runs the
-//! sans-IO loop (input in, drain output, sleep until the next timeout) on a single-threaded
-//! runtime of its own, so media never waits behind HTTP work.
+//! The media workers: one thread per core, each owning an `Sfu` (the rooms assigned to it)
+//! and running the sans-IO loop (input in, drain output, sleep until the next timeout) on a
+//! single-threaded runtime of its own, so media never waits behind HTTP work and no lock is
+//! taken on the media path.
+//!
+//! All workers share one UDP port. Worker 0 receives every datagram (a batch per system call)
+//! and routes it, by ICE ufrag and then by source address, to the worker that owns the peer;
+//! each worker sends its own datagrams on the shared socket. A room lives on one worker (its
+//! name decides which), and a participant id names its worker, so signaling calls go straight
+//! to the right one.
 
 use std::collections::HashMap;
 use std::io;
@@ -12,22 +19,26 @@ use tokio::io::Interest;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
-use super::batch::DatagramBatch;
-use super::handle::{Command, SfuHandle, SfuStats};
+use super::batch::{DatagramBatch, BATCH_SIZE};
+use super::handle::{Command, SfuHandle, SfuStats, WorkerHandle};
 use super::tcp::{self, TcpEvent};
+use crate::demux::{Demux, RouteUpdate};
 use crate::engine::{Sfu, SfuConfig, SfuOutput};
 use crate::event::RemovalReason;
 use crate::event::SfuEvent;
 use crate::ids::ParticipantId;
 use crate::metrics::MetricsSnapshot;
-use crate::policy::SfuLimits;
+use crate::policy::{SfuLimits, ShardLoad};
 use str0m::net::Protocol;
 
-/// How often the media thread publishes its metrics snapshot.
+/// How often each worker publishes its metrics snapshot.
 const METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Largest datagram we accept; anything bigger is not WebRTC.
 const MAX_DATAGRAM: usize = 2048;
+
+/// Participant ids carry their worker in one byte.
+const MAX_WORKERS: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct SfuServerConfig {
@@ -36,20 +47,104 @@ pub struct SfuServerConfig {
     /// The address put in candidates, when it differs from `bind` (1:1 NAT, wildcard bind).
     pub public_ip: Option<IpAddr>,
     pub ice_tcp: bool,
-    /// Rooms, participants, tracks and pending joins accepted.
+    /// Rooms, participants, tracks and pending joins accepted, server-wide.
     pub limits: SfuLimits,
     /// How long a participant whose signaling dropped may resume its session.
     pub resume_grace: std::time::Duration,
+    /// Media worker threads; 0 means one per available core.
+    pub workers: usize,
 }
 
 pub struct SfuServer {
     handle: SfuHandle,
     udp_addr: SocketAddr,
-    thread: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// What worker 0 hands another worker: datagrams and ICE-TCP events of its peers.
+enum Inbound {
+    Datagrams(RoutedDatagrams),
+    Tcp(TcpEvent),
+}
+
+/// Datagrams for one worker from one receive batch, in one buffer.
+struct RoutedDatagrams {
+    bytes: Vec<u8>,
+    /// Source and end offset in `bytes` of each datagram.
+    datagrams: Vec<(SocketAddr, usize)>,
+}
+
+impl RoutedDatagrams {
+    fn new() -> Self {
+        Self {
+            bytes: Vec::new(),
+            datagrams: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, source: SocketAddr, data: &[u8]) {
+        self.bytes.extend_from_slice(data);
+        self.datagrams.push((source, self.bytes.len()));
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        let mut start = 0;
+        self.datagrams.iter().filter_map(move |&(source, end)| {
+            let data = self.bytes.get(start..end)?;
+            start = end;
+            Some((source, data))
+        })
+    }
+}
+
+/// Worker 0's view of which worker owns each peer, kept in step with every worker's own
+/// demultiplexer through the route updates they send.
+struct Router {
+    demux: Demux,
+    updates: mpsc::UnboundedReceiver<RouteUpdate>,
+    /// Indexed by worker; worker 0's own slot is unused.
+    workers: Vec<mpsc::UnboundedSender<Inbound>>,
+    /// Per worker, what the current receive batch routed to it.
+    routed: Vec<RoutedDatagrams>,
+}
+
+impl Router {
+    fn apply_updates(&mut self) {
+        while let Ok(update) = self.updates.try_recv() {
+            self.demux.apply(update);
+        }
+    }
+
+    /// The worker owning the peer this datagram comes from, learning its address from a
+    /// STUN request; `None` for a peer nobody knows.
+    fn worker_of(&mut self, proto: Protocol, source: SocketAddr, data: &[u8]) -> Option<usize> {
+        let peer = self.demux.route(proto, source, data)?;
+        Some(usize::from(peer.shard()))
+    }
+
+    /// Hand each worker what this batch routed to it.
+    fn dispatch(&mut self) {
+        for (worker, routed) in self.routed.iter_mut().enumerate().skip(1) {
+            if routed.datagrams.is_empty() {
+                continue;
+            }
+            let batch = std::mem::replace(routed, RoutedDatagrams::new());
+            if let Some(tx) = self.workers.get(worker) {
+                let _ = tx.send(Inbound::Datagrams(batch));
+            }
+        }
+    }
+}
+
+/// Worker 0's receiving side: the socket and (with several workers) the router.
+struct Receiver {
+    udp: UdpSocket,
+    batch: DatagramBatch,
+    router: Option<Router>,
 }
 
 impl SfuServer {
-    /// Bind the sockets and start the media thread.
+    /// Bind the sockets and start the media workers.
     pub fn start(config: SfuServerConfig) -> io::Result<Self> {
         let std_udp = std::net::UdpSocket::bind(config.bind)?;
         std_udp.set_nonblocking(true)?;
@@ -73,60 +168,94 @@ impl SfuServer {
             None => udp_addr.ip(),
         };
         let advertised = SocketAddr::new(advertised_ip, udp_addr.port());
-        let mut sfu_config = SfuConfig::new(advertised, std_tcp.as_ref().map(|_| advertised));
-        sfu_config.limits = config.limits;
-        sfu_config.resume_grace = config.resume_grace;
-        let metrics = Arc::new(Mutex::new(MetricsSnapshot::default()));
-        let published = Arc::clone(&metrics);
+        let worker_count = match config.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+        .clamp(1, MAX_WORKERS);
+        let load = Arc::new(ShardLoad::new(worker_count));
 
-        let (commands_tx, commands) = mpsc::unbounded_channel();
-        let thread = std::thread::Builder::new()
-            .name("sfu-media".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(error = %e, "media runtime could not start");
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    let udp = match UdpSocket::from_std(std_udp) {
-                        Ok(s) => s,
+        let mut handles = Vec::with_capacity(worker_count);
+        let mut inbound_txs = Vec::with_capacity(worker_count);
+        let mut setups = Vec::with_capacity(worker_count);
+        for _ in 0..worker_count {
+            let (commands_tx, commands) = mpsc::unbounded_channel();
+            let (inbound_tx, inbound) = mpsc::unbounded_channel();
+            let metrics = Arc::new(Mutex::new(MetricsSnapshot::default()));
+            handles.push(WorkerHandle {
+                commands: commands_tx,
+                metrics: Arc::clone(&metrics),
+            });
+            inbound_txs.push(inbound_tx);
+            setups.push((commands, inbound, metrics));
+        }
+        let (route_tx, route_rx) = mpsc::unbounded_channel();
+        let mut route_rx = (worker_count > 1).then_some(route_rx);
+        let mut receiving = Some((std_udp.try_clone()?, std_tcp));
+
+        let mut threads = Vec::with_capacity(worker_count);
+        for (shard, (commands, inbound, metrics)) in setups.into_iter().enumerate() {
+            let mut sfu_config = SfuConfig::new(advertised, config.ice_tcp.then_some(advertised));
+            sfu_config.limits = config.limits;
+            sfu_config.resume_grace = config.resume_grace;
+            sfu_config.shard = shard as u8;
+            sfu_config.report_routes = worker_count > 1;
+            sfu_config.load = Some(Arc::clone(&load));
+            let send_socket = std_udp.try_clone()?;
+            // Worker 0 receives for everyone; the others get their peers' datagrams from it.
+            let receiving = if shard == 0 { receiving.take() } else { None };
+            let router_parts = if shard == 0 {
+                route_rx.take().map(|rx| (rx, inbound_txs.clone()))
+            } else {
+                None
+            };
+            let route_updates = (worker_count > 1).then(|| route_tx.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("sfu-media-{shard}"))
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(r) => r,
                         Err(e) => {
-                            tracing::error!(error = %e, "media socket unusable");
+                            tracing::error!(error = %e, "media runtime could not start");
                             return;
                         }
                     };
-                    let (tcp_tx, tcp_rx) = mpsc::unbounded_channel();
-                    if let Some(listener) = std_tcp.and_then(|l| TcpListener::from_std(l).ok()) {
-                        tokio::spawn(tcp::accept_loop(listener, tcp_tx));
-                    }
-                    MediaLoop {
-                        sfu: Sfu::new(sfu_config, Instant::now()),
-                        udp,
-                        advertised,
-                        subscribers: HashMap::new(),
-                        tcp_conns: HashMap::new(),
-                        metrics: published,
-                        next_metrics: Instant::now(),
-                        outgoing: DatagramBatch::new(MAX_DATAGRAM),
-                    }
-                    .run(commands, tcp_rx)
-                    .await;
-                });
-            })?;
-        tracing::info!(%udp_addr, %advertised, ice_tcp = config.ice_tcp, "media listening");
+                    runtime.block_on(async move {
+                        let (receiver, tcp_events) = match receiving {
+                            Some((udp, tcp)) => match start_receiver(udp, tcp, router_parts) {
+                                Ok((r, t)) => (Some(r), Some(t)),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "media socket unusable");
+                                    return;
+                                }
+                            },
+                            None => (None, None),
+                        };
+                        MediaLoop {
+                            sfu: Sfu::new(sfu_config, Instant::now()),
+                            send_socket,
+                            advertised,
+                            subscribers: HashMap::new(),
+                            tcp_conns: HashMap::new(),
+                            metrics,
+                            next_metrics: Instant::now(),
+                            outgoing: DatagramBatch::new(MAX_DATAGRAM),
+                            route_updates,
+                        }
+                        .run(commands, receiver, tcp_events, inbound)
+                        .await;
+                    });
+                })?;
+            threads.push(thread);
+        }
+        tracing::info!(%udp_addr, %advertised, ice_tcp = config.ice_tcp, workers = worker_count, "media listening");
         Ok(Self {
-            handle: SfuHandle {
-                commands: commands_tx,
-                metrics,
-            },
+            handle: SfuHandle::new(handles),
             udp_addr,
-            thread: Some(thread),
+            threads,
         })
     }
 
@@ -139,18 +268,64 @@ impl SfuServer {
         self.udp_addr
     }
 
-    /// Stop the media thread once every handle is dropped, and wait for it.
-    pub fn join(mut self) {
+    /// Stop the media workers once every handle is dropped, and wait for them.
+    pub fn join(self) {
         drop(self.handle);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads {
             let _ = t.join();
         }
     }
 }
 
+/// Register worker 0's sockets with its runtime and start accepting ICE-TCP.
+fn start_receiver(
+    udp: std::net::UdpSocket,
+    tcp: Option<std::net::TcpListener>,
+    router_parts: Option<(
+        mpsc::UnboundedReceiver<RouteUpdate>,
+        Vec<mpsc::UnboundedSender<Inbound>>,
+    )>,
+) -> io::Result<(Receiver, mpsc::UnboundedReceiver<TcpEvent>)> {
+    let udp = UdpSocket::from_std(udp)?;
+    let (tcp_tx, tcp_events) = mpsc::unbounded_channel();
+    if let Some(listener) = tcp {
+        tokio::spawn(tcp::accept_loop(TcpListener::from_std(listener)?, tcp_tx));
+    }
+    let router = router_parts.map(|(updates, workers)| Router {
+        demux: Demux::default(),
+        updates,
+        routed: workers.iter().map(|_| RoutedDatagrams::new()).collect(),
+        workers,
+    });
+    let receiver = Receiver {
+        udp,
+        batch: DatagramBatch::new(MAX_DATAGRAM),
+        router,
+    };
+    Ok((receiver, tcp_events))
+}
+
+async fn udp_readable(receiver: Option<&Receiver>) -> io::Result<()> {
+    match receiver {
+        Some(r) => r.udp.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_tcp_event(
+    events: Option<&mut mpsc::UnboundedReceiver<TcpEvent>>,
+) -> Option<TcpEvent> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 struct MediaLoop {
     sfu: Sfu,
-    udp: UdpSocket,
+    /// The shared media socket, used here only to send (never registered with the runtime,
+    /// so datagrams arriving for worker 0 do not wake this one).
+    send_socket: std::net::UdpSocket,
     advertised: SocketAddr,
     /// Where each participant's events go.
     subscribers: HashMap<ParticipantId, mpsc::UnboundedSender<SfuEvent>>,
@@ -160,56 +335,88 @@ struct MediaLoop {
     next_metrics: Instant,
     /// Datagrams produced since the last send, sent together.
     outgoing: DatagramBatch,
+    /// Where this worker's ufrag changes go, for worker 0's router (several workers only).
+    route_updates: Option<mpsc::UnboundedSender<RouteUpdate>>,
 }
 
 impl MediaLoop {
     async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
-        mut tcp_events: mpsc::UnboundedReceiver<TcpEvent>,
+        mut receiver: Option<Receiver>,
+        mut tcp_events: Option<mpsc::UnboundedReceiver<TcpEvent>>,
+        mut inbound: mpsc::UnboundedReceiver<Inbound>,
     ) {
-        let mut received = DatagramBatch::new(MAX_DATAGRAM);
         loop {
             self.flush();
+            self.publish_routes();
             self.publish_metrics();
             let deadline = self.sfu.next_timeout().min(self.next_metrics);
             // An unbiased select: a past deadline fires at once but cannot starve the sockets
-            // or the command channel.
+            // or the channels.
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(command) => self.handle_command(command),
                     None => break,
                 },
-                readable = self.udp.readable() => match readable {
-                    Ok(()) => self.receive_udp(&mut received),
+                readable = udp_readable(receiver.as_ref()) => match readable {
+                    Ok(()) => {
+                        if let Some(r) = receiver.as_mut() {
+                            self.receive_udp(r);
+                        }
+                    }
                     Err(e) => tracing::debug!(error = %e, "UDP socket unreadable"),
                 },
-                Some(event) = tcp_events.recv() => self.handle_tcp(event),
+                Some(event) = next_tcp_event(tcp_events.as_mut()) => {
+                    if let Some(r) = receiver.as_mut() {
+                        self.route_tcp(r, event);
+                    }
+                },
+                Some(routed) = inbound.recv() => self.handle_inbound(routed),
                 _ = tokio::time::sleep_until(deadline.into()) => self.sfu.handle_timeout(Instant::now()),
             }
         }
-        tracing::info!("media thread stopped");
+        tracing::info!("media worker stopped");
     }
 
-    /// Take every datagram waiting, a batch per system call. The SFU drains its peers after
-    /// each one; what they produce is sent in batches by `flush`.
-    fn receive_udp(&mut self, batch: &mut DatagramBatch) {
+    /// Take every datagram waiting, a batch per system call, and hand each to the worker
+    /// owning its peer. This worker drains its peers after each batch; what they produce is
+    /// sent in batches by `flush`.
+    fn receive_udp(&mut self, receiver: &mut Receiver) {
+        if let Some(router) = receiver.router.as_mut() {
+            router.apply_updates();
+        }
         loop {
-            match self.udp.try_io(Interest::READABLE, || batch.recv(&self.udp)) {
+            let batch = &mut receiver.batch;
+            match receiver
+                .udp
+                .try_io(Interest::READABLE, || batch.recv(&receiver.udp))
+            {
                 Ok(n) => {
                     let now = Instant::now();
                     for i in 0..n {
-                        if let Some((data, source)) = batch.get(i) {
-                            self.sfu.handle_receive(
-                                now,
-                                Protocol::Udp,
-                                source,
-                                self.advertised,
-                                data,
-                            );
+                        let Some((data, source)) = receiver.batch.get(i) else {
+                            continue;
+                        };
+                        match receiver.router.as_mut() {
+                            None => self.receive(now, Protocol::Udp, source, data),
+                            Some(router) => match router.worker_of(Protocol::Udp, source, data) {
+                                Some(0) => self.receive(now, Protocol::Udp, source, data),
+                                Some(worker) => {
+                                    if let Some(routed) = router.routed.get_mut(worker) {
+                                        routed.push(source, data);
+                                    }
+                                }
+                                None => {
+                                    tracing::trace!(%source, len = data.len(), "datagram from an unknown peer dropped")
+                                }
+                            },
                         }
                     }
-                    if n < super::batch::BATCH_SIZE {
+                    if let Some(router) = receiver.router.as_mut() {
+                        router.dispatch();
+                    }
+                    if n < BATCH_SIZE {
                         return;
                     }
                     // A full batch: more may wait. Send what this one produced first, so
@@ -221,6 +428,65 @@ impl MediaLoop {
                     tracing::debug!(error = %e, "UDP receive failed");
                     return;
                 }
+            }
+        }
+    }
+
+    fn receive(&mut self, now: Instant, proto: Protocol, source: SocketAddr, data: &[u8]) {
+        self.sfu
+            .handle_receive(now, proto, source, self.advertised, data);
+    }
+
+    /// An ICE-TCP event on worker 0: connections are known to every worker (any may send
+    /// on one), frames go to the worker owning the peer.
+    fn route_tcp(&mut self, receiver: &mut Receiver, event: TcpEvent) {
+        let Some(router) = receiver.router.as_mut() else {
+            self.handle_tcp(event);
+            return;
+        };
+        router.apply_updates();
+        match event {
+            TcpEvent::Frame(peer, frame) => match router.worker_of(Protocol::Tcp, peer, &frame) {
+                Some(0) => self.handle_tcp(TcpEvent::Frame(peer, frame)),
+                Some(worker) => {
+                    if let Some(tx) = router.workers.get(worker) {
+                        let _ = tx.send(Inbound::Tcp(TcpEvent::Frame(peer, frame)));
+                    }
+                }
+                None => tracing::trace!(%peer, "ICE-TCP frame from an unknown peer dropped"),
+            },
+            TcpEvent::Opened(peer, writer) => {
+                for tx in router.workers.iter().skip(1) {
+                    let _ = tx.send(Inbound::Tcp(TcpEvent::Opened(peer, writer.clone())));
+                }
+                self.handle_tcp(TcpEvent::Opened(peer, writer));
+            }
+            TcpEvent::Closed(peer) => {
+                for tx in router.workers.iter().skip(1) {
+                    let _ = tx.send(Inbound::Tcp(TcpEvent::Closed(peer)));
+                }
+                self.handle_tcp(TcpEvent::Closed(peer));
+            }
+        }
+    }
+
+    fn handle_inbound(&mut self, inbound: Inbound) {
+        match inbound {
+            Inbound::Datagrams(routed) => {
+                let now = Instant::now();
+                for (source, data) in routed.iter() {
+                    self.receive(now, Protocol::Udp, source, data);
+                }
+            }
+            Inbound::Tcp(event) => self.handle_tcp(event),
+        }
+    }
+
+    /// Pass this worker's ufrag changes to worker 0's router.
+    fn publish_routes(&mut self) {
+        if let Some(tx) = &self.route_updates {
+            for update in self.sfu.take_route_updates() {
+                let _ = tx.send(update);
             }
         }
     }
@@ -423,9 +689,12 @@ impl MediaLoop {
         let queued = self.outgoing.len();
         // A full socket buffer drops the rest of the batch, as a congested network would;
         // waiting here would stall every other peer.
-        match self.outgoing.send(&self.udp) {
+        match self.outgoing.send(&self.send_socket) {
             Ok(sent) if sent < queued => {
-                tracing::trace!(dropped = queued - sent, "UDP send buffer full, datagrams dropped")
+                tracing::trace!(
+                    dropped = queued - sent,
+                    "UDP send buffer full, datagrams dropped"
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::trace!(error = %e, "UDP send failed"),

@@ -184,7 +184,7 @@ mod tests {
         let rids: Vec<Rid> = ["f", "q", "h"].iter().map(|r| Rid::from(*r)).collect();
         let track = UpTrack::new(
             TrackId::random(),
-            ParticipantId::random(),
+            ParticipantId::random_on(0),
             Mid::from("1"),
             MediaKind::Video,
             &rids,
