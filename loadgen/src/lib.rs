@@ -53,6 +53,13 @@ pub struct BenchArgs {
     /// Publishers in the audio scenario
     #[arg(long, default_value_t = 10)]
     pub publishers: usize,
+    /// Independent rooms, each running the whole scenario (a room lives on one media worker,
+    /// so several rooms spread over the server's cores)
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// `--media-workers` for the spawned server [default: the server's, one per core]
+    #[arg(long)]
+    pub media_workers: Option<usize>,
     /// Send video as three simulcast layers (q, h, f)
     #[arg(long, overrides_with = "no_simulcast")]
     pub simulcast: bool,
@@ -169,16 +176,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 /// One run at `n`: the SFU phase, then the floor with the same traffic and fan-out.
 pub async fn run_once(args: &BenchArgs, n: usize) -> anyhow::Result<RunReport> {
     let traffic = args.traffic();
-    let plan = scenario::Plan::new(args.scenario, n, &traffic, "bench");
+    let plan = scenario::Plan::rooms(args.scenario, n, &traffic, args.rooms.max(1));
     let settings = args.settings(plan.peers.len());
     let sfu = {
         let server = match (&args.server, args.server_pid) {
             (Some(url), Some(pid)) => server::Server::existing(url.clone(), pid),
-            _ => server::Server::spawn().await?,
+            _ => server::Server::spawn(args.media_workers).await?,
         };
         eprintln!(
-            "{:?} N={n}: {} peers ({} publishing), {} streams, server pid {}",
+            "{:?} N={n} x {} room(s): {} peers ({} publishing), {} streams, server pid {}",
             args.scenario,
+            args.rooms.max(1),
             plan.peers.len(),
             plan.publishers,
             plan.expected_streams,
@@ -199,6 +207,8 @@ pub async fn run_once(args: &BenchArgs, n: usize) -> anyhow::Result<RunReport> {
     Ok(RunReport {
         scenario: args.scenario,
         n,
+        rooms: args.rooms.max(1),
+        media_workers: args.media_workers,
         simulcast: traffic.simulcast,
         publishers: plan.publishers,
         receive_only_peers: plan.subscribers_only,

@@ -147,6 +147,10 @@ impl PhaseReport {
 pub struct RunReport {
     pub scenario: crate::scenario::Scenario,
     pub n: usize,
+    /// Rooms running the scenario at once (N is per room).
+    pub rooms: usize,
+    /// The spawned server's `--media-workers`; `None` is its default (one per core).
+    pub media_workers: Option<usize>,
     pub simulcast: bool,
     pub publishers: usize,
     pub receive_only_peers: usize,
@@ -250,9 +254,10 @@ pub fn table(r: &RunReport) -> String {
     row("loadgen CPU %", &|p| Some(p.loadgen_cpu_pct), 0);
     row("other CPU %", &|p| Some(p.other_cpu_pct), 0);
     let mut out = format!(
-        "scenario {:?}  N {}  simulcast {}  window {:.1}s  {} ({} CPUs, {} build)\n",
+        "scenario {:?}  N {}  rooms {}  simulcast {}  window {:.1}s  {} ({} CPUs, {} build)\n",
         r.scenario,
         r.n,
+        r.rooms,
         r.simulcast,
         r.sfu.window_s,
         r.machine.cpu_model,

@@ -113,6 +113,32 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The scenario run in `rooms` independent rooms at once, `bench-0`, `bench-1`, ...
+    pub fn rooms(scenario: Scenario, n: usize, traffic: &Traffic, rooms: usize) -> Plan {
+        let mut all = Plan {
+            peers: Vec::new(),
+            expected_streams: 0,
+            publishers: 0,
+            subscribers_only: 0,
+            floor_tracks: Vec::new(),
+        };
+        for r in 0..rooms {
+            let plan = Plan::new(scenario, n, traffic, &format!("bench-{r}"));
+            let offset = all.peers.len();
+            all.floor_tracks
+                .extend(plan.floor_tracks.into_iter().map(|t| FloorTrack {
+                    publisher: t.publisher + offset,
+                    source: t.source,
+                    subscribers: t.subscribers.iter().map(|s| s + offset).collect(),
+                }));
+            all.peers.extend(plan.peers);
+            all.expected_streams += plan.expected_streams;
+            all.publishers += plan.publishers;
+            all.subscribers_only += plan.subscribers_only;
+        }
+        all
+    }
+
     pub fn new(scenario: Scenario, n: usize, traffic: &Traffic, room: &str) -> Plan {
         let video = traffic.video(scenario);
         let publishes = |audio: bool, video: bool, i: usize, name: String| PeerSpec {
@@ -212,5 +238,25 @@ mod tests {
         assert_eq!(l.expected_streams, 200);
         assert_eq!(l.floor_tracks.len(), 4);
         assert_eq!(l.peers[0].video.len(), 3);
+    }
+
+    #[test]
+    fn rooms_repeat_the_scenario_with_their_own_peers() {
+        let one = Plan::new(Scenario::Meeting, 4, &traffic(false), "r");
+        let three = Plan::rooms(Scenario::Meeting, 4, &traffic(false), 3);
+        assert_eq!(three.peers.len(), 3 * one.peers.len());
+        assert_eq!(three.expected_streams, 3 * one.expected_streams);
+        assert_eq!(three.publishers, 12);
+        assert_eq!(three.peers[4].room, "bench-1");
+        // Room 1's tracks are published and received by room 1's peers only.
+        let room1: Vec<&FloorTrack> = three
+            .floor_tracks
+            .iter()
+            .filter(|t| (4..8).contains(&t.publisher))
+            .collect();
+        assert_eq!(room1.len(), one.floor_tracks.len());
+        assert!(room1
+            .iter()
+            .all(|t| t.subscribers.iter().all(|s| (4..8).contains(s))));
     }
 }

@@ -26,21 +26,26 @@ impl Server {
 
     /// Spawn `switchboard serve` (this very executable) on free 127.0.0.1 ports and wait
     /// until `/healthz` answers.
-    pub async fn spawn() -> anyhow::Result<Self> {
+    /// Start `switchboard serve` on free ports, with `media_workers` if given.
+    pub async fn spawn(media_workers: Option<usize>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding our own executable")?;
         let http_addr = free_tcp_port()?;
         let rtc_addr = free_udp_and_tcp_port()?;
         // Logging per packet or per peer would be measured as server cost: warnings only,
         // unless the caller asks for more.
         let log = std::env::var("SWITCHBOARD_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into());
-        let child = Command::new(&exe)
-            .args([
-                "serve",
-                "--http-addr",
-                &http_addr.to_string(),
-                "--rtc-addr",
-                &rtc_addr.to_string(),
-            ])
+        let mut command = Command::new(&exe);
+        command.args([
+            "serve",
+            "--http-addr",
+            &http_addr.to_string(),
+            "--rtc-addr",
+            &rtc_addr.to_string(),
+        ]);
+        if let Some(workers) = media_workers {
+            command.args(["--media-workers", &workers.to_string()]);
+        }
+        let child = command
             .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .spawn()

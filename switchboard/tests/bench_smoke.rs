@@ -108,9 +108,26 @@ fn bench_meeting_and_audio_produce_figures() {
     );
     // Three participants, each receiving the other two's audio and video.
     assert_eq!(meeting["sfu"]["streams_expected"], 12);
+    // Two rooms on a two-worker server: every stream of both flows.
     let audio = bench(
         "audio",
-        &["--scenario", "audio", "-n", "3", "--publishers", "2"],
+        &[
+            "--scenario",
+            "audio",
+            "-n",
+            "3",
+            "--publishers",
+            "2",
+            "--rooms",
+            "2",
+            "--media-workers",
+            "2",
+        ],
     );
-    assert_eq!(audio["sfu"]["peers_total"], 5);
+    assert_eq!(audio["sfu"]["peers_total"], 10);
+    assert_eq!(audio["rooms"], 2);
+    assert_eq!(
+        audio["sfu"]["streams_flowing"],
+        audio["sfu"]["streams_expected"]
+    );
 }
