@@ -209,23 +209,8 @@ impl UpgradeGate {
 mod tests {
     use super::*;
 
-    const SIMULCAST: [LayerOffer; 3] = [
-        LayerOffer {
-            bitrate_bps: 150_000,
-            width: 320,
-            height: 180,
-        },
-        LayerOffer {
-            bitrate_bps: 500_000,
-            width: 640,
-            height: 360,
-        },
-        LayerOffer {
-            bitrate_bps: 1_700_000,
-            width: 1280,
-            height: 720,
-        },
-    ];
+    /// The web client's q/h/f, as the tracks assume them before measuring.
+    const SIMULCAST: [LayerOffer; 3] = crate::track::NOMINAL;
 
     fn demand(
         priority: Priority,

@@ -11,8 +11,9 @@
 //!   [`Sfu::poll_output`]: datagrams to send and [`SfuEvent`]s for participants' signaling.
 //!   Control it with [`Sfu::join`], [`Sfu::accept_offer`], [`Sfu::accept_answer`],
 //!   [`Sfu::add_remote_candidate`], [`Sfu::set_muted`] and [`Sfu::leave`]. One owner, no locks.
-//! - [`SfuServer`] runs that core on a thread of its own with one UDP socket and an ICE-TCP
-//!   listener on the same port, and hands out a cloneable [`SfuHandle`] for async code.
+//! - [`SfuServer`] runs one such core per media worker thread (one per core by default; a
+//!   room lives on one worker) behind one UDP socket and an ICE-TCP listener on the same
+//!   port, and hands out a cloneable [`SfuHandle`] for async code.
 //!
 //! ## What it does with media
 //!
@@ -25,10 +26,10 @@
 //!
 //! ## Module map
 //!
-//! - `sfu.rs`: the core and the forwarding path; `demux.rs`: datagram to peer;
+//! - `engine/`: the core (`forward.rs` is the per-packet path); `demux.rs`: datagram to peer;
 //!   `participant.rs`: one peer's state; `room.rs`: membership; `track/`: up- and down-tracks;
 //!   `rewrite/`: sequence and timestamp rewriting; `codec.rs`: payload types and keyframes;
-//!   `io/`: sockets and the task that owns the core.
+//!   `io/`: the sockets, batched datagram I/O, and the media workers that own the cores.
 
 pub mod allocator;
 mod codec;

@@ -1,5 +1,5 @@
 //! `/metrics` in the Prometheus text exposition format (version 0.0.4): the SFU's snapshot
-//! (published by its media thread every second) and signaling's own counters.
+//! (published by its media workers every second) and signaling's own counters.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

@@ -1,4 +1,4 @@
-//! `switchboard serve`: the SFU's media thread, HTTP/WebSocket signaling, and the embedded
+//! `switchboard serve`: the SFU's media workers, HTTP/WebSocket signaling, and the embedded
 //! TURN server, until SIGINT or SIGTERM.
 
 use std::net::IpAddr;

@@ -11,10 +11,9 @@
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, keepPeerConnections, makeLogger, saveEvidence, sleep, waitFor } from './lib.mjs';
+import { BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, health, keepPeerConnections, makeLogger, saveEvidence, sleep, videoOf, waitFor } from './lib.mjs';
 
 const { log } = makeLogger('blackout');
 const MEDIA_PORT = (process.env.SWITCHBOARD_RTC_ADDR || '127.0.0.1:50000').split(':').pop();
@@ -41,26 +40,6 @@ async function serverResources() {
     turnRelays: relays,
     threads: readdirSync(`/proc/${pid}/task`).length,
   };
-}
-
-/** GET over a connection that closes afterwards (fetch would keep it open, and it would
- * count as a server file descriptor). */
-function get(path) {
-  return new Promise((resolve, reject) => {
-    http.get(`${BASE}${path}`, { agent: false }, (res) => {
-      let body = '';
-      res.on('data', (chunk) => { body += chunk; });
-      res.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
-}
-
-async function health() {
-  return JSON.parse(await get('/healthz'));
-}
-
-function videoOf(page, name) {
-  return page.$eval(`video[data-participant="${name}"]`, (v) => ({ width: v.videoWidth, time: v.currentTime })).catch(() => null);
 }
 
 /** Both pages play each other's video now (the position advances). */
@@ -106,7 +85,7 @@ async function main() {
 
     await waitFor('both pages to recover the call', async () => {
       const h = await health();
-      if (h.participants !== 2) return { ok: false, detail: h };
+      if (h?.participants !== 2) return { ok: false, detail: h };
       return playing(pages);
     }, RECOVER_MS);
     log('the call recovered');
@@ -118,7 +97,7 @@ async function main() {
     await waitFor('the server to forget everyone and free what it held', async () => {
       const h = await health();
       const now = await serverResources();
-      const ok = h.participants === 0 && h.rooms === 0 && now.fds <= baseline.fds + 1 && now.threads === baseline.threads;
+      const ok = h?.participants === 0 && h?.rooms === 0 && now.fds <= baseline.fds + 1 && now.threads === baseline.threads;
       return { ok, detail: { health: h, baseline, now } };
     }, 45_000); // ICE-TCP connections the blackout cut are closed after their 20 s idle timeout
     console.log('BLACKOUT PASS: the call recovered after media was blocked past the ICE timeout; nothing left behind');

@@ -1,7 +1,8 @@
-// Shared pieces of the browser tests (e2e.mjs, simulcast.mjs): Chromium's flags, the init
+// Shared pieces of the browser tests: Chromium's flags, the init
 // script that keeps each page's RTCPeerConnection, polling, and failure evidence.
 
 import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -47,6 +48,30 @@ export function makeLogger(tag) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** `/healthz` of the server at `base` as JSON, or null while it does not answer. Asked over a
+ * connection that closes afterwards: a kept-alive one would count as a server file
+ * descriptor in the tests that count them. */
+export function health(base = BASE) {
+  return new Promise((resolve) => {
+    http.get(`${base}/healthz`, { agent: false }, (res) => {
+      let body = '';
+      res.on('data', (chunk) => { body += chunk; });
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(body));
+        } catch {
+          resolve(null);
+        }
+      });
+    }).on('error', () => resolve(null));
+  });
+}
+
+/** The remote video of participant `name` on `page`: its width and playback position. */
+export function videoOf(page, name) {
+  return page.$eval(`video[data-participant="${name}"]`, (v) => ({ width: v.videoWidth, time: v.currentTime })).catch(() => null);
+}
 
 /** Polls `check` (returning {ok, detail}) until ok or timeout; returns the last detail. */
 export async function waitFor(what, check, timeoutMs, intervalMs = 250) {

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, keepPeerConnections, makeLogger, saveEvidence, sleep, waitFor } from './lib.mjs';
+import { BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, health, keepPeerConnections, makeLogger, saveEvidence, sleep, videoOf, waitFor } from './lib.mjs';
 
 const { log } = makeLogger('reconnect');
 const TIMEOUT_MS = 30_000;
@@ -36,16 +36,6 @@ function startProxy(target) {
       close: () => server.close(),
     }));
   });
-}
-
-async function health() {
-  const r = await fetch(`${BASE}/healthz`);
-  return r.json();
-}
-
-/** The remote video of `name` on `page`: size and playback position. */
-function videoOf(page, name) {
-  return page.$eval(`video[data-participant="${name}"]`, (v) => ({ width: v.videoWidth, time: v.currentTime })).catch(() => null);
 }
 
 async function main() {
@@ -73,7 +63,7 @@ async function main() {
         return { ok: Boolean(v && v.width > 0 && v.time > 0.5), detail: v };
       }, TIMEOUT_MS);
     }
-    const before = (await health()).participants;
+    const before = (await health())?.participants;
     if (before !== 2) throw new Error(`expected 2 participants before the cut, the server has ${before}`);
 
     proxy.cut();
@@ -87,7 +77,7 @@ async function main() {
         const v = await videoOf(page, other[name]);
         if (!v) throw new Error(`${name} lost ${other[name]}'s tile after the cut`);
       }
-      const n = (await health()).participants;
+      const n = (await health())?.participants;
       if (n !== 2) throw new Error(`the server has ${n} participants after the cut, expected 2`);
     }
     for (const [name, page] of pages) {

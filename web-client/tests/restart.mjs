@@ -10,13 +10,14 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CHROMIUM, CHROMIUM_ARGS, captureConsole, keepPeerConnections, makeLogger, saveEvidence, sleep, waitFor } from './lib.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, captureConsole, health as healthOf, keepPeerConnections, makeLogger, saveEvidence, sleep, videoOf, waitFor } from './lib.mjs';
 
 const { log } = makeLogger('restart');
 const BIN = process.env.SWITCHBOARD_BIN;
 const HTTP = '127.0.0.1:8093';
 const BASE = `http://${HTTP}`;
 const TIMEOUT_MS = 45_000;
+const health = () => healthOf(BASE);
 
 function startServer() {
   const child = spawn(BIN, ['serve', '--http-addr', HTTP, '--rtc-addr', '127.0.0.1:50093', '--no-turn'], {
@@ -30,18 +31,6 @@ async function stopServer(child) {
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
   await exited;
-}
-
-async function health() {
-  try {
-    return await (await fetch(`${BASE}/healthz`)).json();
-  } catch {
-    return null;
-  }
-}
-
-function videoOf(page, name) {
-  return page.$eval(`video[data-participant="${name}"]`, (v) => ({ width: v.videoWidth, time: v.currentTime })).catch(() => null);
 }
 
 async function inCall(pages) {

@@ -1,4 +1,5 @@
-//! The async, cloneable front of a running SFU: every call is a message to the media thread.
+//! The async, cloneable front of a running SFU: every call is a message to the media worker
+//! that owns the room or participant (or to all of them, for server-wide questions).
 
 use std::sync::{Arc, Mutex};
 

@@ -1,5 +1,5 @@
 //! ICE-TCP (RFC 6544): passive TCP connections on the media port, each carrying datagrams
-//! framed with a 2-byte length (RFC 4571). Frames go to the media thread as datagrams.
+//! framed with a 2-byte length (RFC 4571). Frames go to worker 0, which routes them like datagrams.
 
 use std::net::SocketAddr;
 

@@ -24,7 +24,7 @@ pub enum TrackSource {
 }
 
 /// Nominal layer rates and sizes until a layer has been measured (the web client's q/h/f).
-const NOMINAL: [LayerOffer; 3] = [
+pub(crate) const NOMINAL: [LayerOffer; 3] = [
     LayerOffer {
         bitrate_bps: 150_000,
         width: 320,
