@@ -42,6 +42,7 @@ pub mod io;
 pub mod keyframe;
 pub mod metrics;
 mod participant;
+pub mod placement;
 pub mod policy;
 #[cfg(test)]
 mod proptests;

@@ -60,6 +60,7 @@ impl Default for SfuLimits {
 pub struct ShardLoad {
     rooms: Box<[AtomicUsize]>,
     pending: Box<[AtomicUsize]>,
+    participants: Box<[AtomicUsize]>,
 }
 
 impl ShardLoad {
@@ -67,14 +68,32 @@ impl ShardLoad {
         Self {
             rooms: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
             pending: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            participants: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
         }
     }
 
-    pub(crate) fn publish(&self, shard: usize, rooms: usize, pending: usize) {
-        if let (Some(r), Some(p)) = (self.rooms.get(shard), self.pending.get(shard)) {
-            r.store(rooms, Ordering::Relaxed);
-            p.store(pending, Ordering::Relaxed);
+    pub(crate) fn publish(&self, shard: usize, rooms: usize, pending: usize, participants: usize) {
+        for (slots, value) in [
+            (&self.rooms, rooms),
+            (&self.pending, pending),
+            (&self.participants, participants),
+        ] {
+            if let Some(slot) = slots.get(shard) {
+                slot.store(value, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// The worker with the fewest participants (then rooms), for a new room.
+    pub fn least_loaded(&self) -> usize {
+        (0..self.participants.len())
+            .min_by_key(|&i| {
+                (
+                    self.participants[i].load(Ordering::Relaxed),
+                    self.rooms[i].load(Ordering::Relaxed),
+                )
+            })
+            .unwrap_or(0)
     }
 
     /// Rooms and pending joins of every worker but `shard`.

@@ -141,7 +141,8 @@ async fn rooms_on_every_media_worker_carry_media() {
     let server = TestServer::start_with(&["--media-workers", &WORKERS.to_string()]).await;
     let url = server.ws_url();
 
-    // One room per worker: a room's name decides its worker, so try names until each has one.
+    // One room per worker: a new room opens on the least loaded worker, and a room whose
+    // worker already has one is closed again, until every worker has one.
     let mut firsts: Vec<Option<(String, TestClient)>> = (0..WORKERS).map(|_| None).collect();
     for n in 0..64 {
         if firsts.iter().all(Option::is_some) {

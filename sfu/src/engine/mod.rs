@@ -27,6 +27,7 @@ use crate::event::{JoinInfo, ParticipantInfo, ParticipantStats, ResumeInfo, SfuE
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Counters;
 use crate::participant::{Participant, RemovalReason};
+use crate::placement::RoomPlacement;
 use crate::policy::{self, Permissions, SfuLimits, ShardLoad};
 use crate::room::Room;
 use crate::track::{TrackSource, UpTrack};
@@ -58,6 +59,8 @@ pub struct SfuConfig {
     /// The other workers' rooms and pending joins, when several share the server-wide
     /// limits.
     pub load: Option<Arc<ShardLoad>>,
+    /// Told when this worker opens or closes a room, when several workers share rooms out.
+    pub placement: Option<Arc<RoomPlacement>>,
 }
 
 impl SfuConfig {
@@ -74,6 +77,7 @@ impl SfuConfig {
             shard: 0,
             report_routes: false,
             load: None,
+            placement: None,
         }
     }
 }
@@ -167,6 +171,11 @@ impl Sfu {
         self.counters.joins += 1;
         self.demux.add_peer(participant.ice_ufrag.clone(), id);
         self.report_route(|| RouteUpdate::Add(participant.ice_ufrag.clone(), id));
+        if !self.rooms.contains_key(room) {
+            if let Some(placement) = &self.config.placement {
+                placement.opened(room);
+            }
+        }
         let room_state = self.rooms.entry(room.to_owned()).or_default();
         let others: Vec<ParticipantInfo> = room_state
             .participants
@@ -605,6 +614,7 @@ impl Sfu {
                 usize::from(self.config.shard),
                 self.rooms.len(),
                 self.pending_joins(),
+                self.participants.len(),
             );
         }
     }
@@ -773,6 +783,9 @@ impl Sfu {
             room.remove(id);
             if room.participants.is_empty() {
                 self.rooms.remove(&p.room);
+                if let Some(placement) = &self.config.placement {
+                    placement.closed(&p.room);
+                }
                 tracing::info!(room = %p.room, "room closed");
             }
         }

@@ -12,7 +12,8 @@ use crate::event::RemovalReason;
 use crate::event::{JoinInfo, ParticipantInfo, ParticipantStats, ResumeInfo, SfuEvent};
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::MetricsSnapshot;
-use crate::policy::Permissions;
+use crate::placement::RoomPlacement;
+use crate::policy::{Permissions, ShardLoad};
 use crate::track::TrackSource;
 
 /// Counts for health checks and leak tests.
@@ -115,24 +116,28 @@ pub(crate) struct WorkerHandle {
 #[derive(Clone)]
 pub struct SfuHandle {
     workers: Arc<[WorkerHandle]>,
+    placement: Arc<RoomPlacement>,
+    load: Arc<ShardLoad>,
 }
 
 impl SfuHandle {
-    pub(crate) fn new(workers: Vec<WorkerHandle>) -> Self {
+    pub(crate) fn new(
+        workers: Vec<WorkerHandle>,
+        placement: Arc<RoomPlacement>,
+        load: Arc<ShardLoad>,
+    ) -> Self {
         Self {
             workers: workers.into(),
+            placement,
+            load,
         }
     }
 
-    /// The worker a room lives on: fixed by its name, so every join of it lands together.
+    /// The worker `room` lives on. A room that is not open anywhere is asked of worker 0,
+    /// which does not have it either and answers so.
     fn room_worker(&self, room: &str) -> &WorkerHandle {
-        use std::hash::{Hash, Hasher};
-        // SipHash with fixed keys: the same room maps to the same worker for the process's
-        // life, which is all that matters.
-        let mut hasher = std::hash::DefaultHasher::new();
-        room.hash(&mut hasher);
-        let index = (hasher.finish() % self.workers.len() as u64) as usize;
-        &self.workers[index]
+        let index = self.placement.worker_of(room).unwrap_or(0);
+        &self.workers[index.min(self.workers.len() - 1)]
     }
 
     /// The worker owning a participant, from its id. An id naming no worker reaches one that
@@ -188,16 +193,18 @@ impl SfuHandle {
         permissions: Permissions,
     ) -> Result<(JoinInfo, mpsc::UnboundedReceiver<SfuEvent>), SfuError> {
         let (events, rx) = mpsc::unbounded_channel();
-        let info = self
-            .call_room(room, |reply| Command::Join {
-                room: room.to_owned(),
-                name: name.to_owned(),
-                permissions,
-                events,
-                reply,
-            })
-            .await??;
-        Ok((info, rx))
+        let index = self.placement.claim(room, || self.load.least_loaded());
+        let worker = &self.workers[index.min(self.workers.len() - 1)];
+        let result = Self::call_on(worker, |reply| Command::Join {
+            room: room.to_owned(),
+            name: name.to_owned(),
+            permissions,
+            events,
+            reply,
+        })
+        .await;
+        self.placement.settle(room);
+        Ok((result??, rx))
     }
 
     pub async fn accept_offer(

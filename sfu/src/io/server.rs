@@ -5,9 +5,9 @@
 //!
 //! All workers share one UDP port. Worker 0 receives every datagram (a batch per system call)
 //! and routes it, by ICE ufrag and then by source address, to the worker that owns the peer;
-//! each worker sends its own datagrams on the shared socket. A room lives on one worker (its
-//! name decides which), and a participant id names its worker, so signaling calls go straight
-//! to the right one.
+//! each worker sends its own datagrams on the shared socket. A room lives on one worker (the
+//! least loaded when it opened, see `placement.rs`), and a participant id names its worker,
+//! so signaling calls go straight to the right one.
 
 use std::collections::HashMap;
 use std::io;
@@ -28,6 +28,7 @@ use crate::event::RemovalReason;
 use crate::event::SfuEvent;
 use crate::ids::ParticipantId;
 use crate::metrics::MetricsSnapshot;
+use crate::placement::RoomPlacement;
 use crate::policy::{SfuLimits, ShardLoad};
 use str0m::net::Protocol;
 
@@ -61,10 +62,24 @@ pub struct SfuServer {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-/// What worker 0 hands another worker: datagrams and ICE-TCP events of its peers.
-enum Inbound {
-    Datagrams(RoutedDatagrams),
-    Tcp(TcpEvent),
+/// Receive batches a worker may have waiting from worker 0. Past this the worker is not
+/// keeping up, and further datagrams for it are dropped as a full socket buffer would drop
+/// them, rather than queueing without bound.
+const INBOUND_BATCHES: usize = 64;
+
+/// Where worker 0 hands another worker its peers' datagrams and ICE-TCP events. TCP events
+/// are few (connection changes, and frames the connection's flow control already bounds)
+/// and must not be lost, so they have a channel of their own.
+#[derive(Clone)]
+struct WorkerInbox {
+    datagrams: mpsc::Sender<RoutedDatagrams>,
+    tcp: mpsc::UnboundedSender<TcpEvent>,
+}
+
+/// The receiving ends of a `WorkerInbox`.
+struct Inbound {
+    datagrams: mpsc::Receiver<RoutedDatagrams>,
+    tcp: mpsc::UnboundedReceiver<TcpEvent>,
 }
 
 /// Datagrams for one worker from one receive batch, in one buffer.
@@ -103,7 +118,7 @@ struct Router {
     demux: Demux,
     updates: mpsc::UnboundedReceiver<RouteUpdate>,
     /// Indexed by worker; worker 0's own slot is unused.
-    workers: Vec<mpsc::UnboundedSender<Inbound>>,
+    workers: Vec<WorkerInbox>,
     /// Per worker, what the current receive batch routed to it.
     routed: Vec<RoutedDatagrams>,
 }
@@ -129,8 +144,16 @@ impl Router {
                 continue;
             }
             let batch = std::mem::replace(routed, RoutedDatagrams::new());
-            if let Some(tx) = self.workers.get(worker) {
-                let _ = tx.send(Inbound::Datagrams(batch));
+            if let Some(inbox) = self.workers.get(worker) {
+                if let Err(mpsc::error::TrySendError::Full(dropped)) =
+                    inbox.datagrams.try_send(batch)
+                {
+                    tracing::debug!(
+                        worker,
+                        datagrams = dropped.datagrams.len(),
+                        "media worker behind, datagrams dropped"
+                    );
+                }
             }
         }
     }
@@ -174,13 +197,20 @@ impl SfuServer {
         }
         .clamp(1, MAX_WORKERS);
         let load = Arc::new(ShardLoad::new(worker_count));
+        let placement = Arc::new(RoomPlacement::default());
 
         let mut handles = Vec::with_capacity(worker_count);
         let mut inbound_txs = Vec::with_capacity(worker_count);
         let mut setups = Vec::with_capacity(worker_count);
         for _ in 0..worker_count {
             let (commands_tx, commands) = mpsc::unbounded_channel();
-            let (inbound_tx, inbound) = mpsc::unbounded_channel();
+            let (datagrams_tx, datagrams) = mpsc::channel(INBOUND_BATCHES);
+            let (tcp_tx, tcp) = mpsc::unbounded_channel();
+            let inbound_tx = WorkerInbox {
+                datagrams: datagrams_tx,
+                tcp: tcp_tx,
+            };
+            let inbound = Inbound { datagrams, tcp };
             let metrics = Arc::new(Mutex::new(MetricsSnapshot::default()));
             handles.push(WorkerHandle {
                 commands: commands_tx,
@@ -201,6 +231,7 @@ impl SfuServer {
             sfu_config.shard = shard as u8;
             sfu_config.report_routes = worker_count > 1;
             sfu_config.load = Some(Arc::clone(&load));
+            sfu_config.placement = Some(Arc::clone(&placement));
             let send_socket = std_udp.try_clone()?;
             // Worker 0 receives for everyone; the others get their peers' datagrams from it.
             let receiving = if shard == 0 { receiving.take() } else { None };
@@ -253,7 +284,7 @@ impl SfuServer {
         }
         tracing::info!(%udp_addr, %advertised, ice_tcp = config.ice_tcp, workers = worker_count, "media listening");
         Ok(Self {
-            handle: SfuHandle::new(handles),
+            handle: SfuHandle::new(handles, placement, load),
             udp_addr,
             threads,
         })
@@ -281,10 +312,7 @@ impl SfuServer {
 fn start_receiver(
     udp: std::net::UdpSocket,
     tcp: Option<std::net::TcpListener>,
-    router_parts: Option<(
-        mpsc::UnboundedReceiver<RouteUpdate>,
-        Vec<mpsc::UnboundedSender<Inbound>>,
-    )>,
+    router_parts: Option<(mpsc::UnboundedReceiver<RouteUpdate>, Vec<WorkerInbox>)>,
 ) -> io::Result<(Receiver, mpsc::UnboundedReceiver<TcpEvent>)> {
     let udp = UdpSocket::from_std(udp)?;
     let (tcp_tx, tcp_events) = mpsc::unbounded_channel();
@@ -345,7 +373,7 @@ impl MediaLoop {
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut receiver: Option<Receiver>,
         mut tcp_events: Option<mpsc::UnboundedReceiver<TcpEvent>>,
-        mut inbound: mpsc::UnboundedReceiver<Inbound>,
+        mut inbound: Inbound,
     ) {
         loop {
             self.flush();
@@ -372,7 +400,8 @@ impl MediaLoop {
                         self.route_tcp(r, event);
                     }
                 },
-                Some(routed) = inbound.recv() => self.handle_inbound(routed),
+                Some(routed) = inbound.datagrams.recv() => self.handle_routed(routed),
+                Some(event) = inbound.tcp.recv() => self.handle_tcp(event),
                 _ = tokio::time::sleep_until(deadline.into()) => self.sfu.handle_timeout(Instant::now()),
             }
         }
@@ -449,36 +478,31 @@ impl MediaLoop {
             TcpEvent::Frame(peer, frame) => match router.worker_of(Protocol::Tcp, peer, &frame) {
                 Some(0) => self.handle_tcp(TcpEvent::Frame(peer, frame)),
                 Some(worker) => {
-                    if let Some(tx) = router.workers.get(worker) {
-                        let _ = tx.send(Inbound::Tcp(TcpEvent::Frame(peer, frame)));
+                    if let Some(inbox) = router.workers.get(worker) {
+                        let _ = inbox.tcp.send(TcpEvent::Frame(peer, frame));
                     }
                 }
                 None => tracing::trace!(%peer, "ICE-TCP frame from an unknown peer dropped"),
             },
             TcpEvent::Opened(peer, writer) => {
-                for tx in router.workers.iter().skip(1) {
-                    let _ = tx.send(Inbound::Tcp(TcpEvent::Opened(peer, writer.clone())));
+                for inbox in router.workers.iter().skip(1) {
+                    let _ = inbox.tcp.send(TcpEvent::Opened(peer, writer.clone()));
                 }
                 self.handle_tcp(TcpEvent::Opened(peer, writer));
             }
             TcpEvent::Closed(peer) => {
-                for tx in router.workers.iter().skip(1) {
-                    let _ = tx.send(Inbound::Tcp(TcpEvent::Closed(peer)));
+                for inbox in router.workers.iter().skip(1) {
+                    let _ = inbox.tcp.send(TcpEvent::Closed(peer));
                 }
                 self.handle_tcp(TcpEvent::Closed(peer));
             }
         }
     }
 
-    fn handle_inbound(&mut self, inbound: Inbound) {
-        match inbound {
-            Inbound::Datagrams(routed) => {
-                let now = Instant::now();
-                for (source, data) in routed.iter() {
-                    self.receive(now, Protocol::Udp, source, data);
-                }
-            }
-            Inbound::Tcp(event) => self.handle_tcp(event),
+    fn handle_routed(&mut self, routed: RoutedDatagrams) {
+        let now = Instant::now();
+        for (source, data) in routed.iter() {
+            self.receive(now, Protocol::Udp, source, data);
         }
     }
 
