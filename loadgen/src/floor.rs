@@ -7,14 +7,14 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket as StdUdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use sfu::io::batch::DatagramBatch;
 use tokio::net::UdpSocket;
 
 use crate::driver::{open_window, PhaseSettings};
@@ -25,8 +25,6 @@ use crate::srtp::{rtp_header, rtp_header_len, GcmContext, TAG};
 use crate::stats::{now_micros, Counters, SharedCounters, Streams};
 use crate::traffic::{read_stamp, AudioSource, MediaPacket, VideoSource};
 
-/// Datagrams per `recvmmsg` / `sendmmsg` call.
-const BATCH: usize = 64;
 const MAX_DATAGRAM: usize = 1500;
 /// Incoming SSRCs are this plus the track index; outgoing ones are unique per copy.
 const IN_SSRC_BASE: u32 = 0x1000_0000;
@@ -51,7 +49,7 @@ fn out_ssrc(s: usize, t: usize) -> u32 {
 /// One track's fan-out as the forwarding thread sees it.
 struct FwdTrack {
     publisher: usize,
-    copies: Vec<(libc::sockaddr_in, usize, u32)>,
+    copies: Vec<(SocketAddr, usize, u32)>,
 }
 
 /// Run the floor for `plan` and measure it.
@@ -67,11 +65,7 @@ pub async fn run(plan: &Plan, s: &PhaseSettings) -> anyhow::Result<PhaseReport> 
     let mut sinks = Vec::new();
     for &r in &receivers {
         let socket = bind_loopback()?;
-        let addr = match socket.local_addr()? {
-            SocketAddr::V4(a) => a,
-            SocketAddr::V6(_) => anyhow::bail!("loopback bound to IPv6"),
-        };
-        sink_addrs[r] = Some(sockaddr(addr));
+        sink_addrs[r] = Some(socket.local_addr()?);
         sinks.push((r, UdpSocket::from_std(socket)?));
     }
     let tracks: Vec<FwdTrack> = plan
@@ -215,17 +209,6 @@ fn bind_loopback() -> anyhow::Result<StdUdpSocket> {
     Ok(socket)
 }
 
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
 /// One publisher: its tracks' synthetic media, SRTP-sealed, to the forwarder.
 async fn publish(
     p: usize,
@@ -355,9 +338,9 @@ async fn sink(
     streams.report_jitter(&mut counters.borrow_mut());
 }
 
-/// The forwarding thread: batch in, decrypt once, seal a copy per subscriber, batch out.
+/// The forwarding thread: batch in, decrypt once, seal a copy per subscriber, batch out;
+/// the same batched I/O as the SFU's (`sfu::io::batch`).
 fn forward_loop(socket: &StdUdpSocket, tracks: &[FwdTrack], publishers: usize, stop: &AtomicBool) {
-    let fd = socket.as_raw_fd();
     let in_keys: Vec<GcmContext> = (0..publishers).map(publisher_key).collect();
     let max_sub = tracks
         .iter()
@@ -365,13 +348,15 @@ fn forward_loop(socket: &StdUdpSocket, tracks: &[FwdTrack], publishers: usize, s
         .max()
         .unwrap_or(0);
     let out_keys: Vec<GcmContext> = (0..=max_sub).map(subscriber_key).collect();
-    let mut rx = Batch::new();
-    let mut tx = Batch::new();
+    let mut rx = DatagramBatch::new(MAX_DATAGRAM + TAG);
+    let mut tx = DatagramBatch::new(MAX_DATAGRAM + TAG);
     while !stop.load(Ordering::Relaxed) {
-        let n = rx.recv(fd);
+        // Waits up to the socket's read timeout, so `stop` is seen.
+        let n = rx.recv_wait(socket).unwrap_or(0);
         for i in 0..n {
-            let len = rx.lens[i];
-            let packet = &mut rx.bufs[i][..len];
+            let Some((packet, _)) = rx.get_mut(i) else {
+                continue;
+            };
             let Some(header_len) = rtp_header_len(packet) else {
                 continue;
             };
@@ -388,119 +373,22 @@ fn forward_loop(socket: &StdUdpSocket, tracks: &[FwdTrack], publishers: usize, s
             let Some(plain) = key.open(packet, header_len) else {
                 continue;
             };
-            let packet = &rx.bufs[i][..plain];
+            let packet = &packet[..plain];
             for (addr, sub, copy_ssrc) in &track.copies {
-                let slot = tx.count;
-                let out = &mut tx.bufs[slot];
+                if tx.is_full() {
+                    let _ = tx.send(socket);
+                }
+                let Some(out) = tx.next_buffer() else {
+                    continue;
+                };
                 out[..plain].copy_from_slice(packet);
                 out[8..12].copy_from_slice(&copy_ssrc.to_be_bytes());
                 let Some(sealed) = out_keys[*sub].seal(out, header_len, plain) else {
                     continue;
                 };
-                tx.lens[slot] = sealed;
-                tx.addrs[slot] = *addr;
-                tx.count += 1;
-                if tx.count == BATCH {
-                    tx.send(fd);
-                }
+                tx.commit(sealed, *addr);
             }
         }
-        tx.send(fd);
-    }
-}
-
-/// Buffers and headers for one `recvmmsg` or `sendmmsg` call, reused for every call.
-struct Batch {
-    bufs: Vec<Vec<u8>>,
-    lens: [usize; BATCH],
-    addrs: [libc::sockaddr_in; BATCH],
-    count: usize,
-}
-
-impl Batch {
-    fn new() -> Self {
-        Self {
-            bufs: (0..BATCH).map(|_| vec![0u8; MAX_DATAGRAM + TAG]).collect(),
-            lens: [0; BATCH],
-            addrs: [sockaddr(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)); BATCH],
-            count: 0,
-        }
-    }
-
-    /// Receive up to `BATCH` datagrams, waiting (up to the socket's read timeout) for the
-    /// first only.
-    fn recv(&mut self, fd: i32) -> usize {
-        let mut iovs: Vec<libc::iovec> = self
-            .bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        let mut msgs: Vec<libc::mmsghdr> = iovs
-            .iter_mut()
-            .map(|iov| {
-                // SAFETY: an all-zero mmsghdr is a valid "no name, no control" header.
-                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                m.msg_hdr.msg_iov = iov;
-                m.msg_hdr.msg_iovlen = 1;
-                m
-            })
-            .collect();
-        // SAFETY: `msgs` points at BATCH headers whose iovecs point into `self.bufs`, all
-        // alive and exclusively borrowed for the duration of the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                msgs.as_mut_ptr(),
-                BATCH as u32,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        if n <= 0 {
-            return 0;
-        }
-        for (i, m) in msgs.iter().take(n as usize).enumerate() {
-            self.lens[i] = m.msg_len as usize;
-        }
-        n as usize
-    }
-
-    /// Send the queued datagrams, each to its own address, in as few calls as the kernel
-    /// allows.
-    fn send(&mut self, fd: i32) {
-        let mut sent = 0;
-        while sent < self.count {
-            let count = self.count;
-            let mut iovs: Vec<libc::iovec> = (sent..count)
-                .map(|i| libc::iovec {
-                    iov_base: self.bufs[i].as_mut_ptr().cast(),
-                    iov_len: self.lens[i],
-                })
-                .collect();
-            let mut msgs: Vec<libc::mmsghdr> = iovs
-                .iter_mut()
-                .zip(&mut self.addrs[sent..count])
-                .map(|(iov, addr)| {
-                    // SAFETY: as in `recv`; the name is set below.
-                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    m.msg_hdr.msg_name = (addr as *mut libc::sockaddr_in).cast();
-                    m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-                    m.msg_hdr.msg_iov = iov;
-                    m.msg_hdr.msg_iovlen = 1;
-                    m
-                })
-                .collect();
-            // SAFETY: every header points at a live buffer and address owned by `self` or the
-            // local vectors, which outlive the call.
-            let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as u32, 0) };
-            if n <= 0 {
-                break;
-            }
-            sent += n as usize;
-        }
-        self.count = 0;
+        let _ = tx.send(socket);
     }
 }

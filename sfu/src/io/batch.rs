@@ -60,6 +60,16 @@ impl DatagramBatch {
         Some((data, self.addrs.get(i)?.as_socket()?))
     }
 
+    /// The `i`th datagram held, writable (to decrypt in place, say).
+    pub fn get_mut(&mut self, i: usize) -> Option<(&mut [u8], SocketAddr)> {
+        if i >= self.count {
+            return None;
+        }
+        let peer = self.addrs.get(i)?.as_socket()?;
+        let len = *self.lens.get(i)?;
+        Some((self.bufs.get_mut(i)?.get_mut(..len)?, peer))
+    }
+
     /// Queue a copy of `data` for `to`. Returns `false`, queueing nothing, when the batch is
     /// full or `data` does not fit a buffer.
     pub fn push(&mut self, data: &[u8], to: SocketAddr) -> bool {
@@ -122,6 +132,16 @@ impl DatagramBatch {
     /// Replace the contents with as many datagrams as are waiting, up to `BATCH_SIZE`,
     /// without blocking. `WouldBlock` when none is waiting.
     pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        self.recv_with(socket, sys::NONBLOCKING)
+    }
+
+    /// On a blocking socket: wait for one datagram (up to the socket's read timeout, then
+    /// `WouldBlock` or `TimedOut`), then take as many more as are waiting, up to `BATCH_SIZE`.
+    pub fn recv_wait(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        self.recv_with(socket, sys::WAIT_FOR_ONE)
+    }
+
+    fn recv_with(&mut self, socket: &impl AsRawFd, flags: libc::c_int) -> io::Result<usize> {
         self.count = 0;
         let n = loop {
             match sys::recv(
@@ -129,6 +149,7 @@ impl DatagramBatch {
                 &mut self.bufs,
                 &mut self.lens,
                 &mut self.addrs,
+                flags,
             ) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other?,
@@ -143,6 +164,9 @@ impl DatagramBatch {
 mod sys {
     use super::*;
     use std::ops::Range;
+
+    pub(super) const NONBLOCKING: libc::c_int = libc::MSG_DONTWAIT;
+    pub(super) const WAIT_FOR_ONE: libc::c_int = libc::MSG_WAITFORONE;
 
     pub(super) fn send(
         fd: RawFd,
@@ -185,6 +209,7 @@ mod sys {
         bufs: &mut [Box<[u8]>],
         lens: &mut [usize],
         addrs: &mut [SockAddr],
+        flags: libc::c_int,
     ) -> io::Result<usize> {
         let mut iovs: [libc::iovec; BATCH_SIZE] = [libc::iovec {
             iov_base: std::ptr::null_mut(),
@@ -211,13 +236,13 @@ mod sys {
             msg.msg_hdr.msg_iovlen = 1;
         }
         // SAFETY: every header points at a buffer, iovec and name buffer that are exclusively
-        // borrowed for the call; MSG_DONTWAIT makes it return at once.
+        // borrowed for the call.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
                 msgs.as_mut_ptr(),
                 count as u32,
-                libc::MSG_DONTWAIT,
+                flags,
                 std::ptr::null_mut(),
             )
         };
@@ -240,6 +265,9 @@ mod sys {
 mod sys {
     use super::*;
     use std::ops::Range;
+
+    pub(super) const NONBLOCKING: libc::c_int = libc::MSG_DONTWAIT;
+    pub(super) const WAIT_FOR_ONE: libc::c_int = 0;
 
     pub(super) fn send(
         fd: RawFd,
@@ -271,6 +299,7 @@ mod sys {
         bufs: &mut [Box<[u8]>],
         lens: &mut [usize],
         addrs: &mut [SockAddr],
+        flags: libc::c_int,
     ) -> io::Result<usize> {
         let mut name = SockAddrStorage::zeroed();
         let mut name_len = name.size_of();
@@ -280,7 +309,7 @@ mod sys {
                 fd,
                 bufs[0].as_mut_ptr().cast(),
                 bufs[0].len(),
-                libc::MSG_DONTWAIT,
+                flags,
                 (&mut name as *mut SockAddrStorage).cast(),
                 &mut name_len,
             )
@@ -336,6 +365,32 @@ mod tests {
             }
             assert_eq!(rounds, (0..20).collect::<Vec<u8>>());
         }
+    }
+
+    #[test]
+    fn recv_wait_waits_for_the_first_datagram_then_takes_what_is_there() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        receiver
+            .set_read_timeout(Some(std::time::Duration::from_millis(20)))
+            .expect("timeout");
+        let mut batch = DatagramBatch::new(100);
+        let err = batch.recv_wait(&receiver).expect_err("nothing came");
+        assert!(matches!(
+            err.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ));
+        let sender = loopback();
+        let to = receiver.local_addr().expect("addr");
+        let mut out = DatagramBatch::new(100);
+        for payload in [b"one", b"two"] {
+            assert!(out.push(payload, to));
+        }
+        out.send(&sender).expect("send");
+        assert_eq!(batch.recv_wait(&receiver).expect("datagrams"), 2);
+        // Decrypting in place: the bytes are writable where they lie.
+        let (data, _) = batch.get_mut(1).expect("second");
+        data[0] = b'T';
+        assert_eq!(batch.get(1).map(|(d, _)| d), Some(&b"Two"[..]));
     }
 
     #[test]
