@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, health, keepPeerConnections, makeLogger, saveEvidence, sleep, videoOf, waitFor } from './lib.mjs';
+import { BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, health, httpGet, keepPeerConnections, makeLogger, saveEvidence, sleep, videoOf, waitFor } from './lib.mjs';
 
 const { log } = makeLogger('blackout');
 const MEDIA_PORT = (process.env.SWITCHBOARD_RTC_ADDR || '127.0.0.1:50000').split(':').pop();
@@ -33,7 +33,7 @@ const iptables = (op) => { for (const rule of RULES) execFileSync('iptables', [o
 async function serverResources() {
   const pid = process.env.SWITCHBOARD_SERVER_PID;
   if (!pid) throw new Error('SWITCHBOARD_SERVER_PID is not set');
-  const metrics = await get('/metrics');
+  const metrics = (await httpGet('/metrics')) ?? '';
   const relays = Number((metrics.match(/^switchboard_turn_allocations (\d+)$/m) || [0, 0])[1]);
   return {
     fds: readdirSync(`/proc/${pid}/fd`).length - relays,

@@ -49,23 +49,27 @@ export function makeLogger(tag) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** `/healthz` of the server at `base` as JSON, or null while it does not answer. Asked over a
+/** GET `path` from the server at `base`, as text, or null while it does not answer. Over a
  * connection that closes afterwards: a kept-alive one would count as a server file
  * descriptor in the tests that count them. */
-export function health(base = BASE) {
+export function httpGet(path, base = BASE) {
   return new Promise((resolve) => {
-    http.get(`${base}/healthz`, { agent: false }, (res) => {
+    http.get(`${base}${path}`, { agent: false }, (res) => {
       let body = '';
       res.on('data', (chunk) => { body += chunk; });
-      res.on('end', () => {
-        try {
-          resolve(JSON.parse(body));
-        } catch {
-          resolve(null);
-        }
-      });
+      res.on('end', () => resolve(body));
     }).on('error', () => resolve(null));
   });
+}
+
+/** `/healthz` of the server at `base` as JSON, or null while it does not answer. */
+export async function health(base = BASE) {
+  const body = await httpGet('/healthz', base);
+  try {
+    return body === null ? null : JSON.parse(body);
+  } catch {
+    return null;
+  }
 }
 
 /** The remote video of participant `name` on `page`: its width and playback position. */
