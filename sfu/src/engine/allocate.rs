@@ -18,6 +18,10 @@ use crate::track::TrackSource;
 /// A layer nobody needs is turned off at the publisher after this long, so a brief dip does
 /// not make it restart (with a keyframe) a moment later.
 const DYNACAST_OFF_DELAY: Duration = Duration::from_secs(3);
+/// The estimate is probed to this multiple of what the allocation wants. str0m paces at
+/// 1.1 x the estimate, so an estimate only just above the media rate holds every keyframe
+/// (several delta frames' worth) in the pacer for tens of ms; headroom lets it through.
+const PROBE_HEADROOM: u64 = 2;
 /// Smoothed loudness (127 - dBov level) above which a participant counts as speaking.
 const SPEAKING_LOUDNESS: f32 = 60.0;
 /// Audio takes about this much of a subscriber's budget per track before video is allocated.
@@ -165,7 +169,7 @@ impl Sfu {
         }
         p.rtc.bwe().set_bitrate(
             Bitrate::bps(floor_bps),
-            Bitrate::bps(desired_bps.max(floor_bps)),
+            Bitrate::bps(desired_bps.max(floor_bps).saturating_mul(PROBE_HEADROOM)),
         );
         self.mark_dirty(id);
     }
