@@ -69,11 +69,30 @@ impl Session {
         }
     }
 
-    /// The next SFU event for this participant; pending forever before joining.
+    /// The next SFU event for this participant; pending forever before joining. `None` when
+    /// the session is no longer this connection's: removed, or resumed by another connection.
     pub async fn next_event(&mut self) -> Option<SfuEvent> {
-        match &mut self.state {
+        let event = match &mut self.state {
             State::Joined { events, .. } => events.recv().await,
             _ => std::future::pending().await,
+        };
+        if event.is_none() {
+            self.state = State::Left;
+        }
+        event
+    }
+
+    /// The participant this connection still speaks for. The SFU drops our event channel when
+    /// another connection resumes the session (or the participant is gone), so a connection
+    /// left half-open by a network change cannot detach or end the session it lost, whenever
+    /// it finally closes.
+    fn own_participant(&self) -> Option<ParticipantId> {
+        match &self.state {
+            State::Joined {
+                participant,
+                events,
+            } if !events.is_closed() => Some(*participant),
+            _ => None,
         }
     }
 
@@ -432,7 +451,7 @@ impl Session {
     /// The connection dropped without a `leave`: keep the session for a while, so the client
     /// can resume it over a new connection without the others seeing it leave.
     pub fn close(&mut self) {
-        if let Some(p) = self.participant() {
+        if let Some(p) = self.own_participant() {
             tracing::info!(participant = %p, "signaling closed without leave");
             self.sfu.detach(p);
         }
@@ -442,7 +461,7 @@ impl Session {
     /// The session ends with the connection: the client closed it, or the server did on
     /// purpose (a protocol violation).
     pub fn end(&mut self) {
-        if let Some(p) = self.participant() {
+        if let Some(p) = self.own_participant() {
             tracing::info!(participant = %p, "session ended by the server");
             self.sfu.leave(p);
         }

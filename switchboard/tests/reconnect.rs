@@ -179,3 +179,55 @@ async fn media_keeps_flowing_while_signaling_is_down() {
     assert!(audio > 20, "audio stopped when signaling dropped");
     assert_eq!(participants(&server).await, 2, "both sessions are kept");
 }
+
+/// A network change leaves the old WebSocket half-open while the client resumes on a new one.
+/// When the old one finally closes (here with a close frame, which ends a session it still
+/// owned), it must not take the resumed session with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_a_session_was_resumed_from_cannot_end_it() {
+    let server = TestServer::start().await;
+    let mut old = connect(&server).await;
+    let joined = request(
+        &mut old,
+        json!({"type": "join", "room": "half-open", "name": "Mover"}),
+    )
+    .await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    let (id, token) = (
+        joined["participant_id"].clone(),
+        joined["resume_token"].clone(),
+    );
+
+    let mut new = connect(&server).await;
+    let resumed = request(
+        &mut new,
+        json!({"type": "resume", "id": 1, "participant_id": id, "resume_token": token}),
+    )
+    .await;
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+
+    old.close(None).await.expect("close frame sent");
+    while old.next().await.is_some() {}
+    // The close is handled by the time the old connection is gone; give the media worker a
+    // moment for anything it would have been asked to do.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        participants(&server).await,
+        1,
+        "the resumed session lives on"
+    );
+    let pong = request(&mut new, json!({"type": "ping", "id": 2})).await;
+    assert_eq!(pong["type"], "pong", "and its connection works");
+
+    // The connection that owns the session still ends it with a close frame.
+    new.close(None).await.expect("close frame sent");
+    while new.next().await.is_some() {}
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while participants(&server).await != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the owner's close ends the session"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
