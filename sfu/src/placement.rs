@@ -24,9 +24,10 @@ pub struct RoomPlacement {
 }
 
 impl RoomPlacement {
-    /// The worker for a join of `room`, placing a room nobody has on `least_loaded()`.
-    /// Every `claim` is followed by one `settle` once the join is answered.
-    pub fn claim(&self, room: &str, least_loaded: impl FnOnce() -> usize) -> usize {
+    /// The worker for a join of `room`, placing a room nobody has on `least_loaded()`. The
+    /// room stays placed while the returned claim lives: hold it until the join is answered
+    /// (either way). Dropping it, also when the join is abandoned midway, settles it.
+    pub fn claim<'a>(&'a self, room: &'a str, least_loaded: impl FnOnce() -> usize) -> Claim<'a> {
         let mut rooms = self.lock();
         let entry = rooms.entry(room.to_owned()).or_insert_with(|| Placement {
             worker: least_loaded(),
@@ -34,11 +35,14 @@ impl RoomPlacement {
             open: false,
         });
         entry.joining += 1;
-        entry.worker
+        Claim {
+            placement: self,
+            room,
+            worker: entry.worker,
+        }
     }
 
-    /// A join of `room` was answered (either way).
-    pub fn settle(&self, room: &str) {
+    fn settle(&self, room: &str) {
         let mut rooms = self.lock();
         if let Some(entry) = rooms.get_mut(room) {
             entry.joining = entry.joining.saturating_sub(1);
@@ -88,23 +92,45 @@ impl RoomPlacement {
     }
 }
 
+/// A join of a room in flight; see [`RoomPlacement::claim`].
+pub struct Claim<'a> {
+    placement: &'a RoomPlacement,
+    room: &'a str,
+    worker: usize,
+}
+
+impl Claim<'_> {
+    /// The worker the join goes to.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.placement.settle(self.room);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
 
     #[test]
     fn a_room_stays_on_its_worker_until_it_closes() {
         let placement = RoomPlacement::default();
-        assert_eq!(placement.claim("a", || 1), 1);
-        placement.opened("a");
-        placement.settle("a");
+        {
+            let first = placement.claim("a", || 1);
+            assert_eq!(first.worker(), 1);
+            placement.opened("a");
+        }
         // Later joins follow the room, whatever is least loaded now.
-        assert_eq!(placement.claim("a", || 0), 1);
-        placement.settle("a");
+        assert_eq!(placement.claim("a", || 0).worker(), 1);
         placement.closed("a");
         assert!(placement.is_empty(), "a closed room is forgotten");
         assert_eq!(
-            placement.claim("a", || 0),
+            placement.claim("a", || 0).worker(),
             0,
             "reopened where there is room"
         );
@@ -113,25 +139,42 @@ mod tests {
     #[test]
     fn a_join_in_flight_keeps_a_closing_room_in_place() {
         let placement = RoomPlacement::default();
-        placement.claim("a", || 1);
-        placement.opened("a");
-        placement.settle("a");
+        {
+            let _first = placement.claim("a", || 1);
+            placement.opened("a");
+        }
         // A second join is sent to worker 1 while the last participant leaves there.
-        assert_eq!(placement.claim("a", || 0), 1);
+        let second = placement.claim("a", || 0);
+        assert_eq!(second.worker(), 1);
         placement.closed("a");
         // A third join must still go to worker 1, where the second one reopens the room.
-        assert_eq!(placement.claim("a", || 0), 1);
+        let third = placement.claim("a", || 0);
+        assert_eq!(third.worker(), 1);
         placement.opened("a");
-        placement.settle("a");
-        placement.settle("a");
+        drop(second);
+        drop(third);
         assert_eq!(placement.len(), 1);
     }
 
     #[test]
-    fn a_refused_first_join_leaves_nothing_behind() {
+    fn a_refused_or_abandoned_first_join_leaves_nothing_behind() {
         let placement = RoomPlacement::default();
-        placement.claim("full-server", || 0);
-        placement.settle("full-server");
+        drop(placement.claim("full-server", || 0));
+        assert!(placement.is_empty());
+        // A join whose caller went away before the answer: its future, stopped at the await,
+        // is dropped.
+        let mut abandoned = Box::pin(async {
+            let _claim = placement.claim("gone", || 0);
+            std::future::pending::<()>().await;
+        });
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(abandoned.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(
+            placement.worker_of("gone"),
+            Some(0),
+            "placed while the join is in flight"
+        );
+        drop(abandoned);
         assert!(placement.is_empty());
     }
 }

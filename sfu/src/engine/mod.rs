@@ -20,6 +20,7 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::Mid;
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output};
+use subtle::ConstantTimeEq;
 
 use crate::demux::{Demux, RouteUpdate};
 use crate::error::SfuError;
@@ -281,20 +282,15 @@ impl Sfu {
             .map_err(|e| SfuError::SdpRejected(e.to_string()))?;
         // An ICE restart by the participant gives it a new ufrag of ours: route by that now.
         let ufrag = p.rtc.direct_api().local_ice_credentials().ufrag;
-        if ufrag != p.ice_ufrag {
-            tracing::info!(participant = %id, "ICE restart");
-            self.demux.rename_peer(&p.ice_ufrag, ufrag.clone(), id);
-            if self.config.report_routes {
-                self.route_updates.push(RouteUpdate::Rename(
-                    p.ice_ufrag.clone(),
-                    ufrag.clone(),
-                    id,
-                ));
-            }
-            p.ice_ufrag = ufrag;
-        }
+        let restarted_from =
+            (ufrag != p.ice_ufrag).then(|| std::mem::replace(&mut p.ice_ufrag, ufrag.clone()));
         p.negotiation.established = true;
         p.refresh_payload_types();
+        if let Some(old) = restarted_from {
+            tracing::info!(participant = %id, "ICE restart");
+            self.demux.rename_peer(&old, ufrag.clone(), id);
+            self.report_route(|| RouteUpdate::Rename(old, ufrag, id));
+        }
         self.mark_dirty(id);
         self.drive(now);
         self.renegotiate(id);
@@ -456,7 +452,6 @@ impl Sfu {
         all
     }
 
-    /// The participant left (or its signaling went away).
     /// The participant's signaling connection went away without a `leave`. Its media goes on,
     /// and nobody is told, until it [resumes](Sfu::resume) or `resume_grace` ends. One whose
     /// media never connected is simply removed.
@@ -481,7 +476,8 @@ impl Sfu {
         let p = self
             .participants
             .get_mut(&id)
-            .filter(|p| constant_time_eq(p.resume_token.as_bytes(), resume_token.as_bytes()))
+            // Constant time: a near miss takes as long to refuse as a far one.
+            .filter(|p| bool::from(p.resume_token.as_bytes().ct_eq(resume_token.as_bytes())))
             .ok_or(SfuError::UnknownSession)?;
         p.detached_since = None;
         let pending_offer = p.negotiation.pending_offer.clone();
@@ -501,6 +497,7 @@ impl Sfu {
         })
     }
 
+    /// The participant left.
     pub fn leave(&mut self, id: ParticipantId, now: Instant) {
         self.remove(id, now);
     }
@@ -825,11 +822,6 @@ fn sdp_error(e: &impl std::fmt::Display) -> String {
     } else {
         explanation.join("; ")
     }
-}
-
-/// Token comparison that takes as long for a near miss as for a far one.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn install_crypto_provider() {

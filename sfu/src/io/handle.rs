@@ -193,18 +193,19 @@ impl SfuHandle {
         permissions: Permissions,
     ) -> Result<(JoinInfo, mpsc::UnboundedReceiver<SfuEvent>), SfuError> {
         let (events, rx) = mpsc::unbounded_channel();
-        let index = self.placement.claim(room, || self.load.least_loaded());
-        let worker = &self.workers[index.min(self.workers.len() - 1)];
-        let result = Self::call_on(worker, |reply| Command::Join {
+        // Held until the worker answers: the room stays on that worker meanwhile.
+        let claim = self.placement.claim(room, || self.load.least_loaded());
+        let worker = &self.workers[claim.worker().min(self.workers.len() - 1)];
+        let info = Self::call_on(worker, |reply| Command::Join {
             room: room.to_owned(),
             name: name.to_owned(),
             permissions,
             events,
             reply,
         })
-        .await;
-        self.placement.settle(room);
-        Ok((result??, rx))
+        .await??;
+        drop(claim);
+        Ok((info, rx))
     }
 
     pub async fn accept_offer(
