@@ -136,8 +136,10 @@ pub async fn run(plan: &Plan, s: &PhaseSettings) -> anyhow::Result<PhaseReport> 
         )));
     }
 
-    // Streams flow within a frame or two; then the same window as the SFU's.
-    let ready_deadline = Instant::now() + Duration::from_secs(10);
+    // Streams flow within a frame or two of their publisher's start; then the same window as
+    // the SFU's.
+    let ready_deadline =
+        start + s.join_interval * plan.peers.len() as u32 + Duration::from_secs(10);
     while flowing.get() < plan.expected_streams && Instant::now() < ready_deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -208,7 +208,8 @@ pub async fn run_once(args: &BenchArgs, n: usize) -> anyhow::Result<RunReport> {
         scenario: args.scenario,
         n,
         rooms: args.rooms.max(1),
-        media_workers: args.media_workers,
+        // Applied only to a server the bench spawns.
+        media_workers: args.media_workers.filter(|_| args.server.is_none()),
         simulcast: traffic.simulcast,
         publishers: plan.publishers,
         receive_only_peers: plan.subscribers_only,

@@ -24,9 +24,8 @@ impl Server {
         }
     }
 
-    /// Spawn `switchboard serve` (this very executable) on free 127.0.0.1 ports and wait
-    /// until `/healthz` answers.
-    /// Start `switchboard serve` on free ports, with `media_workers` if given.
+    /// Spawn `switchboard serve` (this very executable) on free 127.0.0.1 ports, with
+    /// `--media-workers` if given, and wait until `/healthz` answers.
     pub async fn spawn(media_workers: Option<usize>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding our own executable")?;
         let http_addr = free_tcp_port()?;
