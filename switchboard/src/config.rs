@@ -179,7 +179,8 @@ impl ServeConfig {
             |flag: Option<f64>, key: Option<f64>, default: Duration, what: &str| match flag.or(key)
             {
                 None => Ok(default),
-                Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+                Some(s) if s > 0.0 => Duration::try_from_secs_f64(s)
+                    .map_err(|_| anyhow::anyhow!("{what} is not a usable number of seconds: {s}")),
                 Some(s) => bail!("{what} must be a positive number of seconds, not {s}"),
             };
         let connection_limits = ConnectionLimits {

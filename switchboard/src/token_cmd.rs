@@ -80,12 +80,13 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a duration like 90s, 30m, 1h or 7d"))?;
     let seconds = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+        "" | "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
         _ => return Err(format!("{text:?}: the unit is one of s, m, h, d")),
-    };
+    }
+    .ok_or_else(|| format!("{text:?} is too long a TTL"))?;
     if seconds == 0 {
         return Err("the TTL must be positive".into());
     }
@@ -112,6 +113,10 @@ mod tests {
         assert!(parse_ttl("1w").is_err());
         assert!(parse_ttl("h").is_err());
         assert!(parse_ttl("0s").is_err());
+        assert!(
+            parse_ttl("999999999999999999d").is_err(),
+            "overflow is an error"
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ function startServer() {
 }
 
 async function stopServer(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return; // already gone
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
   await exited;
