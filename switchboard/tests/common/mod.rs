@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 pub struct TestServer {
     child: Child,
+    /// Where the server's stderr goes when started with [`TestServer::start_logging_to_file`].
+    log: Option<std::path::PathBuf>,
     pub http_addr: SocketAddr,
     pub rtc_addr: SocketAddr,
     pub turn_addr: SocketAddr,
@@ -24,10 +26,29 @@ impl TestServer {
 
     /// Start with extra `serve` flags.
     pub async fn start_with(extra: &[&str]) -> TestServer {
+        Self::spawn(extra, None).await
+    }
+
+    /// Start with extra `serve` flags, its log (stderr) in a file that [`TestServer::log`]
+    /// reads, for tests that assert what the server said (no panic, say).
+    pub async fn start_logging_to_file(extra: &[&str]) -> TestServer {
+        let path = std::env::temp_dir().join(format!(
+            "switchboard-test-{}-{}.log",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        Self::spawn(extra, Some(path)).await
+    }
+
+    async fn spawn(extra: &[&str], log: Option<std::path::PathBuf>) -> TestServer {
         let http_addr = free_tcp_port();
         let rtc_addr = free_udp_and_tcp_port();
         let turn_addr = free_udp_and_tcp_port();
         let log_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,str0m=warn".into());
+        let stderr = match &log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("create the log file")),
+            None => Stdio::inherit(),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args([
                 "serve",
@@ -41,10 +62,12 @@ impl TestServer {
             .args(extra)
             .env("RUST_LOG", log_filter)
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start switchboard");
         let server = TestServer {
             child,
+            log,
             http_addr,
             rtc_addr,
             turn_addr,
@@ -58,6 +81,30 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The server's log so far, when started with [`TestServer::start_logging_to_file`].
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+
+    /// Open file descriptors of the server process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     pub fn ws_url(&self) -> String {
@@ -75,6 +122,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(path) = &self.log {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
