@@ -2,7 +2,6 @@
 //! and one UDP socket per peer, shared counters in `Rc<RefCell>` (no locks, no atomics). Joins
 //! peers at a steady rate, waits until every expected stream flows, then measures a window.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -43,15 +42,7 @@ pub fn open_window(c: &mut Counters) {
 /// The SFU phase: every peer of `plan` against `server`. Must run inside a `LocalSet`.
 pub async fn run_sfu(plan: &Plan, server: &Server, s: &PhaseSettings) -> PhaseReport {
     let rss_start = procstat::rss_kib(server.pid);
-    let shared = Rc::new(Shared {
-        ws_url: server.ws_url.clone(),
-        counters: Rc::new(RefCell::new(Counters::default())),
-        stop: Cell::new(false),
-        connected: Cell::new(0),
-        flowing: Cell::new(0),
-        failed: Cell::new(0),
-        send_drops: Cell::new(0),
-    });
+    let shared = Rc::new(Shared::new(server.ws_url.clone()));
     let total = plan.peers.len();
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(total);

@@ -26,6 +26,7 @@ mod procstat;
 mod report;
 mod scenario;
 mod server;
+mod soak;
 mod srtp;
 mod stats;
 mod traffic;
@@ -120,6 +121,17 @@ pub struct BenchArgs {
     /// Upper bound for --find-max
     #[arg(long, default_value_t = 5000)]
     pub max_n: usize,
+    /// Soak instead of measuring forwarding: a meeting of -n participants with churn (joins,
+    /// leaves, reconnects, ICE restarts) for this many minutes, sampling the server's memory,
+    /// descriptors and threads; fails if they grow or do not come back when the load stops
+    #[arg(long, conflicts_with = "find_max")]
+    pub soak: Option<f64>,
+    /// Seconds between two samples of a soak
+    #[arg(long, default_value_t = 10.0)]
+    pub sample_seconds: f64,
+    /// Mean lifetime of a soak participant, in seconds
+    #[arg(long, default_value_t = 12.0)]
+    pub churn_seconds: f64,
 }
 
 impl BenchArgs {
@@ -160,7 +172,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .context("starting the load generator's runtime")?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {
-        if args.find_max {
+        if let Some(minutes) = args.soak {
+            soak(&args, minutes).await
+        } else if args.find_max {
             find_max(&args).await
         } else {
             let report = run_once(&args, args.n).await?;
@@ -280,6 +294,58 @@ async fn find_max(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.json {
         write_json(path, &reports)?;
+    }
+    Ok(())
+}
+
+/// `--soak`: the meeting scenario's participants, with churn, against one server.
+async fn soak(args: &BenchArgs, minutes: f64) -> anyhow::Result<()> {
+    if !(minutes > 0.0 && minutes <= 24.0 * 60.0) {
+        anyhow::bail!("--soak takes minutes between 0 and 1440, not {minutes}");
+    }
+    let plan = scenario::Plan::rooms(Scenario::Meeting, args.n, &args.traffic(), 1);
+    let server = match (&args.server, args.server_pid) {
+        (Some(url), Some(pid)) => server::Server::existing(url.clone(), pid),
+        _ => server::Server::spawn(args.media_workers).await?,
+    };
+    let settings = soak::SoakSettings {
+        duration: Duration::from_secs_f64(minutes * 60.0),
+        sample_every: Duration::from_secs_f64(args.sample_seconds.clamp(0.5, 600.0)),
+        churn: Duration::from_secs_f64(args.churn_seconds.clamp(1.0, 3600.0)),
+    };
+    eprintln!(
+        "soak: {} participant slots for {minutes} min, mean lifetime {:?}, server pid {}",
+        plan.peers.len(),
+        settings.churn,
+        server.pid
+    );
+    let report = soak::run(&plan.peers, &server, &settings).await?;
+    println!(
+        "soak {}: idle rss {} KiB fds {} threads {}; after rss {} KiB fds {} threads {} participants {}; \
+         growth rss {:.1}% fds {:.1}% threads {:.1}%; joins {} leaves {} reconnects {} ICE restarts {}/{} failures {}",
+        if report.holds { "holds" } else { "FAILS" },
+        report.idle.rss_kib,
+        report.idle.fds,
+        report.idle.threads,
+        report.after.rss_kib,
+        report.after.fds,
+        report.after.threads,
+        report.after.participants,
+        report.rss_growth_pct,
+        report.fds_growth_pct,
+        report.threads_growth_pct,
+        report.joins,
+        report.leaves,
+        report.reconnects,
+        report.ice_restarts_completed,
+        report.ice_restarts_started,
+        report.peer_failures,
+    );
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
+    }
+    if !report.holds {
+        anyhow::bail!("the soak failed: resources grew or did not come back to idle");
     }
     Ok(())
 }

@@ -68,6 +68,23 @@ pub struct Shared {
     pub flowing: Cell<usize>,
     pub failed: Cell<usize>,
     pub send_drops: Cell<u64>,
+    /// ICE restarts completed (our restart offer answered).
+    pub ice_restarts: Cell<u64>,
+}
+
+impl Shared {
+    pub fn new(ws_url: String) -> Self {
+        Self {
+            ws_url,
+            counters: Default::default(),
+            stop: Cell::new(false),
+            connected: Cell::new(0),
+            flowing: Cell::new(0),
+            failed: Cell::new(0),
+            send_drops: Cell::new(0),
+            ice_restarts: Cell::new(0),
+        }
+    }
 }
 
 type Ws =
@@ -85,7 +102,7 @@ enum Source {
     Video(VideoSource),
 }
 
-struct Peer {
+pub(crate) struct Peer {
     spec: PeerSpec,
     shared: Rc<Shared>,
     rtc: Rtc,
@@ -102,6 +119,12 @@ struct Peer {
     streams: Streams,
     /// Received video tracks whose size we have reported.
     sized: std::collections::HashSet<String>,
+    /// From `joined`, for `resume` after a reconnect.
+    participant_id: String,
+    resume_token: String,
+    /// Our outstanding offer restarts ICE: if the server's offer wins a glare, it is made
+    /// again after answering (the client is the polite peer, docs/protocol.md).
+    restarting_ice: bool,
 }
 
 /// Run one peer until `shared.stop` is set or it fails. Failures are counted, not fatal to
@@ -124,7 +147,7 @@ pub async fn run(spec: PeerSpec, shared: Rc<Shared>) {
 }
 
 impl Peer {
-    async fn start(spec: PeerSpec, shared: Rc<Shared>) -> Result<Peer, PeerError> {
+    pub(crate) async fn start(spec: PeerSpec, shared: Rc<Shared>) -> Result<Peer, PeerError> {
         let std_socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
         std_socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(std_socket)?;
@@ -161,6 +184,9 @@ impl Peer {
             rtc_timeout: now,
             streams: Streams::default(),
             sized: Default::default(),
+            participant_id: String::new(),
+            resume_token: String::new(),
+            restarting_ice: false,
         };
         peer.join().await?;
         Ok(peer)
@@ -188,7 +214,11 @@ impl Peer {
                 .ok_or_else(|| PeerError::Signaling("closed before joined".into()))??;
             let Some(v) = parse(&msg) else { continue };
             match v["type"].as_str() {
-                Some("joined") if v["id"].as_u64() == Some(id) => break,
+                Some("joined") if v["id"].as_u64() == Some(id) => {
+                    self.participant_id = v["participant_id"].as_str().unwrap_or_default().into();
+                    self.resume_token = v["resume_token"].as_str().unwrap_or_default().into();
+                    break;
+                }
                 Some("error") => return Err(PeerError::Signaling(v.to_string())),
                 _ => {}
             }
@@ -255,8 +285,13 @@ impl Peer {
     }
 
     async fn run(&mut self) -> Result<(), PeerError> {
+        self.run_until(None).await
+    }
+
+    /// Run until `shared.stop` is set or, if given, until `until`.
+    pub async fn run_until(&mut self, until: Option<Instant>) -> Result<(), PeerError> {
         let mut buf = vec![0u8; 2048];
-        while !self.shared.stop.get() {
+        while !self.shared.stop.get() && until.is_none_or(|u| Instant::now() < u) {
             self.drain()?;
             let now = Instant::now();
             let next_media = self
@@ -268,11 +303,16 @@ impl Peer {
                 })
                 .min()
                 .filter(|_| self.connected && self.opus_pt.or(self.vp8_pt).is_some());
-            let deadline = [Some(self.rtc_timeout), next_media, Some(now + MAX_SLEEP)]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(now + MAX_SLEEP);
+            let deadline = [
+                Some(self.rtc_timeout),
+                next_media,
+                Some(now + MAX_SLEEP),
+                until,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + MAX_SLEEP);
             tokio::select! {
                 biased;
                 readable = self.socket.readable() => {
@@ -430,12 +470,20 @@ impl Peer {
                 if let Some(pending) = self.pending.take() {
                     self.rtc.sdp_api().accept_answer(pending, answer)?;
                     self.refresh_payload_types();
+                    if std::mem::take(&mut self.restarting_ice) {
+                        self.shared
+                            .ice_restarts
+                            .set(self.shared.ice_restarts.get() + 1);
+                    }
                 }
             }
             Some("offer") => {
                 let sdp = v["sdp"].as_str().unwrap_or_default();
                 let offer = SdpOffer::from_sdp_string(sdp)
                     .map_err(|e| PeerError::Signaling(format!("offer: {e}")))?;
+                // Glare: the server's offer wins and ours is rolled back (dropping str0m's
+                // pending offer discards its changes).
+                self.pending = None;
                 let answer = self.rtc.sdp_api().accept_offer(offer)?;
                 self.refresh_payload_types();
                 self.send(
@@ -443,6 +491,9 @@ impl Peer {
                     true,
                 )
                 .await?;
+                if std::mem::take(&mut self.restarting_ice) {
+                    self.ice_restart().await?;
+                }
                 if let (Some((w, h)), Some(tracks)) = (self.spec.view, v["tracks"].as_object()) {
                     for t in tracks.values().filter(|t| t["kind"] == "video") {
                         let Some(id) = t["track_id"].as_str() else {
@@ -471,8 +522,55 @@ impl Peer {
         }
     }
 
+    /// Drop the WebSocket without a close frame, as a network change would, then connect
+    /// again and `resume` the session; media goes on throughout.
+    pub async fn reconnect(&mut self) -> Result<(), PeerError> {
+        let (ws, _) = tokio::time::timeout(
+            SIGNALING_TIMEOUT,
+            tokio_tungstenite::connect_async(self.shared.ws_url.as_str()),
+        )
+        .await
+        .map_err(|_| PeerError::Timeout("WebSocket reconnect"))??;
+        // Dropping the old stream closes its TCP connection without a close frame.
+        self.ws = ws;
+        let resume = json!({
+            "type": "resume",
+            "participant_id": self.participant_id,
+            "resume_token": self.resume_token,
+        });
+        let id = self.send(resume, true).await?;
+        let deadline = Instant::now() + SIGNALING_TIMEOUT;
+        loop {
+            let msg = tokio::time::timeout_at(deadline.into(), self.ws.next())
+                .await
+                .map_err(|_| PeerError::Timeout("resumed"))?
+                .ok_or_else(|| PeerError::Signaling("closed before resumed".into()))??;
+            let Some(v) = parse(&msg) else { continue };
+            match v["type"].as_str() {
+                Some("resumed") if v["id"].as_u64() == Some(id) => return Ok(()),
+                Some("error") => return Err(PeerError::Signaling(v.to_string())),
+                _ => {}
+            }
+        }
+    }
+
+    /// Offer new ICE credentials, as a browser's `restartIce()` does; the answer completes
+    /// it (counted in `Shared::ice_restarts`).
+    pub async fn ice_restart(&mut self) -> Result<(), PeerError> {
+        let mut api = self.rtc.sdp_api();
+        api.ice_restart(true);
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| PeerError::Signaling("ICE restart made no offer".into()))?;
+        self.pending = Some(pending);
+        self.restarting_ice = true;
+        self.send(json!({"type": "offer", "sdp": offer.to_sdp_string()}), true)
+            .await?;
+        Ok(())
+    }
+
     /// Hand our jitter estimates to the totals and say goodbye.
-    async fn finish(&mut self) {
+    pub(crate) async fn finish(&mut self) {
         self.streams
             .report_jitter(&mut self.shared.counters.borrow_mut());
         let _ = self.send(json!({"type": "leave"}), false).await;

@@ -92,6 +92,16 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     status_kib(pid, "VmRSS:")
 }
 
+/// Open file descriptors of a process.
+pub fn open_fds(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
+/// Threads of a process.
+pub fn threads(pid: u32) -> Option<u64> {
+    status_kib(pid, "Threads:")
+}
+
 /// The CPU model line from /proc/cpuinfo and the number of online CPUs.
 pub fn machine() -> (String, usize) {
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -137,5 +147,7 @@ mod tests {
         assert!(peak_rss_kib(pid).is_some_and(|k| k > 0));
         assert!(rss_kib(pid).is_some_and(|k| k > 0));
         assert!(machine_busy().is_some());
+        assert!(open_fds(pid).is_some_and(|n| n >= 3));
+        assert!(threads(pid).is_some_and(|n| n >= 1));
     }
 }

@@ -10,6 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub struct Server {
     pub ws_url: String,
+    /// The HTTP address, for `/healthz`.
+    http_addr: Option<SocketAddr>,
     pub pid: u32,
     child: Option<Child>,
 }
@@ -17,7 +19,13 @@ pub struct Server {
 impl Server {
     /// An existing server: we only measure it.
     pub fn existing(ws_url: String, pid: u32) -> Self {
+        // ws://host:port/ws -> host:port
+        let http_addr = ws_url
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|authority| authority.parse().ok());
         Self {
+            http_addr,
             ws_url,
             pid,
             child: None,
@@ -51,17 +59,27 @@ impl Server {
             .with_context(|| format!("starting {} serve", exe.display()))?;
         let server = Self {
             ws_url: format!("ws://{http_addr}/ws"),
+            http_addr: Some(http_addr),
             pid: child.id(),
             child: Some(child),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !healthy(http_addr).await {
+        while get_healthz(http_addr).await.is_none() {
             if Instant::now() > deadline {
                 bail!("the spawned server did not answer /healthz within 20 s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(server)
+    }
+}
+
+impl Server {
+    /// Participants in the server now, from its `/healthz`.
+    pub async fn participants(&self) -> Option<u64> {
+        let body = get_healthz(self.http_addr?).await?;
+        let health: serde_json::Value = serde_json::from_str(&body).ok()?;
+        health["participants"].as_u64()
     }
 }
 
@@ -74,17 +92,22 @@ impl Drop for Server {
     }
 }
 
-async fn healthy(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-        return false;
+/// The body of a `200` answer to `GET /healthz`, or `None`.
+async fn get_healthz(addr: SocketAddr) -> Option<String> {
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
     };
-    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return false;
-    }
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response).await;
-    response.starts_with(b"HTTP/1.1 200")
+    tokio::time::timeout(Duration::from_secs(5), fetch)
+        .await
+        .ok()
+        .flatten()
 }
 
 fn free_tcp_port() -> anyhow::Result<SocketAddr> {

@@ -131,3 +131,38 @@ fn bench_meeting_and_audio_produce_figures() {
         audio["sfu"]["streams_expected"]
     );
 }
+
+/// A one-minute soak (the CI version of `--soak 30`): a meeting with joins, leaves, reconnects
+/// and ICE restarts; the server's memory, descriptors and threads must not grow, and must come
+/// back to idle once everyone has left. The verdict is the bench's own (`holds`), computed
+/// from the samples it reports.
+#[test]
+fn a_one_minute_soak_with_churn_leaves_nothing_behind() {
+    let json = std::env::temp_dir().join(format!("bench-soak-{}.json", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["bench", "--soak", "1", "-n", "6"])
+        .args(["--sample-seconds", "5", "--churn-seconds", "8", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run switchboard bench --soak");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let text = std::fs::read_to_string(&json).expect("JSON report written");
+    let _ = std::fs::remove_file(&json);
+    let report: Value = serde_json::from_str(&text).expect("report is JSON");
+    assert!(
+        output.status.success() && report["holds"] == true,
+        "the soak failed\n{stdout}\n{stderr}"
+    );
+    // The churn really happened: every slot came and went several times, and both kinds of
+    // reconnection were exercised.
+    let count = |k: &str| report[k].as_u64().unwrap_or(0);
+    assert!(count("joins") >= 20, "{stdout}");
+    assert_eq!(count("joins"), count("leaves"), "{stdout}");
+    assert!(count("reconnects") >= 1, "{stdout}");
+    assert!(count("ice_restarts_completed") >= 1, "{stdout}");
+    assert!(count("peer_failures") <= 1, "{stdout}\n{stderr}");
+    assert!(report["samples"].as_array().is_some_and(|s| s.len() >= 10));
+    assert_eq!(report["after"]["participants"], 0);
+    assert!(report["after"]["fds"].as_u64() <= report["idle"]["fds"].as_u64());
+}

@@ -51,7 +51,8 @@ async fn garbage_at_every_port_leaves_a_call_untouched() {
     .await;
     subscriber
         .wait_for("media flowing", Duration::from_secs(20), |r| {
-            r.audio_within(Duration::from_secs(1)) > 30 && r.video_within(Duration::from_secs(1)) > 10
+            r.audio_within(Duration::from_secs(1)) > 30
+                && r.video_within(Duration::from_secs(1)) > 10
         })
         .await;
     // Let the call settle before taking the baseline.
@@ -61,9 +62,14 @@ async fn garbage_at_every_port_leaves_a_call_untouched() {
     let attack_start = Instant::now();
 
     let mut attackers = tokio::task::JoinSet::new();
-    for (i, target) in [server.rtc_addr, server.rtc_addr, server.turn_addr, server.turn_addr]
-        .into_iter()
-        .enumerate()
+    for (i, target) in [
+        server.rtc_addr,
+        server.rtc_addr,
+        server.turn_addr,
+        server.turn_addr,
+    ]
+    .into_iter()
+    .enumerate()
     {
         attackers.spawn(udp_garbage(target, i as u64));
     }
@@ -93,7 +99,11 @@ async fn garbage_at_every_port_leaves_a_call_untouched() {
             .map(|p| p.at)
             .filter(|at| *at >= attack_start)
             .collect();
-        assert!(during.len() > 100, "video during the attack: {} packets", during.len());
+        assert!(
+            during.len() > 100,
+            "video during the attack: {} packets",
+            during.len()
+        );
         let longest_gap = during
             .windows(2)
             .map(|w| w[1] - w[0])
@@ -104,7 +114,10 @@ async fn garbage_at_every_port_leaves_a_call_untouched() {
             "video stalled for {longest_gap:?} during the attack"
         );
     }
-    assert!(publisher.recorded().connected, "the publisher stays connected");
+    assert!(
+        publisher.recorded().connected,
+        "the publisher stays connected"
+    );
 
     // Nothing is left behind: the two participants only, and the descriptors of before.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -245,7 +258,9 @@ async fn http_garbage(target: SocketAddr) -> u64 {
                 "a".repeat(200_000)
             )
             .into_bytes(),
-            2 => b"POST /api/rooms HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n{".to_vec(),
+            2 => {
+                b"POST /api/rooms HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n{".to_vec()
+            }
             _ => b"GET /../../etc/passwd%00 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
         };
         let _ = s.write_all(&request).await;
@@ -269,7 +284,9 @@ async fn websocket_garbage(url: String) -> u64 {
         Message::text("[]"),
         Message::text(r#"{"type":"join","room":{"a":1},"name":7}"#),
         Message::text(r#"{"type":"offer","id":1,"sdp":"v=0\r\nm=video 0 RTP/AVP 96\r\n"}"#),
-        Message::text(r#"{"type":"candidate","candidate":"candidate:x 1 udp 1 999.1.1.1 70000 typ host"}"#),
+        Message::text(
+            r#"{"type":"candidate","candidate":"candidate:x 1 udp 1 999.1.1.1 70000 typ host"}"#,
+        ),
         Message::text("x".repeat(2 << 20)),
         Message::binary(vec![0u8; 70_000]),
         Message::text(format!("{{\"type\":\"{}\"}}", "\u{fffd}".repeat(1000))),
