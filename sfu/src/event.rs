@@ -56,12 +56,16 @@ pub struct JoinInfo {
     /// Give this back to [`Sfu::resume`](crate::Sfu::resume) to continue the session over a
     /// new signaling connection.
     pub resume_token: String,
+    /// The joining connection's attachment, for [`Sfu::detach`](crate::Sfu::detach).
+    pub attachment: u32,
 }
 
 /// The result of resuming a session: the room as it is now, and the server's offer if one
 /// was waiting for an answer (send it again).
 #[derive(Debug, Clone)]
 pub struct ResumeInfo {
+    /// The resuming connection's attachment, for [`Sfu::detach`](crate::Sfu::detach).
+    pub attachment: u32,
     pub others: Vec<ParticipantInfo>,
     pub pending_offer: Option<(String, Vec<OfferedTrack>)>,
 }

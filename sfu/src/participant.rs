@@ -63,6 +63,11 @@ pub struct Participant {
     pub last_received: Instant,
     /// Proves a reconnecting signaling connection is this participant's.
     pub resume_token: String,
+    /// Which signaling connection speaks for the participant: 0 for the one that joined, one
+    /// more for each resume. A connection that was superseded may still report its own end
+    /// after the resume (their messages race to the worker); it names its attachment, and an
+    /// old one is ignored.
+    pub attachment: u32,
     /// Its signaling connection went away without a `leave`, at this time; media goes on
     /// until it resumes or the grace period ends.
     pub detached_since: Option<Instant>,
@@ -132,6 +137,7 @@ impl Participant {
                 .map(|_| format!("{:02x}", rand::random::<u8>()))
                 .collect(),
             detached_since: None,
+            attachment: 0,
             dirty: false,
             permissions: Permissions::ALL,
             nacks_seen: HashMap::new(),

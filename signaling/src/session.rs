@@ -39,6 +39,8 @@ enum State {
     Fresh,
     Joined {
         participant: ParticipantId,
+        /// Which of the session's connections this is (`Sfu::detach`).
+        attachment: u32,
         events: mpsc::UnboundedReceiver<SfuEvent>,
     },
     Left,
@@ -91,6 +93,7 @@ impl Session {
             State::Joined {
                 participant,
                 events,
+                ..
             } if !events.is_closed() => Some(*participant),
             _ => None,
         }
@@ -281,6 +284,7 @@ impl Session {
                 let participant = info.participant;
                 self.state = State::Joined {
                     participant,
+                    attachment: info.attachment,
                     events,
                 };
                 vec![Action::Send(ServerMessage::Joined {
@@ -421,6 +425,7 @@ impl Session {
             Ok((info, events)) => {
                 self.state = State::Joined {
                     participant,
+                    attachment: info.attachment,
                     events,
                 };
                 let mut actions = vec![Action::Send(ServerMessage::Resumed {
@@ -451,9 +456,9 @@ impl Session {
     /// The connection dropped without a `leave`: keep the session for a while, so the client
     /// can resume it over a new connection without the others seeing it leave.
     pub fn close(&mut self) {
-        if let Some(p) = self.own_participant() {
+        if let (Some(p), State::Joined { attachment, .. }) = (self.own_participant(), &self.state) {
             tracing::info!(participant = %p, "signaling closed without leave");
-            self.sfu.detach(p);
+            self.sfu.detach(p, *attachment);
         }
         self.state = State::Left;
     }

@@ -206,6 +206,7 @@ impl Sfu {
             participant: id,
             others,
             resume_token,
+            attachment: 0,
         })
     }
 
@@ -452,19 +453,30 @@ impl Sfu {
         all
     }
 
-    /// The participant's signaling connection went away without a `leave`. Its media goes on,
-    /// and nobody is told, until it [resumes](Sfu::resume) or `resume_grace` ends. One whose
-    /// media never connected is simply removed.
-    pub fn detach(&mut self, id: ParticipantId, now: Instant) {
+    /// The participant's signaling connection `attachment` (from [`JoinInfo`] or
+    /// [`ResumeInfo`]) went away without a `leave`. Its media goes on, and nobody is told,
+    /// until it [resumes](Sfu::resume) or `resume_grace` ends. One whose media never connected
+    /// is simply removed. Returns `false`, and does nothing, when another connection has
+    /// resumed the session since: the end of a superseded connection is no news.
+    pub fn detach(&mut self, id: ParticipantId, attachment: u32, now: Instant) -> bool {
+        match self.participants.get(&id) {
+            Some(p) if p.attachment != attachment => {
+                tracing::debug!(participant = %id, attachment, current = p.attachment, "a superseded connection closed; the session stays with the current one");
+                return false;
+            }
+            None => return false,
+            Some(_) => {}
+        }
         if self.participants.get(&id).is_some_and(|p| !p.connected) {
             // No media to keep alive: nothing worth resuming.
             self.remove(id, now);
-            return;
+            return true;
         }
         if let Some(p) = self.participants.get_mut(&id) {
             tracing::info!(participant = %id, grace = ?self.config.resume_grace, "signaling lost; waiting for it to resume");
             p.detached_since = Some(now);
         }
+        true
     }
 
     /// A new signaling connection takes over a detached (or still attached) session.
@@ -480,6 +492,8 @@ impl Sfu {
             .filter(|p| bool::from(p.resume_token.as_bytes().ct_eq(resume_token.as_bytes())))
             .ok_or(SfuError::UnknownSession)?;
         p.detached_since = None;
+        p.attachment = p.attachment.wrapping_add(1);
+        let attachment = p.attachment;
         let pending_offer = p.negotiation.pending_offer.clone();
         let room = p.room.clone();
         tracing::info!(participant = %id, "session resumed");
@@ -492,6 +506,7 @@ impl Sfu {
             .map(|o| participant_info(o, &self.tracks))
             .collect();
         Ok(ResumeInfo {
+            attachment,
             others,
             pending_offer,
         })

@@ -70,6 +70,7 @@ pub(crate) enum Command {
     },
     Detach {
         participant: ParticipantId,
+        attachment: u32,
     },
     Resume {
         participant: ParticipantId,
@@ -301,12 +302,16 @@ impl SfuHandle {
     }
 
     /// The participant's signaling went away without leaving: keep its session (and media)
-    /// for the resume grace period. Fire and forget.
-    pub fn detach(&self, participant: ParticipantId) {
+    /// for the resume grace period, unless another connection resumed it since (see
+    /// [`Sfu::detach`](crate::Sfu::detach)). Fire and forget.
+    pub fn detach(&self, participant: ParticipantId, attachment: u32) {
         let _ = self
             .participant_worker(participant)
             .commands
-            .send(Command::Detach { participant });
+            .send(Command::Detach {
+                participant,
+                attachment,
+            });
     }
 
     /// Continue a session over a new signaling connection; its events arrive on the returned

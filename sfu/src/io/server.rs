@@ -584,10 +584,14 @@ impl MediaLoop {
                 self.subscribers.remove(&participant);
                 self.sfu.leave(participant, now);
             }
-            Command::Detach { participant } => {
+            Command::Detach {
+                participant,
+                attachment,
+            } => {
                 // Events while detached are dropped; `resume` hands out the state instead.
-                self.subscribers.remove(&participant);
-                self.sfu.detach(participant, now);
+                if self.sfu.detach(participant, attachment, now) {
+                    self.subscribers.remove(&participant);
+                }
             }
             Command::Resume {
                 participant,
