@@ -522,6 +522,12 @@ impl Peer {
         }
     }
 
+    /// Whether ICE and DTLS have connected (a session that never connected is not kept for
+    /// `resume`, and has no path to restart).
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
     /// Drop the WebSocket without a close frame, as a network change would, then connect
     /// again and `resume` the session; media goes on throughout.
     pub async fn reconnect(&mut self) -> Result<(), PeerError> {

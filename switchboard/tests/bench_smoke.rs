@@ -141,7 +141,7 @@ fn a_one_minute_soak_with_churn_leaves_nothing_behind() {
     let json = std::env::temp_dir().join(format!("bench-soak-{}.json", std::process::id()));
     let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["bench", "--soak", "1", "-n", "6"])
-        .args(["--sample-seconds", "5", "--churn-seconds", "8", "--json"])
+        .args(["--sample-seconds", "2", "--churn-seconds", "8", "--json"])
         .arg(&json)
         .output()
         .expect("run switchboard bench --soak");
@@ -162,7 +162,7 @@ fn a_one_minute_soak_with_churn_leaves_nothing_behind() {
     assert!(count("reconnects") >= 1, "{stdout}");
     assert!(count("ice_restarts_completed") >= 1, "{stdout}");
     assert!(count("peer_failures") <= 1, "{stdout}\n{stderr}");
-    assert!(report["samples"].as_array().is_some_and(|s| s.len() >= 10));
+    assert!(report["samples"].as_array().is_some_and(|s| s.len() >= 25));
     assert_eq!(report["after"]["participants"], 0);
     assert!(report["after"]["fds"].as_u64() <= report["idle"]["fds"].as_u64());
 }
