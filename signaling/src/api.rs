@@ -2,8 +2,6 @@
 //! (`Authorization: Bearer <token>`); see `docs/api.md`. Errors are JSON:
 //! `{"error": "<code>", "message": "..."}` with 400, 401, 403, 404 or 503.
 
-use std::sync::atomic::Ordering;
-
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -53,10 +51,7 @@ fn authorize(
     room: Option<&str>,
 ) -> Result<Claims, ApiError> {
     let refuse = |status, code, message: &str| {
-        state
-            .metrics
-            .api_auth_failures
-            .fetch_add(1, Ordering::Relaxed);
+        state.metrics.signaling.api_auth_failures.inc();
         Err(ApiError(status, code, message.to_owned()))
     };
     let Some(auth) = &state.auth else {

@@ -12,7 +12,7 @@ use rust_embed::RustEmbed;
 use sfu::SfuHandle;
 
 use crate::auth::Auth;
-use crate::metrics::SignalingMetrics;
+use crate::metrics::Metrics;
 use crate::session::{subscription_json, IceServerProvider, Session};
 use crate::ws::{self, ConnectionLimits};
 
@@ -29,26 +29,21 @@ pub struct AppState {
     /// API key and secret; `None` is development mode (joins need no token, no room API).
     pub auth: Option<Auth>,
     pub limits: ConnectionLimits,
-    pub metrics: Arc<SignalingMetrics>,
-    /// More Prometheus text appended to `/metrics` (the binary adds its TURN server's).
-    pub extra_metrics: Option<ExtraMetrics>,
+    /// `/metrics`; the binary registers its TURN server's families here too.
+    pub metrics: Arc<Metrics>,
     /// Set when the server shuts down: every WebSocket closes with 1001.
     pub shutting_down: Arc<tokio::sync::watch::Sender<bool>>,
 }
-
-/// Renders extra `/metrics` families, in Prometheus text format.
-pub type ExtraMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 impl AppState {
     /// Development mode with default limits.
     pub fn new(sfu: SfuHandle, ice_servers: IceServerProvider) -> Self {
         Self {
+            metrics: Arc::new(Metrics::new(sfu.clone())),
             sfu,
             ice_servers,
             auth: None,
             limits: ConnectionLimits::default(),
-            metrics: Arc::default(),
-            extra_metrics: None,
             shutting_down: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
@@ -75,23 +70,19 @@ async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> 
                 socket,
                 session,
                 state.limits,
-                state.metrics,
+                state.metrics.signaling.clone(),
                 state.shutting_down.subscribe(),
             )
         })
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let mut body = crate::metrics::render(&state.sfu.metrics(), &state.metrics);
-    if let Some(extra) = &state.extra_metrics {
-        body.push_str(&extra());
-    }
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
         )],
-        body,
+        state.metrics.render(),
     )
         .into_response()
 }

@@ -17,7 +17,8 @@ pub mod protocol;
 pub mod session;
 mod ws;
 
-pub use http::{router, AppState, ExtraMetrics};
+pub use http::{router, AppState};
+pub use prometheus_client;
 pub use protocol::IceServer;
 pub use session::IceServerProvider;
 pub use ws::ConnectionLimits;

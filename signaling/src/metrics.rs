@@ -1,213 +1,259 @@
-//! `/metrics` in the Prometheus text exposition format (version 0.0.4): the SFU's snapshot
-//! (published by its media workers every second) and signaling's own counters.
+//! `/metrics` in the Prometheus text format (version 0.0.4), written by `prometheus-client`.
+//!
+//! Two kinds of source: signaling's own counters ([`SignalingMetrics`], registered as they
+//! are), and the SFU's snapshot, which the media workers publish every second without locks
+//! or atomics on the media path; [`SfuCollector`] turns the latest snapshot into families at
+//! each scrape. The binary registers more collectors (its TURN server's) with
+//! [`Metrics::register_collector`].
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use sfu::metrics::ESTIMATE_BUCKETS_BPS;
-use sfu::MetricsSnapshot;
+use sfu::SfuHandle;
 
 use crate::protocol::ErrorCode;
+
+/// A label set of one label.
+type Label = [(&'static str, &'static str); 1];
 
 /// Signaling's counters, shared by every connection (not on the media path).
 #[derive(Debug, Default)]
 pub struct SignalingMetrics {
-    errors: [AtomicU64; ErrorCode::ALL.len()],
-    pub connections_total: AtomicU64,
-    pub connections_open: AtomicI64,
+    errors: Family<Label, Counter>,
+    pub connections_total: Counter,
+    pub connections_open: Gauge,
     /// Messages refused by the per-connection rate limit.
-    pub rate_limited_messages: AtomicU64,
+    pub rate_limited_messages: Counter,
     /// Connections closed for sustained flooding.
-    pub rate_limit_closes: AtomicU64,
+    pub rate_limit_closes: Counter,
     /// Connections closed by the keepalive for silence.
-    pub idle_closes: AtomicU64,
+    pub idle_closes: Counter,
     /// Room API requests refused for a missing, invalid or insufficient token.
-    pub api_auth_failures: AtomicU64,
+    pub api_auth_failures: Counter,
 }
 
 impl SignalingMetrics {
     /// An `error` message with this code was sent.
     pub fn error(&self, code: ErrorCode) {
-        if let Some(c) = self.errors.get(code.index()) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+        self.errors.get_or_create(&[("code", code.as_str())]).inc();
     }
 
     pub fn errors(&self, code: ErrorCode) -> u64 {
-        self.errors
-            .get(code.index())
-            .map_or(0, |c| c.load(Ordering::Relaxed))
+        self.errors.get_or_create(&[("code", code.as_str())]).get()
     }
 }
 
-/// A metric family being written.
-struct Out(String);
+/// Every family `/metrics` shows.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub signaling: Arc<SignalingMetrics>,
+}
 
-impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    }
-
-    fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
-        if labels.is_empty() {
-            let _ = writeln!(self.0, "{name} {value}");
-        } else {
-            let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
+impl Metrics {
+    pub fn new(sfu: SfuHandle) -> Self {
+        let signaling = Arc::new(SignalingMetrics::default());
+        // Every code shows from the start, at 0, so rates and alerts need no special case.
+        for code in ErrorCode::ALL {
+            let _ = signaling.errors.get_or_create(&[("code", code.as_str())]);
+        }
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(SfuCollector {
+            sfu,
+            signaling: signaling.clone(),
+        }));
+        registry.register(
+            "switchboard_signaling_errors",
+            "Error messages sent to clients, by error code",
+            signaling.errors.clone(),
+        );
+        registry.register(
+            "switchboard_websocket_connections",
+            "WebSocket connections accepted",
+            signaling.connections_total.clone(),
+        );
+        registry.register(
+            "switchboard_websocket_connections",
+            "WebSocket connections open",
+            signaling.connections_open.clone(),
+        );
+        registry.register(
+            "switchboard_rate_limit_closes",
+            "Connections closed for sustained flooding",
+            signaling.rate_limit_closes.clone(),
+        );
+        registry.register(
+            "switchboard_room_api_auth_failures",
+            "Room API requests refused (401 or 403)",
+            signaling.api_auth_failures.clone(),
+        );
+        Self {
+            registry: Mutex::new(registry),
+            signaling,
         }
     }
 
-    fn one(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-        self.family(name, kind, help);
-        self.sample(name, "", value);
+    /// More families, read at every scrape.
+    pub fn register_collector(&self, collector: Box<dyn Collector>) {
+        self.registry().register_collector(collector);
+    }
+
+    /// The whole `/metrics` page.
+    pub fn render(&self) -> String {
+        let mut text = String::with_capacity(8 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry());
+        text
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // Only scrapes and start-up take the lock; a panic while holding it is a bug, but the
+        // registry stays usable.
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// The whole `/metrics` page.
-pub fn render(sfu: &MetricsSnapshot, sig: &SignalingMetrics) -> String {
-    let mut o = Out(String::with_capacity(8 * 1024));
-    let c = &sfu.counters;
-    o.one("switchboard_rooms", "gauge", "Rooms open.", sfu.rooms);
-    o.one(
-        "switchboard_participants",
-        "gauge",
-        "Participants joined.",
-        sfu.participants,
-    );
-    o.one(
-        "switchboard_participants_connecting",
-        "gauge",
-        "Participants joined whose media has not connected yet.",
-        sfu.pending_participants,
-    );
-    o.one(
-        "switchboard_tracks",
-        "gauge",
-        "Published tracks.",
-        sfu.tracks,
-    );
-    o.one(
-        "switchboard_subscriptions",
-        "gauge",
-        "Down-tracks: one per subscriber per track it receives.",
-        sfu.subscriptions,
-    );
-    o.one(
-        "switchboard_joins_total",
-        "counter",
-        "Participants that joined.",
-        c.joins,
-    );
-    o.one(
-        "switchboard_removals_total",
-        "counter",
-        "Participants removed by the server (timeouts, closed media, operator).",
-        c.removals,
-    );
-    o.one(
-        "switchboard_forwarded_packets_total",
-        "counter",
-        "RTP packets forwarded to subscribers.",
-        c.forwarded_packets,
-    );
-    o.one(
-        "switchboard_forwarded_bytes_total",
-        "counter",
-        "RTP payload bytes forwarded to subscribers.",
-        c.forwarded_bytes,
-    );
-    o.one(
-        "switchboard_nacks_received_total",
-        "counter",
-        "RTCP NACKs received from subscribers.",
-        c.nacks_received,
-    );
-    o.one(
-        "switchboard_plis_sent_total",
-        "counter",
-        "Keyframe requests sent to publishers.",
-        c.plis_sent,
-    );
-    o.one(
-        "switchboard_layer_switches_total",
-        "counter",
-        "Simulcast layer switches of subscribers.",
-        c.layer_switches,
-    );
+/// The SFU's latest snapshot as families, and the limit-hit family that joins the SFU's
+/// refusals with signaling's.
+struct SfuCollector {
+    sfu: SfuHandle,
+    signaling: Arc<SignalingMetrics>,
+}
 
-    let name = "switchboard_subscriber_estimate_bps";
-    o.family(
-        name,
-        "histogram",
-        "Bandwidth estimates towards connected subscribers now (a snapshot: buckets go down too).",
-    );
-    for (bound, count) in ESTIMATE_BUCKETS_BPS.iter().zip(sfu.estimate_buckets) {
-        o.sample(&format!("{name}_bucket"), &format!("le=\"{bound}\""), count);
+impl std::fmt::Debug for SfuCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SfuCollector").finish_non_exhaustive()
     }
-    o.sample(&format!("{name}_bucket"), "le=\"+Inf\"", sfu.estimate_count);
-    o.sample(&format!("{name}_sum"), "", sfu.estimate_sum_bps);
-    o.sample(&format!("{name}_count"), "", sfu.estimate_count);
+}
 
-    let name = "switchboard_limit_hits_total";
-    o.family(name, "counter", "Requests refused by a limit, by limit.");
-    for (limit, value) in [
-        ("rooms", c.refused_too_many_rooms),
-        ("participants_per_room", c.refused_room_full),
-        ("pending_joins", c.refused_pending_joins),
-        ("tracks_per_participant", c.refused_too_many_tracks),
-        (
-            "message_rate",
-            sig.rate_limited_messages.load(Ordering::Relaxed),
-        ),
-        ("message_size", sig.errors(ErrorCode::MessageTooLarge)),
-        ("idle_timeout", sig.idle_closes.load(Ordering::Relaxed)),
-    ] {
-        o.sample(name, &format!("limit=\"{limit}\""), value);
-    }
-    o.one(
-        "switchboard_publish_refused_total",
-        "counter",
-        "Offers refused because the participant may not publish.",
-        c.refused_publish,
-    );
+/// Writes one family of one sample.
+fn one(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> std::fmt::Result {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
 
-    let name = "switchboard_signaling_errors_total";
-    o.family(
-        name,
-        "counter",
-        "Error messages sent to clients, by error code.",
-    );
-    for code in ErrorCode::ALL {
-        o.sample(
-            name,
-            &format!("code=\"{}\"", code.as_str()),
-            sig.errors(code),
-        );
+impl Collector for SfuCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let sfu = self.sfu.metrics();
+        let c = &sfu.counters;
+        let gauge = |v: usize| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+        one(&mut e, "switchboard_rooms", "Rooms open", gauge(sfu.rooms))?;
+        one(
+            &mut e,
+            "switchboard_participants",
+            "Participants joined",
+            gauge(sfu.participants),
+        )?;
+        one(
+            &mut e,
+            "switchboard_participants_connecting",
+            "Participants joined whose media has not connected yet",
+            gauge(sfu.pending_participants),
+        )?;
+        one(
+            &mut e,
+            "switchboard_tracks",
+            "Published tracks",
+            gauge(sfu.tracks),
+        )?;
+        one(
+            &mut e,
+            "switchboard_subscriptions",
+            "Down-tracks: one per subscriber per track it receives",
+            gauge(sfu.subscriptions),
+        )?;
+        for (name, help, value) in [
+            ("switchboard_joins", "Participants that joined", c.joins),
+            (
+                "switchboard_removals",
+                "Participants removed by the server (timeouts, closed media, operator)",
+                c.removals,
+            ),
+            (
+                "switchboard_forwarded_packets",
+                "RTP packets forwarded to subscribers",
+                c.forwarded_packets,
+            ),
+            (
+                "switchboard_forwarded_bytes",
+                "RTP payload bytes forwarded to subscribers",
+                c.forwarded_bytes,
+            ),
+            (
+                "switchboard_nacks_received",
+                "RTCP NACKs received from subscribers",
+                c.nacks_received,
+            ),
+            (
+                "switchboard_plis_sent",
+                "Keyframe requests sent to publishers",
+                c.plis_sent,
+            ),
+            (
+                "switchboard_layer_switches",
+                "Simulcast layer switches of subscribers",
+                c.layer_switches,
+            ),
+            (
+                "switchboard_publish_refused",
+                "Offers refused because the participant may not publish",
+                c.refused_publish,
+            ),
+        ] {
+            one(&mut e, name, help, ConstCounter::new(value))?;
+        }
+
+        // Buckets are cumulative in the snapshot already, as the format wants them.
+        let buckets: Vec<(f64, u64)> = ESTIMATE_BUCKETS_BPS
+            .iter()
+            .zip(sfu.estimate_buckets)
+            .map(|(bound, count)| (*bound as f64, count))
+            .collect();
+        e.encode_descriptor(
+            "switchboard_subscriber_estimate_bps",
+            "Bandwidth estimates towards connected subscribers now (a snapshot: buckets go down too)",
+            None,
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            sfu.estimate_sum_bps as f64,
+            sfu.estimate_count,
+            &buckets,
+            None,
+        )?;
+
+        let sig = &self.signaling;
+        let mut family = e.encode_descriptor(
+            "switchboard_limit_hits",
+            "Requests refused by a limit, by limit",
+            None,
+            MetricType::Counter,
+        )?;
+        for (limit, value) in [
+            ("rooms", c.refused_too_many_rooms),
+            ("participants_per_room", c.refused_room_full),
+            ("pending_joins", c.refused_pending_joins),
+            ("tracks_per_participant", c.refused_too_many_tracks),
+            ("message_rate", sig.rate_limited_messages.get()),
+            ("message_size", sig.errors(ErrorCode::MessageTooLarge)),
+            ("idle_timeout", sig.idle_closes.get()),
+        ] {
+            let labels: Label = [("limit", limit)];
+            ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
-    o.one(
-        "switchboard_websocket_connections_total",
-        "counter",
-        "WebSocket connections accepted.",
-        sig.connections_total.load(Ordering::Relaxed),
-    );
-    o.one(
-        "switchboard_websocket_connections",
-        "gauge",
-        "WebSocket connections open.",
-        sig.connections_open.load(Ordering::Relaxed),
-    );
-    o.one(
-        "switchboard_rate_limit_closes_total",
-        "counter",
-        "Connections closed for sustained flooding.",
-        sig.rate_limit_closes.load(Ordering::Relaxed),
-    );
-    o.one(
-        "switchboard_room_api_auth_failures_total",
-        "counter",
-        "Room API requests refused (401 or 403).",
-        sig.api_auth_failures.load(Ordering::Relaxed),
-    );
-    o.0
 }
 
 #[cfg(test)]
@@ -215,17 +261,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_sample_line_is_name_labels_value() {
+    fn error_codes_are_counted_under_their_wire_names() {
         let sig = SignalingMetrics::default();
         sig.error(ErrorCode::RateLimited);
-        let mut snapshot = MetricsSnapshot::default();
-        snapshot.counters.forwarded_packets = 7;
-        let text = render(&snapshot, &sig);
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let (_, value) = line.rsplit_once(' ').expect("name and value");
-            assert!(value.parse::<f64>().is_ok(), "{line}");
-        }
-        assert!(text.contains("switchboard_forwarded_packets_total 7\n"));
-        assert!(text.contains("switchboard_signaling_errors_total{code=\"rate_limited\"} 1\n"));
+        sig.error(ErrorCode::RateLimited);
+        assert_eq!(sig.errors(ErrorCode::RateLimited), 2);
+        assert_eq!(sig.errors(ErrorCode::BadJson), 0);
+        let mut registry = Registry::default();
+        registry.register(
+            "switchboard_signaling_errors",
+            "Error messages sent to clients, by error code",
+            sig.errors.clone(),
+        );
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).expect("encode");
+        assert!(
+            text.contains("switchboard_signaling_errors_total{code=\"rate_limited\"} 2\n"),
+            "{text}"
+        );
     }
 }

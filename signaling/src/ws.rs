@@ -2,7 +2,6 @@
 //! Frame-level rules (text only, size limit, close codes), the per-connection message rate
 //! limit and the ping/pong keepalive are enforced here.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,8 +110,8 @@ pub async fn run(
     metrics: Arc<SignalingMetrics>,
     mut shutting_down: tokio::sync::watch::Receiver<bool>,
 ) {
-    metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-    metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+    metrics.connections_total.inc();
+    metrics.connections_open.inc();
     let (mut sink, mut stream) = socket.split();
     let start = Instant::now();
     let mut rate = RateLimit::new(&limits, start);
@@ -130,7 +129,7 @@ pub async fn run(
                     Some(Ok(Message::Text(text))) => match rate.check(now) {
                         Verdict::Accept => session.handle_text(text.as_str()).await,
                         Verdict::Refuse { first } => {
-                            metrics.rate_limited_messages.fetch_add(1, Ordering::Relaxed);
+                            metrics.rate_limited_messages.inc();
                             if first {
                                 tracing::info!(participant = ?session.participant(), "message rate limit reached");
                                 vec![Action::Send(ServerMessage::error(
@@ -146,8 +145,8 @@ pub async fn run(
                             }
                         }
                         Verdict::Abuse => {
-                            metrics.rate_limited_messages.fetch_add(1, Ordering::Relaxed);
-                            metrics.rate_limit_closes.fetch_add(1, Ordering::Relaxed);
+                            metrics.rate_limited_messages.inc();
+                            metrics.rate_limit_closes.inc();
                             tracing::warn!(participant = ?session.participant(), "closing a connection that keeps flooding");
                             vec![Action::Close(1008, "message rate limit exceeded".into())]
                         }
@@ -188,7 +187,7 @@ pub async fn run(
                 continue;
             }
             _ = tokio::time::sleep_until(idle_deadline) => {
-                metrics.idle_closes.fetch_add(1, Ordering::Relaxed);
+                metrics.idle_closes.inc();
                 tracing::info!(participant = ?session.participant(), timeout = ?limits.idle_timeout, "closing a silent connection");
                 vec![Action::Close(CLOSE_IDLE, "idle timeout: no pong".into())]
             }
@@ -220,7 +219,7 @@ pub async fn run(
             }
         }
     }
-    metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+    metrics.connections_open.dec();
     session.close();
     if close_sent {
         let handshake = async {

@@ -7,6 +7,11 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 use sfu::{SfuServer, SfuServerConfig};
+use signaling::prometheus_client::collector::Collector;
+use signaling::prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use signaling::prometheus_client::metrics::counter::ConstCounter;
+use signaling::prometheus_client::metrics::gauge::ConstGauge;
+use signaling::prometheus_client::metrics::MetricType;
 use signaling::{AppState, IceServer, IceServerProvider};
 use tokio::sync::watch;
 
@@ -67,8 +72,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     tasks.spawn(return_freed_memory(media.handle(), stop_rx.clone()));
     let mut state = AppState::new(media.handle(), ice_servers);
     state.limits = config.connection_limits;
-    state.extra_metrics = turn_stats
-        .map(|stats| -> signaling::ExtraMetrics { Arc::new(move || turn_metrics(&stats)) });
+    if let Some(stats) = turn_stats {
+        state
+            .metrics
+            .register_collector(Box::new(TurnCollector(stats)));
+    }
     match &config.api_keys {
         Some((key, secret)) => {
             state.auth = Some(signaling::auth::Auth::new(key, secret));
@@ -179,21 +187,35 @@ async fn start_turn(
     Ok((provider, server))
 }
 
-/// The embedded TURN server's `/metrics` families.
-fn turn_metrics(stats: &turn::TurnStats) -> String {
-    use std::sync::atomic::Ordering::Relaxed;
-    format!(
-        "# HELP switchboard_turn_allocations TURN relay sockets open (one per allocation and address family).\n\
-         # TYPE switchboard_turn_allocations gauge\n\
-         switchboard_turn_allocations {}\n\
-         # HELP switchboard_turn_relayed_bytes_total Bytes relayed by TURN, by direction.\n\
-         # TYPE switchboard_turn_relayed_bytes_total counter\n\
-         switchboard_turn_relayed_bytes_total{{direction=\"to_peer\"}} {}\n\
-         switchboard_turn_relayed_bytes_total{{direction=\"from_peer\"}} {}\n",
-        stats.relays.load(Relaxed).max(0),
-        stats.bytes_to_peers.load(Relaxed),
-        stats.bytes_from_peers.load(Relaxed),
-    )
+/// The embedded TURN server's `/metrics` families, read from its live counters at each scrape.
+#[derive(Debug)]
+struct TurnCollector(Arc<turn::TurnStats>);
+
+impl Collector for TurnCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &self.0;
+        let relays = ConstGauge::new(stats.relays.load(Relaxed).max(0));
+        relays.encode(encoder.encode_descriptor(
+            "switchboard_turn_allocations",
+            "TURN relay sockets open (one per allocation and address family)",
+            None,
+            relays.metric_type(),
+        )?)?;
+        let mut bytes = encoder.encode_descriptor(
+            "switchboard_turn_relayed_bytes",
+            "Bytes relayed by TURN, by direction",
+            None,
+            MetricType::Counter,
+        )?;
+        for (direction, value) in [
+            ("to_peer", stats.bytes_to_peers.load(Relaxed)),
+            ("from_peer", stats.bytes_from_peers.load(Relaxed)),
+        ] {
+            ConstCounter::new(value).encode(bytes.encode_family(&[("direction", direction)])?)?;
+        }
+        Ok(())
+    }
 }
 
 pub async fn shutdown_signal() {
