@@ -1,13 +1,14 @@
 //! The async, cloneable front of a running SFU: every call is a message to the media worker
 //! that owns the room or participant (or to all of them, for server-wide questions).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::RoomInfo;
+use crate::engine::{RoomInfo, Sfu};
 use crate::error::SfuError;
-#[allow(unused_imports)] // named in docs
 use crate::event::RemovalReason;
 use crate::event::{JoinInfo, ParticipantInfo, ParticipantStats, ResumeInfo, SfuEvent};
 use crate::ids::{ParticipantId, TrackId};
@@ -23,89 +24,18 @@ pub struct SfuStats {
     pub participants: usize,
 }
 
-pub(crate) enum Command {
-    Join {
-        room: String,
-        name: String,
-        permissions: Permissions,
-        events: mpsc::UnboundedSender<SfuEvent>,
-        reply: oneshot::Sender<Result<JoinInfo, SfuError>>,
-    },
-    Offer {
-        participant: ParticipantId,
-        sdp: String,
-        reply: oneshot::Sender<Result<String, SfuError>>,
-    },
-    Answer {
-        participant: ParticipantId,
-        sdp: String,
-        reply: oneshot::Sender<Result<(), SfuError>>,
-    },
-    Candidate {
-        participant: ParticipantId,
-        candidate: String,
-        reply: oneshot::Sender<Result<(), SfuError>>,
-    },
-    Mute {
-        participant: ParticipantId,
-        mid: String,
-        muted: bool,
-        reply: oneshot::Sender<Result<TrackId, SfuError>>,
-    },
-    VideoSize {
-        participant: ParticipantId,
-        track: TrackId,
-        width: u32,
-        height: u32,
-        reply: oneshot::Sender<Result<(), SfuError>>,
-    },
-    TrackSource {
-        participant: ParticipantId,
-        mid: String,
-        source: TrackSource,
-        reply: oneshot::Sender<Result<(), SfuError>>,
-    },
-    Leave {
-        participant: ParticipantId,
-    },
-    Detach {
-        participant: ParticipantId,
-        attachment: u32,
-    },
-    Resume {
-        participant: ParticipantId,
-        resume_token: String,
-        events: mpsc::UnboundedSender<SfuEvent>,
-        reply: oneshot::Sender<Result<ResumeInfo, SfuError>>,
-    },
-    AllStats {
-        reply: oneshot::Sender<Vec<ParticipantStats>>,
-    },
-    Stats {
-        reply: oneshot::Sender<SfuStats>,
-    },
-    Rooms {
-        reply: oneshot::Sender<Vec<RoomInfo>>,
-    },
-    RoomParticipants {
-        room: String,
-        reply: oneshot::Sender<Result<Vec<ParticipantInfo>, SfuError>>,
-    },
-    RemoveParticipant {
-        room: String,
-        participant: ParticipantId,
-        reply: oneshot::Sender<Result<(), SfuError>>,
-    },
-    CloseRoom {
-        room: String,
-        reply: oneshot::Sender<Result<usize, SfuError>>,
-    },
-    MuteTrack {
-        room: String,
-        track: TrackId,
-        muted: bool,
-        reply: oneshot::Sender<Result<(), SfuError>>,
-    },
+/// One call into a media worker: a closure that runs on the worker's thread, between two
+/// datagram batches, with the worker's engine. Every operation of [`SfuHandle`] is one such
+/// closure over an [`Sfu`] method, so an operation is written once here (and once in the
+/// engine), not as an enum variant, a constructor and a dispatch arm.
+pub(crate) type Command = Box<dyn FnOnce(&mut WorkerCtx<'_>) + Send>;
+
+/// What a [`Command`] may touch on its worker.
+pub(crate) struct WorkerCtx<'a> {
+    pub(crate) sfu: &'a mut Sfu,
+    /// Where each participant's events go.
+    pub(crate) subscribers: &'a mut HashMap<ParticipantId, mpsc::UnboundedSender<SfuEvent>>,
+    pub(crate) now: Instant,
 }
 
 /// One media worker's command channel and published metrics.
@@ -147,42 +77,55 @@ impl SfuHandle {
         &self.workers[usize::from(participant.shard()) % self.workers.len()]
     }
 
-    async fn call_on<T>(
+    /// Run `f` on `worker` and wait for its result.
+    async fn call_on<T: Send + 'static>(
         worker: &WorkerHandle,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+        f: impl FnOnce(&mut WorkerCtx<'_>) -> T + Send + 'static,
     ) -> Result<T, SfuError> {
         let (reply, rx) = oneshot::channel();
+        let command: Command = Box::new(move |ctx| {
+            // The caller may have given up waiting; the work is done either way.
+            let _ = reply.send(f(ctx));
+        });
         worker
             .commands
-            .send(make(reply))
+            .send(command)
             .map_err(|_| SfuError::Closed)?;
         rx.await.map_err(|_| SfuError::Closed)
     }
 
-    async fn call_room<T>(
-        &self,
-        room: &str,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, SfuError> {
-        Self::call_on(self.room_worker(room), make).await
+    /// Run `f` on `worker` without waiting: for calls that must work from `Drop`.
+    fn tell(worker: &WorkerHandle, f: impl FnOnce(&mut WorkerCtx<'_>) + Send + 'static) {
+        // A worker that is gone has nothing left to change.
+        let _ = worker.commands.send(Box::new(f));
     }
 
-    async fn call<T>(
+    /// Run `f` on the worker `room` lives on.
+    async fn call_room<T: Send + 'static>(
+        &self,
+        room: &str,
+        f: impl FnOnce(&mut WorkerCtx<'_>) -> T + Send + 'static,
+    ) -> Result<T, SfuError> {
+        Self::call_on(self.room_worker(room), f).await
+    }
+
+    /// Run `f` on the worker owning `participant`.
+    async fn call<T: Send + 'static>(
         &self,
         participant: ParticipantId,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+        f: impl FnOnce(&mut WorkerCtx<'_>) -> T + Send + 'static,
     ) -> Result<T, SfuError> {
-        Self::call_on(self.participant_worker(participant), make).await
+        Self::call_on(self.participant_worker(participant), f).await
     }
 
     /// Ask every worker and collect the answers.
-    async fn call_all<T>(
+    async fn call_all<T: Send + 'static>(
         &self,
-        make: impl Fn(oneshot::Sender<T>) -> Command,
+        f: impl Fn(&mut WorkerCtx<'_>) -> T + Clone + Send + 'static,
     ) -> Result<Vec<T>, SfuError> {
         let mut answers = Vec::with_capacity(self.workers.len());
         for worker in self.workers.iter() {
-            answers.push(Self::call_on(worker, &make).await?);
+            answers.push(Self::call_on(worker, f.clone()).await?);
         }
         Ok(answers)
     }
@@ -197,12 +140,11 @@ impl SfuHandle {
         // Held until the worker answers: the room stays on that worker meanwhile.
         let claim = self.placement.claim(room, || self.load.least_loaded());
         let worker = &self.workers[claim.worker().min(self.workers.len() - 1)];
-        let info = Self::call_on(worker, |reply| Command::Join {
-            room: room.to_owned(),
-            name: name.to_owned(),
-            permissions,
-            events,
-            reply,
+        let (room, name) = (room.to_owned(), name.to_owned());
+        let info = Self::call_on(worker, move |w| {
+            let info = w.sfu.join(&room, &name, permissions, w.now)?;
+            w.subscribers.insert(info.participant, events);
+            Ok(info)
         })
         .await??;
         drop(claim);
@@ -214,10 +156,8 @@ impl SfuHandle {
         participant: ParticipantId,
         sdp: String,
     ) -> Result<String, SfuError> {
-        self.call(participant, |reply| Command::Offer {
-            participant,
-            sdp,
-            reply,
+        self.call(participant, move |w| {
+            w.sfu.accept_offer(participant, &sdp, w.now)
         })
         .await?
     }
@@ -227,10 +167,8 @@ impl SfuHandle {
         participant: ParticipantId,
         sdp: String,
     ) -> Result<(), SfuError> {
-        self.call(participant, |reply| Command::Answer {
-            participant,
-            sdp,
-            reply,
+        self.call(participant, move |w| {
+            w.sfu.accept_answer(participant, &sdp, w.now)
         })
         .await?
     }
@@ -240,10 +178,8 @@ impl SfuHandle {
         participant: ParticipantId,
         candidate: String,
     ) -> Result<(), SfuError> {
-        self.call(participant, |reply| Command::Candidate {
-            participant,
-            candidate,
-            reply,
+        self.call(participant, move |w| {
+            w.sfu.add_remote_candidate(participant, &candidate)
         })
         .await?
     }
@@ -254,11 +190,8 @@ impl SfuHandle {
         mid: String,
         muted: bool,
     ) -> Result<TrackId, SfuError> {
-        self.call(participant, |reply| Command::Mute {
-            participant,
-            mid,
-            muted,
-            reply,
+        self.call(participant, move |w| {
+            w.sfu.set_muted(participant, &mid, muted)
         })
         .await?
     }
@@ -270,12 +203,8 @@ impl SfuHandle {
         width: u32,
         height: u32,
     ) -> Result<(), SfuError> {
-        self.call(participant, |reply| Command::VideoSize {
-            participant,
-            track,
-            width,
-            height,
-            reply,
+        self.call(participant, move |w| {
+            w.sfu.set_video_size(participant, track, width, height)
         })
         .await?
     }
@@ -286,18 +215,15 @@ impl SfuHandle {
         mid: String,
         source: TrackSource,
     ) -> Result<(), SfuError> {
-        self.call(participant, |reply| Command::TrackSource {
-            participant,
-            mid,
-            source,
-            reply,
+        self.call(participant, move |w| {
+            w.sfu.set_track_source(participant, &mid, source)
         })
         .await?
     }
 
     /// Every participant and what it receives.
     pub async fn all_stats(&self) -> Result<Vec<ParticipantStats>, SfuError> {
-        let per_worker = self.call_all(|reply| Command::AllStats { reply }).await?;
+        let per_worker = self.call_all(|w| w.sfu.all_stats()).await?;
         Ok(per_worker.into_iter().flatten().collect())
     }
 
@@ -305,13 +231,12 @@ impl SfuHandle {
     /// for the resume grace period, unless another connection resumed it since (see
     /// [`Sfu::detach`](crate::Sfu::detach)). Fire and forget.
     pub fn detach(&self, participant: ParticipantId, attachment: u32) {
-        let _ = self
-            .participant_worker(participant)
-            .commands
-            .send(Command::Detach {
-                participant,
-                attachment,
-            });
+        Self::tell(self.participant_worker(participant), move |w| {
+            // Events while detached are dropped; `resume` hands out the state instead.
+            if w.sfu.detach(participant, attachment, w.now) {
+                w.subscribers.remove(&participant);
+            }
+        });
     }
 
     /// Continue a session over a new signaling connection; its events arrive on the returned
@@ -323,11 +248,10 @@ impl SfuHandle {
     ) -> Result<(ResumeInfo, mpsc::UnboundedReceiver<SfuEvent>), SfuError> {
         let (events, rx) = mpsc::unbounded_channel();
         let info = self
-            .call(participant, |reply| Command::Resume {
-                participant,
-                resume_token,
-                events,
-                reply,
+            .call(participant, move |w| {
+                let info = w.sfu.resume(participant, &resume_token)?;
+                w.subscribers.insert(participant, events);
+                Ok(info)
             })
             .await??;
         Ok((info, rx))
@@ -335,14 +259,19 @@ impl SfuHandle {
 
     /// Remove the participant. Fire and forget: also safe from `Drop`.
     pub fn leave(&self, participant: ParticipantId) {
-        let _ = self
-            .participant_worker(participant)
-            .commands
-            .send(Command::Leave { participant });
+        Self::tell(self.participant_worker(participant), move |w| {
+            w.subscribers.remove(&participant);
+            w.sfu.leave(participant, w.now);
+        });
     }
 
     pub async fn stats(&self) -> Result<SfuStats, SfuError> {
-        let per_worker = self.call_all(|reply| Command::Stats { reply }).await?;
+        let per_worker = self
+            .call_all(|w| SfuStats {
+                rooms: w.sfu.room_count(),
+                participants: w.sfu.participant_count(),
+            })
+            .await?;
         Ok(per_worker
             .into_iter()
             .fold(SfuStats::default(), |total, s| SfuStats {
@@ -367,17 +296,15 @@ impl SfuHandle {
 
     /// Every room, by name.
     pub async fn rooms(&self) -> Result<Vec<RoomInfo>, SfuError> {
-        let per_worker = self.call_all(|reply| Command::Rooms { reply }).await?;
+        let per_worker = self.call_all(|w| w.sfu.rooms()).await?;
         Ok(per_worker.into_iter().flatten().collect())
     }
 
     /// Everyone in `room`.
     pub async fn room_participants(&self, room: &str) -> Result<Vec<ParticipantInfo>, SfuError> {
-        self.call_room(room, |reply| Command::RoomParticipants {
-            room: room.to_owned(),
-            reply,
-        })
-        .await?
+        let name = room.to_owned();
+        self.call_room(room, move |w| w.sfu.room_participants(&name))
+            .await?
     }
 
     /// Remove a participant of `room` ([`RemovalReason::Removed`]).
@@ -386,21 +313,19 @@ impl SfuHandle {
         room: &str,
         participant: ParticipantId,
     ) -> Result<(), SfuError> {
-        self.call_room(room, |reply| Command::RemoveParticipant {
-            room: room.to_owned(),
-            participant,
-            reply,
+        let name = room.to_owned();
+        self.call_room(room, move |w| {
+            w.sfu
+                .remove_participant(&name, participant, RemovalReason::Removed, w.now)
         })
         .await?
     }
 
     /// Remove everyone in `room` ([`RemovalReason::RoomClosed`]); returns how many.
     pub async fn close_room(&self, room: &str) -> Result<usize, SfuError> {
-        self.call_room(room, |reply| Command::CloseRoom {
-            room: room.to_owned(),
-            reply,
-        })
-        .await?
+        let name = room.to_owned();
+        self.call_room(room, move |w| w.sfu.close_room(&name, w.now))
+            .await?
     }
 
     /// Mute (or unmute) a track of `room` on the operator's behalf.
@@ -410,12 +335,8 @@ impl SfuHandle {
         track: TrackId,
         muted: bool,
     ) -> Result<(), SfuError> {
-        self.call_room(room, |reply| Command::MuteTrack {
-            room: room.to_owned(),
-            track,
-            muted,
-            reply,
-        })
-        .await?
+        let name = room.to_owned();
+        self.call_room(room, move |w| w.sfu.mute_track(&name, track, muted, w.now))
+            .await?
     }
 }

@@ -20,11 +20,10 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
 use super::batch::{DatagramBatch, BATCH_SIZE};
-use super::handle::{Command, SfuHandle, SfuStats, WorkerHandle};
+use super::handle::{Command, SfuHandle, WorkerCtx, WorkerHandle};
 use super::tcp::{self, TcpEvent};
 use crate::demux::{Demux, RouteUpdate};
 use crate::engine::{Sfu, SfuConfig, SfuOutput};
-use crate::event::RemovalReason;
 use crate::event::SfuEvent;
 use crate::ids::ParticipantId;
 use crate::metrics::MetricsSnapshot;
@@ -384,7 +383,11 @@ impl MediaLoop {
             // or the channels.
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(command) => self.handle_command(command),
+                    Some(command) => command(&mut WorkerCtx {
+                        sfu: &mut self.sfu,
+                        subscribers: &mut self.subscribers,
+                        now: Instant::now(),
+                    }),
                     None => break,
                 },
                 readable = udp_readable(receiver.as_ref()) => match readable {
@@ -511,132 +514,6 @@ impl MediaLoop {
         if let Some(tx) = &self.route_updates {
             for update in self.sfu.take_route_updates() {
                 let _ = tx.send(update);
-            }
-        }
-    }
-
-    fn handle_command(&mut self, command: Command) {
-        let now = Instant::now();
-        match command {
-            Command::Join {
-                room,
-                name,
-                permissions,
-                events,
-                reply,
-            } => {
-                let result = self.sfu.join(&room, &name, permissions, now);
-                if let Ok(info) = &result {
-                    self.subscribers.insert(info.participant, events);
-                }
-                let _ = reply.send(result);
-            }
-            Command::Offer {
-                participant,
-                sdp,
-                reply,
-            } => {
-                let _ = reply.send(self.sfu.accept_offer(participant, &sdp, now));
-            }
-            Command::Answer {
-                participant,
-                sdp,
-                reply,
-            } => {
-                let _ = reply.send(self.sfu.accept_answer(participant, &sdp, now));
-            }
-            Command::Candidate {
-                participant,
-                candidate,
-                reply,
-            } => {
-                let _ = reply.send(self.sfu.add_remote_candidate(participant, &candidate));
-            }
-            Command::Mute {
-                participant,
-                mid,
-                muted,
-                reply,
-            } => {
-                let _ = reply.send(self.sfu.set_muted(participant, &mid, muted));
-            }
-            Command::VideoSize {
-                participant,
-                track,
-                width,
-                height,
-                reply,
-            } => {
-                let _ = reply.send(self.sfu.set_video_size(participant, track, width, height));
-            }
-            Command::TrackSource {
-                participant,
-                mid,
-                source,
-                reply,
-            } => {
-                let _ = reply.send(self.sfu.set_track_source(participant, &mid, source));
-            }
-            Command::AllStats { reply } => {
-                let _ = reply.send(self.sfu.all_stats());
-            }
-            Command::Leave { participant } => {
-                self.subscribers.remove(&participant);
-                self.sfu.leave(participant, now);
-            }
-            Command::Detach {
-                participant,
-                attachment,
-            } => {
-                // Events while detached are dropped; `resume` hands out the state instead.
-                if self.sfu.detach(participant, attachment, now) {
-                    self.subscribers.remove(&participant);
-                }
-            }
-            Command::Resume {
-                participant,
-                resume_token,
-                events,
-                reply,
-            } => {
-                let result = self.sfu.resume(participant, &resume_token);
-                if result.is_ok() {
-                    self.subscribers.insert(participant, events);
-                }
-                let _ = reply.send(result);
-            }
-            Command::Rooms { reply } => {
-                let _ = reply.send(self.sfu.rooms());
-            }
-            Command::RoomParticipants { room, reply } => {
-                let _ = reply.send(self.sfu.room_participants(&room));
-            }
-            Command::RemoveParticipant {
-                room,
-                participant,
-                reply,
-            } => {
-                let result =
-                    self.sfu
-                        .remove_participant(&room, participant, RemovalReason::Removed, now);
-                let _ = reply.send(result);
-            }
-            Command::CloseRoom { room, reply } => {
-                let _ = reply.send(self.sfu.close_room(&room, now));
-            }
-            Command::MuteTrack {
-                room,
-                track,
-                muted,
-                reply,
-            } => {
-                let _ = reply.send(self.sfu.mute_track(&room, track, muted, now));
-            }
-            Command::Stats { reply } => {
-                let _ = reply.send(SfuStats {
-                    rooms: self.sfu.room_count(),
-                    participants: self.sfu.participant_count(),
-                });
             }
         }
     }
