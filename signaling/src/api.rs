@@ -29,7 +29,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// A refusal: status, error code, message.
-struct ApiError(StatusCode, &'static str, String);
+pub(crate) struct ApiError(StatusCode, &'static str, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -47,7 +47,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 
 /// The bearer's claims, if its token is valid and grants admin over `room` (`None`: any
 /// room it administers, for listing).
-fn authorize(
+pub(crate) fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     room: Option<&str>,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::{State, WebSocketUpgrade};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -108,12 +108,23 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Every participant, and for each what it receives, at which layer, and why.
-async fn api_stats(State(state): State<AppState>) -> Response {
+/// Every participant, and for each what it receives, at which layer, and why. It names
+/// everyone in every room, so with an API secret it wants an admin token like the room API
+/// (one limited to a room sees that room); development mode keeps it open for debugging.
+async fn api_stats(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let claims = if state.auth.is_some() {
+        match crate::api::authorize(&state, &headers, None) {
+            Ok(claims) => Some(claims),
+            Err(refusal) => return refusal.into_response(),
+        }
+    } else {
+        None
+    };
     match state.sfu.all_stats().await {
         Ok(all) => {
             let participants: Vec<serde_json::Value> = all
                 .iter()
+                .filter(|p| claims.as_ref().is_none_or(|c| c.administers(&p.room)))
                 .map(|p| {
                     serde_json::json!({
                         "participant_id": p.participant.to_string(),
