@@ -31,8 +31,8 @@ const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
 pub struct ConnectionLimits {
     /// Sustained messages per second (token bucket refill rate).
     pub messages_per_sec: f64,
-    /// Messages that may arrive at once (token bucket size). A connection that sends this
-    /// many more while refused is closed (1008).
+    /// Messages that may arrive at once (token bucket size). A connection that has more
+    /// than this many messages refused within 10 seconds is closed (1008).
     pub message_burst: u32,
     /// The server pings this often.
     pub ping_interval: Duration,
@@ -51,20 +51,29 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// A token bucket over messages.
+/// Refusals are counted over this long: more than `message_burst` of them within it closes
+/// the connection.
+const FLOOD_WINDOW: Duration = Duration::from_secs(10);
+
+/// A token bucket over messages, and a leaky count of the messages it refused.
 #[derive(Debug)]
 struct RateLimit {
     tokens: f64,
     burst: f64,
     per_sec: f64,
     updated: Instant,
-    /// Messages refused since the last one accepted.
-    refused_in_a_row: u32,
+    /// Refusals within about the last `FLOOD_WINDOW`: each adds one, and the count leaks
+    /// away at `burst` per window. A run of refusals "in a row" was tried and never fired: a
+    /// client flooding at twice the rate gets every other message accepted, which reset it.
+    refusals: f64,
+    /// The last refusal: an episode of refusals ends after a quiet `FLOOD_WINDOW`.
+    last_refused: Option<Instant>,
 }
 
 enum Verdict {
     Accept,
-    /// Refused; `first` when it starts a run of refusals (the client is told once per run).
+    /// Refused; `first` when it starts an episode of refusals (the client is told once per
+    /// episode, not once per dropped message).
     Refuse {
         first: bool,
     },
@@ -80,7 +89,8 @@ impl RateLimit {
             burst,
             per_sec: limits.messages_per_sec.max(0.001),
             updated: now,
-            refused_in_a_row: 0,
+            refusals: 0.0,
+            last_refused: None,
         }
     }
 
@@ -88,18 +98,21 @@ impl RateLimit {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.updated = now;
         self.tokens = (self.tokens + elapsed * self.per_sec).min(self.burst);
+        let leak = elapsed * self.burst / FLOOD_WINDOW.as_secs_f64();
+        self.refusals = (self.refusals - leak).max(0.0);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            self.refused_in_a_row = 0;
             return Verdict::Accept;
         }
-        self.refused_in_a_row += 1;
-        if f64::from(self.refused_in_a_row) > self.burst {
+        let first = self
+            .last_refused
+            .is_none_or(|t| now.saturating_duration_since(t) >= FLOOD_WINDOW);
+        self.last_refused = Some(now);
+        self.refusals += 1.0;
+        if self.refusals > self.burst {
             Verdict::Abuse
         } else {
-            Verdict::Refuse {
-                first: self.refused_in_a_row == 1,
-            }
+            Verdict::Refuse { first }
         }
     }
 }
@@ -252,11 +265,52 @@ mod tests {
         }
         assert!(matches!(rate.check(t0), Verdict::Refuse { first: true }));
         assert!(matches!(rate.check(t0), Verdict::Refuse { first: false }));
-        assert!(matches!(rate.check(t0), Verdict::Refuse { first: false }));
-        assert!(matches!(rate.check(t0), Verdict::Abuse));
-        // 100 ms later one token is back, and the run of refusals ends.
+        // 100 ms later one token is back; the refusals are still remembered.
         let t1 = t0 + Duration::from_millis(100);
         assert!(matches!(rate.check(t1), Verdict::Accept));
-        assert!(matches!(rate.check(t1), Verdict::Refuse { first: true }));
+        assert!(matches!(rate.check(t1), Verdict::Refuse { first: false }));
+        assert!(matches!(rate.check(t1), Verdict::Abuse));
+        // A quiet window later, a new episode of refusals is reported again.
+        let t2 = t1 + FLOOD_WINDOW;
+        for _ in 0..3 {
+            assert!(matches!(rate.check(t2), Verdict::Accept));
+        }
+        assert!(matches!(rate.check(t2), Verdict::Refuse { first: true }));
+    }
+
+    /// Accepted messages in between do not excuse a flood: at twice the rate, every other
+    /// message gets through, and the connection is still closed within the window.
+    #[test]
+    fn a_steady_flood_above_the_rate_is_closed() {
+        let limits = ConnectionLimits {
+            messages_per_sec: 5.0,
+            message_burst: 10,
+            ..ConnectionLimits::default()
+        };
+        let t0 = Instant::now();
+        let mut rate = RateLimit::new(&limits, t0);
+        let closed_at = (0..1000)
+            .map(|i| t0 + Duration::from_millis(100) * i)
+            .position(|t| matches!(rate.check(t), Verdict::Abuse));
+        let closed_at = closed_at.expect("a flood at 2x the rate is closed") as u64;
+        assert!(
+            closed_at * 100 < 10_000,
+            "closed after {closed_at} messages"
+        );
+    }
+
+    #[test]
+    fn a_client_just_within_the_rate_is_never_refused() {
+        let limits = ConnectionLimits {
+            messages_per_sec: 5.0,
+            message_burst: 10,
+            ..ConnectionLimits::default()
+        };
+        let t0 = Instant::now();
+        let mut rate = RateLimit::new(&limits, t0);
+        for i in 0..1000 {
+            let t = t0 + Duration::from_millis(201) * i;
+            assert!(matches!(rate.check(t), Verdict::Accept), "message {i}");
+        }
     }
 }

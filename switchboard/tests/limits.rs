@@ -88,6 +88,73 @@ async fn flooding_is_rate_limited_then_closed() {
     );
 }
 
+/// The documented 1008 close for a client that keeps flooding, at a steady rate above the
+/// limit: some of its messages are accepted in between, which used to excuse it forever.
+/// A client sending just under the limit alongside is never refused.
+#[tokio::test]
+async fn a_steady_flood_is_closed_and_a_client_within_the_rate_is_not() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server =
+        TestServer::start_with(&["--max-messages-per-sec", "5", "--message-burst", "10"]).await;
+    let url = server.ws_url();
+    let mut polite = connect(&url).await;
+    join(&mut polite, "steady", "Polite", None).await;
+    let mut flooder = connect(&url).await;
+    join(&mut flooder, "steady", "Flooder", None).await;
+
+    // 12 messages a second (2.4x the limit) from the flooder, 4 from the polite client.
+    let mut tick = tokio::time::interval(Duration::from_millis(83));
+    let started = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    let mut polite_pongs = 0;
+    let close = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "a flood at 2.4x the rate was not closed within 15 s ({sent} sent)"
+        );
+        tokio::select! {
+            _ = tick.tick() => {
+                sent += 1;
+                // The flooder's socket may already be closing: a failed send is fine here.
+                let _ = futures_util::SinkExt::send(
+                    &mut flooder,
+                    Message::Text(json!({"type": "ping", "id": sent}).to_string().into()),
+                )
+                .await;
+                if sent.is_multiple_of(3) {
+                    send(&mut polite, json!({"type": "ping", "id": sent}).to_string()).await;
+                }
+            }
+            frame = flooder.next() => match frame {
+                Some(Ok(Message::Close(Some(close)))) => break close.code,
+                Some(Ok(_)) => {}
+                other => panic!("the flooder's connection ended without a close frame: {other:?}"),
+            },
+            frame = polite.next() => match frame {
+                Some(Ok(Message::Text(t))) => {
+                    let msg: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                    match msg["type"].as_str() {
+                        Some("pong") => polite_pongs += 1,
+                        Some("participant_joined" | "stats") => {}
+                        _ => panic!("the polite client got {msg}"),
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("the polite client's connection ended: {other:?}"),
+            },
+        }
+    };
+    assert_eq!(close, CloseCode::Policy);
+    assert!(polite_pongs > 5, "{polite_pongs} pongs");
+    recv_type(&mut polite, "participant_left").await;
+    expect_open(&mut polite).await;
+    assert_eq!(
+        metric(&server, "switchboard_rate_limit_closes_total").await,
+        1.0
+    );
+}
+
 #[tokio::test]
 async fn a_connection_under_the_rate_is_never_limited() {
     let server =
