@@ -63,7 +63,7 @@ impl Out {
 }
 
 /// The whole `/metrics` page.
-pub fn render(sfu: &MetricsSnapshot, sig: &SignalingMetrics) -> String {
+pub fn render(sfu: &MetricsSnapshot, sig: &SignalingMetrics, draining: bool) -> String {
     let mut o = Out(String::with_capacity(8 * 1024));
     let c = &sfu.counters;
     o.one("switchboard_rooms", "gauge", "Rooms open.", sfu.rooms);
@@ -160,6 +160,11 @@ pub fn render(sfu: &MetricsSnapshot, sig: &SignalingMetrics) -> String {
         ),
         ("message_size", sig.errors(ErrorCode::MessageTooLarge)),
         ("idle_timeout", sig.idle_closes.load(Ordering::Relaxed)),
+        (
+            "connections_per_ip",
+            sig.errors(ErrorCode::TooManyConnections),
+        ),
+        ("joins_per_ip", sig.errors(ErrorCode::TooManyJoins)),
     ] {
         o.sample(name, &format!("limit=\"{limit}\""), value);
     }
@@ -207,6 +212,12 @@ pub fn render(sfu: &MetricsSnapshot, sig: &SignalingMetrics) -> String {
         "Room API requests refused (401 or 403).",
         sig.api_auth_failures.load(Ordering::Relaxed),
     );
+    o.one(
+        "switchboard_draining",
+        "gauge",
+        "1 while the server is draining (refusing joins, waiting to exit), else 0.",
+        u8::from(draining),
+    );
     o.0
 }
 
@@ -220,7 +231,7 @@ mod tests {
         sig.error(ErrorCode::RateLimited);
         let mut snapshot = MetricsSnapshot::default();
         snapshot.counters.forwarded_packets = 7;
-        let text = render(&snapshot, &sig);
+        let text = render(&snapshot, &sig, false);
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').expect("name and value");
             assert!(value.parse::<f64>().is_ok(), "{line}");

@@ -188,11 +188,14 @@ pub enum ErrorCode {
     TooManyTracks,
     RateLimited,
     UnknownSession,
+    TooManyConnections,
+    TooManyJoins,
+    ServerDraining,
 }
 
 impl ErrorCode {
     /// Every code, for metrics.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 23] = [
         Self::BadJson,
         Self::UnknownType,
         Self::InvalidRoom,
@@ -213,6 +216,9 @@ impl ErrorCode {
         Self::TooManyTracks,
         Self::RateLimited,
         Self::UnknownSession,
+        Self::TooManyConnections,
+        Self::TooManyJoins,
+        Self::ServerDraining,
     ];
 
     /// The code as it appears on the wire.
@@ -238,6 +244,9 @@ impl ErrorCode {
             Self::TooManyTracks => "too_many_tracks",
             Self::RateLimited => "rate_limited",
             Self::UnknownSession => "unknown_session",
+            Self::TooManyConnections => "too_many_connections",
+            Self::TooManyJoins => "too_many_joins",
+            Self::ServerDraining => "server_draining",
         }
     }
 
@@ -249,7 +258,7 @@ impl ErrorCode {
     /// The WebSocket close code for errors that end the connection.
     pub fn close_code(self) -> Option<u16> {
         match self {
-            Self::AlreadyJoined | Self::Unauthorized => Some(1008),
+            Self::AlreadyJoined | Self::Unauthorized | Self::TooManyConnections => Some(1008),
             Self::MessageTooLarge => Some(1009),
             Self::BinaryNotSupported => Some(1003),
             _ => None,

@@ -10,6 +10,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 
+use crate::drain::CLOSE_DRAINING;
 use crate::metrics::SignalingMetrics;
 use crate::protocol::{ErrorCode, ServerMessage, MAX_MESSAGE_BYTES};
 use crate::session::{Action, Session};
@@ -24,7 +25,7 @@ pub const CLOSE_IDLE: u16 = 4003;
 /// After the server sends a close frame, how long it waits for the client's (the closing
 /// handshake) before dropping the TCP connection. Dropping at once would reset a client
 /// whose pongs are still in flight before it could read the close code.
-const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
 
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,6 +39,10 @@ pub struct ConnectionLimits {
     pub ping_interval: Duration,
     /// A connection from which nothing (not even a pong) arrived this long is closed.
     pub idle_timeout: Duration,
+    /// WebSocket connections one client IP may have open at once (0: no limit).
+    pub max_connections_per_ip: u32,
+    /// Joins one client IP may make per minute, in bursts of as many (0: no limit).
+    pub max_joins_per_ip_per_minute: u32,
 }
 
 impl Default for ConnectionLimits {
@@ -47,6 +52,10 @@ impl Default for ConnectionLimits {
             message_burst: 200,
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
+            // Enough for an office behind one NAT address; far from what it takes to hold
+            // every pending-join slot (`--max-pending-joins`, 1000) or descriptor.
+            max_connections_per_ip: 100,
+            max_joins_per_ip_per_minute: 60,
         }
     }
 }
@@ -123,6 +132,7 @@ pub async fn run(
     limits: ConnectionLimits,
     metrics: Arc<SignalingMetrics>,
     mut shutting_down: tokio::sync::watch::Receiver<bool>,
+    mut draining: tokio::sync::watch::Receiver<bool>,
 ) {
     metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     metrics.connections_open.fetch_add(1, Ordering::Relaxed);
@@ -132,6 +142,10 @@ pub async fn run(
     let mut last_heard = start;
     let mut ping = tokio::time::interval_at(start + limits.ping_interval, limits.ping_interval);
     let mut close_sent = false;
+    // Cleared if the drain switch goes away, so that a closed channel cannot spin the loop.
+    // A connection opened while draining is not closed (its receiver has seen the drain
+    // already): its join is refused with `server_draining` instead.
+    let mut watch_drain = true;
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'connection: loop {
         let idle_deadline = last_heard + limits.idle_timeout;
@@ -161,7 +175,7 @@ pub async fn run(
                         Verdict::Abuse => {
                             metrics.rate_limited_messages.fetch_add(1, Ordering::Relaxed);
                             metrics.rate_limit_closes.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(participant = ?session.participant(), "closing a connection that keeps flooding");
+                            tracing::warn!(participant = ?session.participant(), client = %session.client_ip(), "closing a connection that keeps flooding");
                             vec![Action::Close(1008, "message rate limit exceeded".into())]
                         }
                     },
@@ -193,6 +207,18 @@ pub async fn run(
                     continue;
                 }
                 vec![Action::Close(1001, "server shutting down".into())]
+            }
+            changed = draining.changed(), if watch_drain => {
+                if changed.is_err() {
+                    // The switch is gone: nothing more to watch (not a reason to spin).
+                    watch_drain = false;
+                    continue;
+                }
+                if !*draining.borrow() {
+                    continue;
+                }
+                tracing::info!(participant = ?session.participant(), client = %session.client_ip(), "closing for the drain");
+                vec![Action::Close(CLOSE_DRAINING, "server draining: reconnect".into())]
             }
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() {

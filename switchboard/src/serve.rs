@@ -1,14 +1,16 @@
 //! `switchboard serve`: the SFU's media workers, HTTP/WebSocket signaling, and the embedded
-//! TURN server, until SIGINT or SIGTERM.
+//! TURN server, until SIGINT or SIGTERM, or until a drain (SIGUSR1, `POST /api/drain`) has
+//! emptied the server.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
-use sfu::{SfuServer, SfuServerConfig};
-use signaling::{AppState, IceServer, IceServerProvider};
+use sfu::{SfuHandle, SfuServer, SfuServerConfig};
+use signaling::{AppState, Drain, IceServer, IceServerProvider};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::config::{ServeConfig, TurnSettings};
 
@@ -29,6 +31,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(%http_addr, media = %media.local_addr(), "switchboard is up: open http://{http_addr}/");
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
     let mut tasks = tokio::task::JoinSet::new();
     let turn = match &config.turn {
         Some(settings) => match start_turn(settings, config.public_ip).await {
@@ -65,7 +68,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     };
 
     let mut state = AppState::new(media.handle(), ice_servers);
-    state.limits = config.connection_limits;
+    state.set_limits(config.connection_limits);
+    state.trusted_proxies = config.trusted_proxies.clone().into();
+    if !config.trusted_proxies.is_empty() {
+        tracing::info!(proxies = ?config.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(), "client addresses are read from X-Forwarded-For behind these proxies");
+    }
     state.extra_metrics = turn_stats
         .map(|stats| -> signaling::ExtraMetrics { Arc::new(move || turn_metrics(&stats)) });
     match &config.api_keys {
@@ -78,21 +85,93 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         ),
     }
     tracing::info!(sfu_limits = ?config.sfu_limits, connection_limits = ?config.connection_limits, "limits");
+    {
+        let stop_tx = Arc::clone(&stop_tx);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            stop_tx.send_replace(true);
+        });
+    }
+    spawn_drain(
+        state.drain.clone(),
+        media.handle(),
+        config.drain_deadline,
+        Arc::clone(&stop_tx),
+    );
     let mut stop = stop_rx.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    signaling::serve(listener, state, async move {
+    let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
-    })
-    .await
-    .context("HTTP server")?;
+    };
+    signaling::serve(listener, state, shutdown)
+        .await
+        .context("HTTP server")?;
     tracing::info!("shutting down");
     while tasks.join_next().await.is_some() {}
     media.join();
     Ok(())
 }
+
+/// Once a drain starts (the API, or SIGUSR1 here), stop the server when no participant is
+/// left, or at the deadline.
+fn spawn_drain(drain: Drain, sfu: SfuHandle, deadline: Duration, stop: Arc<watch::Sender<bool>>) {
+    #[cfg(unix)]
+    {
+        let drain = drain.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut usr1 = match signal(SignalKind::user_defined1()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGUSR1: drain only through the API");
+                    return;
+                }
+            };
+            while usr1.recv().await.is_some() {
+                drain.start("SIGUSR1");
+            }
+        });
+    }
+    // The task holds an `SfuHandle`, which keeps the media workers running: it must end when
+    // the server stops for any other reason.
+    let mut stopped = stop.subscribe();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = drain.started() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let until = Instant::now() + deadline;
+        tracing::info!(
+            ?deadline,
+            "draining: exiting when no participant is left, or at the deadline"
+        );
+        loop {
+            let participants = match sfu.stats().await {
+                Ok(stats) => stats.participants,
+                Err(_) => 0, // the media workers are gone: nothing left to wait for
+            };
+            if participants == 0 {
+                tracing::info!("drained: no participant left; shutting down");
+                break;
+            }
+            if Instant::now() >= until {
+                tracing::warn!(
+                    participants,
+                    ?deadline,
+                    "drain deadline reached with participants left; shutting down"
+                );
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(DRAIN_POLL) => {}
+                _ = stopped.wait_for(|s| *s) => return,
+            }
+        }
+        stop.send_replace(true);
+    });
+}
+
+/// How often a drain checks whether the server is empty.
+const DRAIN_POLL: Duration = Duration::from_millis(250);
 
 /// Bind the embedded TURN server and make the provider that hands every participant
 /// ephemeral credentials for it.

@@ -24,6 +24,20 @@ impl TestServer {
 
     /// Start with extra `serve` flags.
     pub async fn start_with(extra: &[&str]) -> TestServer {
+        let server = Self::start_no_wait(extra);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.health().await.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "switchboard did not answer /healthz within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    /// Start with extra `serve` flags, without waiting for it to answer (over TLS, say).
+    pub fn start_no_wait(extra: &[&str]) -> TestServer {
         let http_addr = free_tcp_port();
         let rtc_addr = free_udp_and_tcp_port();
         let turn_addr = free_udp_and_tcp_port();
@@ -43,21 +57,35 @@ impl TestServer {
             .stdin(Stdio::null())
             .spawn()
             .expect("start switchboard");
-        let server = TestServer {
+        TestServer {
             child,
             http_addr,
             rtc_addr,
             turn_addr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while server.health().await.is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "switchboard did not answer /healthz within 20 s"
-            );
+        }
+    }
+
+    /// Send the server a signal (`"HUP"`, `"USR1"`, `"TERM"`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// The exit status, if the process ends within `within`.
+    pub async fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        server
     }
 
     pub fn ws_url(&self) -> String {
