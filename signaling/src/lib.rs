@@ -9,7 +9,7 @@
 //! - `http.rs`: routes, the embedded web client, `/healthz`, `/metrics`.
 //! - `auth.rs`: access tokens (JWT, HS256); `api.rs`: the room API; `metrics.rs`: `/metrics`.
 //! - `client_ip.rs`: the client's address (behind trusted proxies); `ip_limits.rs`: per-IP
-//!   limits; `drain.rs`: taking the server out of service.
+//!   limits; `drain.rs`: taking the server out of service; `tls.rs`: HTTPS and WSS.
 
 mod api;
 pub mod auth;
@@ -20,6 +20,7 @@ pub mod ip_limits;
 pub mod metrics;
 pub mod protocol;
 pub mod session;
+pub mod tls;
 mod ws;
 
 pub use client_ip::IpNet;
@@ -36,7 +37,7 @@ use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 
 /// The TCP peer of a connection, for the `ConnectInfo` extractor, from any listener with
-/// socket addresses.
+/// socket addresses (plain TCP or [`tls::TlsListener`]).
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
@@ -46,7 +47,14 @@ impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for PeerAddr {
     }
 }
 
-/// Serve HTTP and WebSocket signaling on `listener` until `shutdown` resolves.
+impl Connected<IncomingStream<'_, tls::TlsListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, tls::TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+/// Serve HTTP and WebSocket signaling on `listener` (a `TcpListener`, or a
+/// [`tls::TlsListener`] for HTTPS and WSS) until `shutdown` resolves.
 pub async fn serve<L>(
     listener: L,
     state: AppState,

@@ -96,12 +96,19 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<IpNet>,
+    /// Serve HTTPS and WSS on the HTTP address with this certificate chain (PEM), reloaded on
+    /// SIGHUP and when the file changes. Needs --tls-key
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", value_name = "PEM_FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", value_name = "PEM_FILE")]
+    pub tls_key: Option<PathBuf>,
     /// Seconds a drain (SIGUSR1 or POST /api/drain) waits for the server to empty before
     /// exiting anyway [default: 60]
     #[arg(long, env = "SWITCHBOARD_DRAIN_DEADLINE", value_name = "SECONDS")]
     pub drain_deadline: Option<f64>,
     /// A TOML file with any of: http_addr, rtc_addr, public_ip, ice_tcp, media_workers,
-    /// turn_addr, turn, turn_secret, api_key, api_secret, trusted_proxy
+    /// turn_addr, turn, turn_secret, api_key, api_secret, tls_cert, tls_key, trusted_proxy
     /// (a list), drain_deadline, and the limits (max_rooms, ..., ws_idle_timeout,
     /// max_connections_per_ip, max_joins_per_ip_per_minute)
     #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
@@ -144,6 +151,8 @@ struct FileConfig {
     max_connections_per_ip: Option<u32>,
     max_joins_per_ip_per_minute: Option<u32>,
     trusted_proxy: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     drain_deadline: Option<f64>,
 }
 
@@ -165,8 +174,17 @@ pub struct ServeConfig {
     pub resume_grace: std::time::Duration,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<IpNet>,
+    /// HTTPS and WSS instead of HTTP and WS.
+    pub tls: Option<TlsFiles>,
     /// How long a drain waits for the server to empty before exiting anyway.
     pub drain_deadline: Duration,
+}
+
+/// The PEM files of `--tls-cert` and `--tls-key`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -256,6 +274,14 @@ impl ServeConfig {
         } else {
             args.trusted_proxies.clone()
         };
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => bail!("--tls-cert and --tls-key go together"),
+        };
         let drain_deadline = seconds(
             args.drain_deadline,
             file.drain_deadline,
@@ -267,6 +293,7 @@ impl ServeConfig {
             sfu_limits,
             connection_limits,
             trusted_proxies,
+            tls,
             drain_deadline,
             resume_grace: std::time::Duration::from_secs(args.resume_grace.unwrap_or(30)),
             http_addr: args
@@ -400,12 +427,13 @@ mod tests {
     }
 
     #[test]
-    fn per_ip_limits_proxies_and_drain_resolve() {
+    fn per_ip_limits_proxies_tls_and_drain_resolve() {
         let cli = Cli::parse_from(["x"]);
         let config = ServeConfig::resolve(&cli.serve).unwrap();
         assert_eq!(config.connection_limits.max_connections_per_ip, 100);
         assert_eq!(config.connection_limits.max_joins_per_ip_per_minute, 60);
         assert!(config.trusted_proxies.is_empty());
+        assert_eq!(config.tls, None);
         assert_eq!(config.drain_deadline, DEFAULT_DRAIN_DEADLINE);
         let cli = Cli::parse_from([
             "x",
@@ -417,6 +445,10 @@ mod tests {
             "10.0.0.0/8,::1",
             "--trusted-proxy",
             "192.0.2.7",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
             "--drain-deadline",
             "1.5",
         ]);
@@ -429,9 +461,22 @@ mod tests {
             .map(|n| n.to_string())
             .collect();
         assert_eq!(proxies, ["10.0.0.0/8", "::1/128", "192.0.2.7/32"]);
+        assert_eq!(
+            config.tls,
+            Some(TlsFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
         assert_eq!(config.drain_deadline, Duration::from_millis(1500));
-        let cli = Cli::parse_from(["x", "--drain-deadline", "0"]);
-        assert!(ServeConfig::resolve(&cli.serve).is_err());
+        for args in [
+            &["x", "--tls-cert", "c.pem"][..],
+            &["x", "--tls-key", "k.pem"],
+            &["x", "--drain-deadline", "0"],
+        ] {
+            let cli = Cli::parse_from(args);
+            assert!(ServeConfig::resolve(&cli.serve).is_err(), "{args:?}");
+        }
         assert!(Cli::try_parse_from(["x", "--trusted-proxy", "10.0.0.0/40"]).is_err());
 
         let dir = std::env::temp_dir().join(format!("sb-config-ip-{}", std::process::id()));
@@ -439,13 +484,14 @@ mod tests {
         let path = dir.join("switchboard.toml");
         std::fs::write(
             &path,
-            "trusted_proxy = [\"172.16.0.0/12\"]\nmax_connections_per_ip = 7\ndrain_deadline = 5\n",
+            "trusted_proxy = [\"172.16.0.0/12\"]\nmax_connections_per_ip = 7\ntls_cert = \"a\"\ntls_key = \"b\"\ndrain_deadline = 5\n",
         )
         .unwrap();
         let cli = Cli::parse_from(["x", "--config", path.to_str().unwrap()]);
         let config = ServeConfig::resolve(&cli.serve).unwrap();
         assert_eq!(config.trusted_proxies, ["172.16.0.0/12".parse().unwrap()]);
         assert_eq!(config.connection_limits.max_connections_per_ip, 7);
+        assert!(config.tls.is_some());
         assert_eq!(config.drain_deadline, Duration::from_secs(5));
         std::fs::write(&path, "trusted_proxy = [\"proxy.example\"]\n").unwrap();
         let err = ServeConfig::resolve(&cli.serve).unwrap_err();

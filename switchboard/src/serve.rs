@@ -1,6 +1,6 @@
 //! `switchboard serve`: the SFU's media workers, HTTP/WebSocket signaling, and the embedded
 //! TURN server, until SIGINT or SIGTERM, or until a drain (SIGUSR1, `POST /api/drain`) has
-//! emptied the server.
+//! emptied the server. SIGHUP reloads the TLS certificate.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 use sfu::{SfuHandle, SfuServer, SfuServerConfig};
+use signaling::tls::{Certificates, TlsListener};
 use signaling::{AppState, Drain, IceServer, IceServerProvider};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -28,7 +29,18 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
     let http_addr = listener.local_addr()?;
-    tracing::info!(%http_addr, media = %media.local_addr(), "switchboard is up: open http://{http_addr}/");
+    let certificates = match &config.tls {
+        Some(files) => Some(
+            Certificates::load(&files.cert, &files.key).context("loading the TLS certificate")?,
+        ),
+        None => None,
+    };
+    let scheme = if certificates.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(%http_addr, media = %media.local_addr(), "switchboard is up: open {scheme}://{http_addr}/");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
@@ -102,9 +114,16 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    signaling::serve(listener, state, shutdown)
-        .await
-        .context("HTTP server")?;
+    match certificates {
+        Some(certificates) => {
+            certificates.watch();
+            reload_on_sighup(&certificates);
+            let listener = TlsListener::new(listener, &certificates)?;
+            signaling::serve(listener, state, shutdown).await
+        }
+        None => signaling::serve(listener, state, shutdown).await,
+    }
+    .context("HTTP server")?;
     tracing::info!("shutting down");
     while tasks.join_next().await.is_some() {}
     media.join();
@@ -172,6 +191,33 @@ fn spawn_drain(drain: Drain, sfu: SfuHandle, deadline: Duration, stop: Arc<watch
 
 /// How often a drain checks whether the server is empty.
 const DRAIN_POLL: Duration = Duration::from_millis(250);
+
+/// SIGHUP reloads the TLS certificate (as nginx and coturn do), besides the file watch.
+fn reload_on_sighup(certificates: &Arc<Certificates>) {
+    #[cfg(unix)]
+    {
+        let certificates = Arc::downgrade(certificates);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut hup = match signal(SignalKind::hangup()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGHUP: the certificate reloads only when its files change");
+                    return;
+                }
+            };
+            while hup.recv().await.is_some() {
+                let Some(certificates) = certificates.upgrade() else {
+                    return;
+                };
+                tracing::info!("SIGHUP: reloading the TLS certificate");
+                if let Err(e) = certificates.reload() {
+                    tracing::error!(error = %signaling::tls::chain(&e), "TLS certificate reload failed; still serving the previous certificate");
+                }
+            }
+        });
+    }
+}
 
 /// Bind the embedded TURN server and make the provider that hands every participant
 /// ephemeral credentials for it.
