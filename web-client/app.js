@@ -225,8 +225,9 @@ function startCall(s, joined) {
       teardown(s);
       return;
     }
-    // 4000 (media timed out) and 4003 (idle): the session is gone, but the user still wants
-    // the call: join again. Anything else is a dropped connection: resume.
+    // 4000 (media timed out), 4003 (idle) and 1012 (the server is draining): the session is
+    // gone, but the user still wants the call: join again (behind a load balancer, on another
+    // server). Anything else is a dropped connection: resume.
     reconnect(s, { resume: !REJOIN_CODES.has(ev.detail.code) });
   });
 
@@ -278,7 +279,7 @@ function startCall(s, joined) {
 /** Close codes by which the server ends a session on purpose (docs/protocol.md). */
 const SESSION_ENDED_CODES = new Set([1003, 1008, 1009, 4001, 4002]);
 /** Close codes after which the session is gone but joining again should recover the call. */
-const REJOIN_CODES = new Set([4000, 4003]);
+const REJOIN_CODES = new Set([4000, 4003, 1012]);
 /** Backoff between reconnection attempts, in ms; the last one repeats. */
 const RECONNECT_BACKOFF_MS = [250, 500, 1000, 2000, 4000];
 /** The server keeps a dropped session this long (its default --resume-grace). */
@@ -323,7 +324,9 @@ async function reconnectLoop(s, resume) {
       toast('Reconnected.');
       return;
     } catch (e) {
-      if (e.name === 'ServerError' && e.code === 'unknown_session') break;
+      // The session is gone, or this server is draining: join again (elsewhere, behind a
+      // load balancer).
+      if (e.name === 'ServerError' && (e.code === 'unknown_session' || e.code === 'server_draining')) break;
       // The connection dropped again mid-request: try again.
     }
   }

@@ -48,6 +48,11 @@ impl Server {
             &http_addr.to_string(),
             "--rtc-addr",
             &rtc_addr.to_string(),
+            // Every synthetic participant comes from 127.0.0.1.
+            "--max-connections-per-ip",
+            "0",
+            "--max-joins-per-ip-per-minute",
+            "0",
         ]);
         if let Some(workers) = media_workers {
             command.args(["--media-workers", &workers.to_string()]);

@@ -27,7 +27,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// A refusal: status, error code, message.
-struct ApiError(StatusCode, &'static str, String);
+pub(crate) struct ApiError(StatusCode, &'static str, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -35,7 +35,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
         Json(json!({"error": code, "message": message.into()})),
@@ -45,7 +45,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 
 /// The bearer's claims, if its token is valid and grants admin over `room` (`None`: any
 /// room it administers, for listing).
-fn authorize(
+pub(crate) fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     room: Option<&str>,

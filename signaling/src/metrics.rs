@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 use sfu::metrics::ESTIMATE_BUCKETS_BPS;
 use sfu::SfuHandle;
 
+use crate::drain::Drain;
 use crate::protocol::ErrorCode;
 
 /// A label set of one label.
@@ -58,7 +59,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(sfu: SfuHandle) -> Self {
+    pub fn new(sfu: SfuHandle, drain: Drain) -> Self {
         let signaling = Arc::new(SignalingMetrics::default());
         // Every code shows from the start, at 0, so rates and alerts need no special case.
         for code in ErrorCode::ALL {
@@ -68,6 +69,7 @@ impl Metrics {
         registry.register_collector(Box::new(SfuCollector {
             sfu,
             signaling: signaling.clone(),
+            drain,
         }));
         registry.register(
             "switchboard_signaling_errors",
@@ -120,11 +122,12 @@ impl Metrics {
     }
 }
 
-/// The SFU's latest snapshot as families, and the limit-hit family that joins the SFU's
-/// refusals with signaling's.
+/// The SFU's latest snapshot as families, the limit-hit family that joins the SFU's
+/// refusals with signaling's, and whether the server is draining.
 struct SfuCollector {
     sfu: SfuHandle,
     signaling: Arc<SignalingMetrics>,
+    drain: Drain,
 }
 
 impl std::fmt::Debug for SfuCollector {
@@ -248,10 +251,21 @@ impl Collector for SfuCollector {
             ("message_rate", sig.rate_limited_messages.get()),
             ("message_size", sig.errors(ErrorCode::MessageTooLarge)),
             ("idle_timeout", sig.idle_closes.get()),
+            (
+                "connections_per_ip",
+                sig.errors(ErrorCode::TooManyConnections),
+            ),
+            ("joins_per_ip", sig.errors(ErrorCode::TooManyJoins)),
         ] {
             let labels: Label = [("limit", limit)];
             ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
         }
+        one(
+            &mut e,
+            "switchboard_draining",
+            "1 while the server is draining (refusing joins, waiting to exit), else 0",
+            ConstGauge::new(i64::from(self.drain.is_draining())),
+        )?;
         Ok(())
     }
 }

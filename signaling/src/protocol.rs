@@ -209,6 +209,9 @@ error_codes! {
     TooManyTracks => "too_many_tracks",
     RateLimited => "rate_limited",
     UnknownSession => "unknown_session",
+    TooManyConnections => "too_many_connections",
+    TooManyJoins => "too_many_joins",
+    ServerDraining => "server_draining",
 }
 
 impl Serialize for ErrorCode {
@@ -221,7 +224,7 @@ impl ErrorCode {
     /// The WebSocket close code for errors that end the connection.
     pub fn close_code(self) -> Option<u16> {
         match self {
-            Self::AlreadyJoined | Self::Unauthorized => Some(1008),
+            Self::AlreadyJoined | Self::Unauthorized | Self::TooManyConnections => Some(1008),
             Self::MessageTooLarge => Some(1009),
             Self::BinaryNotSupported => Some(1003),
             _ => None,

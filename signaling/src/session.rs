@@ -12,6 +12,8 @@ use sfu::{
 use tokio::sync::mpsc;
 
 use crate::auth::Auth;
+use crate::drain::Drain;
+use crate::ip_limits::ConnectionPermit;
 use crate::protocol::{
     self, ClientMessage, ErrorCode, IceServer, OfferedTrackJson, ParticipantJson, PermissionsJson,
     Request, ServerMessage, SubscriptionJson, TrackJson, TrackSourceJson, MAX_VIDEO_DIMENSION,
@@ -46,22 +48,55 @@ enum State {
     Left,
 }
 
+/// What a join must pass besides its token: the server is not draining, and the client's
+/// address has joins left this minute.
+pub struct Admission {
+    pub drain: Drain,
+    /// This connection, counted against its client IP's limits while the session lives.
+    pub client: ConnectionPermit,
+}
+
 pub struct Session {
     sfu: SfuHandle,
     ice_servers: IceServerProvider,
     /// `None`: development mode, joins need no token and may do everything.
     auth: Option<Auth>,
+    admission: Admission,
     state: State,
 }
 
 impl Session {
-    pub fn new(sfu: SfuHandle, ice_servers: IceServerProvider, auth: Option<Auth>) -> Self {
+    pub fn new(
+        sfu: SfuHandle,
+        ice_servers: IceServerProvider,
+        auth: Option<Auth>,
+        admission: Admission,
+    ) -> Self {
         Self {
             sfu,
             ice_servers,
             auth,
+            admission,
             state: State::Fresh,
         }
+    }
+
+    /// The client's address (behind a trusted proxy, the one it reported).
+    pub fn client_ip(&self) -> std::net::IpAddr {
+        self.admission.client.ip()
+    }
+
+    /// A join or resume on a draining server: refused, so the client goes elsewhere.
+    fn refuse_if_draining(&self, id: Option<u64>) -> Option<Vec<Action>> {
+        if !self.admission.drain.is_draining() {
+            return None;
+        }
+        tracing::info!(client = %self.client_ip(), "join refused: the server is draining");
+        Some(vec![Action::Send(ServerMessage::error(
+            id,
+            ErrorCode::ServerDraining,
+            "this server is being taken out of service: join again (elsewhere, or here later)",
+        ))])
     }
 
     pub fn participant(&self) -> Option<ParticipantId> {
@@ -235,11 +270,24 @@ impl Session {
         name: String,
         token: Option<String>,
     ) -> Vec<Action> {
+        if let Some(refusal) = self.refuse_if_draining(id) {
+            return refusal;
+        }
         if let Err(message) = protocol::validate_room(&room) {
             return vec![Action::Send(ServerMessage::error(
                 id,
                 ErrorCode::InvalidRoom,
                 message,
+            ))];
+        }
+        // Counted before the token is checked: a stream of joins with bad tokens from one
+        // address is as much a flood as one with good ones.
+        if !self.admission.client.try_join() {
+            tracing::info!(client = %self.client_ip(), room, "join refused: too many joins from this address this minute");
+            return vec![Action::Send(ServerMessage::error(
+                id,
+                ErrorCode::TooManyJoins,
+                "too many joins from your address in the last minute: try again shortly",
             ))];
         }
         let (name, permissions) = match &self.auth {
@@ -414,6 +462,9 @@ impl Session {
         participant_id: String,
         resume_token: String,
     ) -> Vec<Action> {
+        if let Some(refusal) = self.refuse_if_draining(id) {
+            return refusal;
+        }
         let Some(participant) = ParticipantId::parse(&participant_id) else {
             return vec![Action::Send(ServerMessage::error(
                 id,

@@ -9,6 +9,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 
+use crate::drain::CLOSE_DRAINING;
 use crate::metrics::SignalingMetrics;
 use crate::protocol::{ErrorCode, ServerMessage, MAX_MESSAGE_BYTES};
 use crate::session::{Action, Session};
@@ -23,20 +24,24 @@ pub const CLOSE_IDLE: u16 = 4003;
 /// After the server sends a close frame, how long it waits for the client's (the closing
 /// handshake) before dropping the TCP connection. Dropping at once would reset a client
 /// whose pongs are still in flight before it could read the close code.
-const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const CLOSE_HANDSHAKE_WAIT: Duration = Duration::from_secs(2);
 
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ConnectionLimits {
     /// Sustained messages per second (token bucket refill rate).
     pub messages_per_sec: f64,
-    /// Messages that may arrive at once (token bucket size). A connection that sends this
-    /// many more while refused is closed (1008).
+    /// Messages that may arrive at once (token bucket size). A connection that has more
+    /// than this many messages refused within 10 seconds is closed (1008).
     pub message_burst: u32,
     /// The server pings this often.
     pub ping_interval: Duration,
     /// A connection from which nothing (not even a pong) arrived this long is closed.
     pub idle_timeout: Duration,
+    /// WebSocket connections one client IP may have open at once (0: no limit).
+    pub max_connections_per_ip: u32,
+    /// Joins one client IP may make per minute, in bursts of as many (0: no limit).
+    pub max_joins_per_ip_per_minute: u32,
 }
 
 impl Default for ConnectionLimits {
@@ -46,24 +51,37 @@ impl Default for ConnectionLimits {
             message_burst: 200,
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
+            // Enough for an office behind one NAT address; far from what it takes to hold
+            // every pending-join slot (`--max-pending-joins`, 1000) or descriptor.
+            max_connections_per_ip: 100,
+            max_joins_per_ip_per_minute: 60,
         }
     }
 }
 
-/// A token bucket over messages.
+/// Refusals are counted over this long: more than `message_burst` of them within it closes
+/// the connection.
+const FLOOD_WINDOW: Duration = Duration::from_secs(10);
+
+/// A token bucket over messages, and a leaky count of the messages it refused.
 #[derive(Debug)]
 struct RateLimit {
     tokens: f64,
     burst: f64,
     per_sec: f64,
     updated: Instant,
-    /// Messages refused since the last one accepted.
-    refused_in_a_row: u32,
+    /// Refusals within about the last `FLOOD_WINDOW`: each adds one, and the count leaks
+    /// away at `burst` per window. A run of refusals "in a row" was tried and never fired: a
+    /// client flooding at twice the rate gets every other message accepted, which reset it.
+    refusals: f64,
+    /// The last refusal: an episode of refusals ends after a quiet `FLOOD_WINDOW`.
+    last_refused: Option<Instant>,
 }
 
 enum Verdict {
     Accept,
-    /// Refused; `first` when it starts a run of refusals (the client is told once per run).
+    /// Refused; `first` when it starts an episode of refusals (the client is told once per
+    /// episode, not once per dropped message).
     Refuse {
         first: bool,
     },
@@ -79,7 +97,8 @@ impl RateLimit {
             burst,
             per_sec: limits.messages_per_sec.max(0.001),
             updated: now,
-            refused_in_a_row: 0,
+            refusals: 0.0,
+            last_refused: None,
         }
     }
 
@@ -87,18 +106,21 @@ impl RateLimit {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.updated = now;
         self.tokens = (self.tokens + elapsed * self.per_sec).min(self.burst);
+        let leak = elapsed * self.burst / FLOOD_WINDOW.as_secs_f64();
+        self.refusals = (self.refusals - leak).max(0.0);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            self.refused_in_a_row = 0;
             return Verdict::Accept;
         }
-        self.refused_in_a_row += 1;
-        if f64::from(self.refused_in_a_row) > self.burst {
+        let first = self
+            .last_refused
+            .is_none_or(|t| now.saturating_duration_since(t) >= FLOOD_WINDOW);
+        self.last_refused = Some(now);
+        self.refusals += 1.0;
+        if self.refusals > self.burst {
             Verdict::Abuse
         } else {
-            Verdict::Refuse {
-                first: self.refused_in_a_row == 1,
-            }
+            Verdict::Refuse { first }
         }
     }
 }
@@ -109,6 +131,7 @@ pub async fn run(
     limits: ConnectionLimits,
     metrics: Arc<SignalingMetrics>,
     mut shutting_down: tokio::sync::watch::Receiver<bool>,
+    mut draining: tokio::sync::watch::Receiver<bool>,
 ) {
     metrics.connections_total.inc();
     metrics.connections_open.inc();
@@ -118,6 +141,10 @@ pub async fn run(
     let mut last_heard = start;
     let mut ping = tokio::time::interval_at(start + limits.ping_interval, limits.ping_interval);
     let mut close_sent = false;
+    // Cleared if the drain switch goes away, so that a closed channel cannot spin the loop.
+    // A connection opened while draining is not closed (its receiver has seen the drain
+    // already): its join is refused with `server_draining` instead.
+    let mut watch_drain = true;
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'connection: loop {
         let idle_deadline = last_heard + limits.idle_timeout;
@@ -147,7 +174,7 @@ pub async fn run(
                         Verdict::Abuse => {
                             metrics.rate_limited_messages.inc();
                             metrics.rate_limit_closes.inc();
-                            tracing::warn!(participant = ?session.participant(), "closing a connection that keeps flooding");
+                            tracing::warn!(participant = ?session.participant(), client = %session.client_ip(), "closing a connection that keeps flooding");
                             vec![Action::Close(1008, "message rate limit exceeded".into())]
                         }
                     },
@@ -179,6 +206,18 @@ pub async fn run(
                     continue;
                 }
                 vec![Action::Close(1001, "server shutting down".into())]
+            }
+            changed = draining.changed(), if watch_drain => {
+                if changed.is_err() {
+                    // The switch is gone: nothing more to watch (not a reason to spin).
+                    watch_drain = false;
+                    continue;
+                }
+                if !*draining.borrow() {
+                    continue;
+                }
+                tracing::info!(participant = ?session.participant(), client = %session.client_ip(), "closing for the drain");
+                vec![Action::Close(CLOSE_DRAINING, "server draining: reconnect".into())]
             }
             _ = ping.tick() => {
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
@@ -251,11 +290,52 @@ mod tests {
         }
         assert!(matches!(rate.check(t0), Verdict::Refuse { first: true }));
         assert!(matches!(rate.check(t0), Verdict::Refuse { first: false }));
-        assert!(matches!(rate.check(t0), Verdict::Refuse { first: false }));
-        assert!(matches!(rate.check(t0), Verdict::Abuse));
-        // 100 ms later one token is back, and the run of refusals ends.
+        // 100 ms later one token is back; the refusals are still remembered.
         let t1 = t0 + Duration::from_millis(100);
         assert!(matches!(rate.check(t1), Verdict::Accept));
-        assert!(matches!(rate.check(t1), Verdict::Refuse { first: true }));
+        assert!(matches!(rate.check(t1), Verdict::Refuse { first: false }));
+        assert!(matches!(rate.check(t1), Verdict::Abuse));
+        // A quiet window later, a new episode of refusals is reported again.
+        let t2 = t1 + FLOOD_WINDOW;
+        for _ in 0..3 {
+            assert!(matches!(rate.check(t2), Verdict::Accept));
+        }
+        assert!(matches!(rate.check(t2), Verdict::Refuse { first: true }));
+    }
+
+    /// Accepted messages in between do not excuse a flood: at twice the rate, every other
+    /// message gets through, and the connection is still closed within the window.
+    #[test]
+    fn a_steady_flood_above_the_rate_is_closed() {
+        let limits = ConnectionLimits {
+            messages_per_sec: 5.0,
+            message_burst: 10,
+            ..ConnectionLimits::default()
+        };
+        let t0 = Instant::now();
+        let mut rate = RateLimit::new(&limits, t0);
+        let closed_at = (0..1000)
+            .map(|i| t0 + Duration::from_millis(100) * i)
+            .position(|t| matches!(rate.check(t), Verdict::Abuse));
+        let closed_at = closed_at.expect("a flood at 2x the rate is closed") as u64;
+        assert!(
+            closed_at * 100 < 10_000,
+            "closed after {closed_at} messages"
+        );
+    }
+
+    #[test]
+    fn a_client_just_within_the_rate_is_never_refused() {
+        let limits = ConnectionLimits {
+            messages_per_sec: 5.0,
+            message_burst: 10,
+            ..ConnectionLimits::default()
+        };
+        let t0 = Instant::now();
+        let mut rate = RateLimit::new(&limits, t0);
+        for i in 0..1000 {
+            let t = t0 + Duration::from_millis(201) * i;
+            assert!(matches!(rate.check(t), Verdict::Accept), "message {i}");
+        }
     }
 }

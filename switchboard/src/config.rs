@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use sfu::SfuLimits;
-use signaling::ConnectionLimits;
+use signaling::{ConnectionLimits, IpNet};
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_RTC_ADDR: &str = "127.0.0.1:50000";
@@ -16,6 +16,9 @@ pub const DEFAULT_TURN_ADDR: &str = "127.0.0.1:3478";
 /// Ephemeral TURN credentials handed to participants stay valid this long: longer than any
 /// call, since every TURN Refresh is authenticated with them.
 pub const DEFAULT_TURN_CREDENTIAL_TTL_SECS: u64 = 12 * 3600;
+/// A drain waits this long for participants to leave (they are told to reconnect at once,
+/// so it takes seconds unless some client ignores it).
+pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -77,9 +80,37 @@ pub struct ServeArgs {
     /// Seconds of silence (not even a pong) after which a WebSocket is closed [default: 45]
     #[arg(long, env = "SWITCHBOARD_WS_IDLE_TIMEOUT")]
     pub ws_idle_timeout: Option<f64>,
+    /// WebSocket connections one client IP may have open at once; 0 for no limit
+    /// [default: 100]
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<u32>,
+    /// Joins one client IP may make per minute; 0 for no limit [default: 60]
+    #[arg(long, env = "SWITCHBOARD_MAX_JOINS_PER_IP_PER_MINUTE")]
+    pub max_joins_per_ip_per_minute: Option<u32>,
+    /// A reverse proxy (IP address or CIDR network) whose X-Forwarded-For header names the
+    /// client; repeat it or separate with commas [default: none, the header is ignored]
+    #[arg(
+        long = "trusted-proxy",
+        env = "SWITCHBOARD_TRUSTED_PROXY",
+        value_name = "IP_OR_CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Serve HTTPS and WSS on the HTTP address with this certificate chain (PEM), reloaded on
+    /// SIGHUP and when the file changes. Needs --tls-key
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", value_name = "PEM_FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", value_name = "PEM_FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a drain (SIGUSR1 or POST /api/drain) waits for the server to empty before
+    /// exiting anyway [default: 60]
+    #[arg(long, env = "SWITCHBOARD_DRAIN_DEADLINE", value_name = "SECONDS")]
+    pub drain_deadline: Option<f64>,
     /// A TOML file with any of: http_addr, rtc_addr, public_ip, ice_tcp, media_workers,
-    /// turn_addr, turn, turn_secret, api_key, api_secret, and the limits (max_rooms, ...,
-    /// ws_idle_timeout)
+    /// turn_addr, turn, turn_secret, api_key, api_secret, tls_cert, tls_key, trusted_proxy
+    /// (a list), drain_deadline, and the limits (max_rooms, ..., ws_idle_timeout,
+    /// max_connections_per_ip, max_joins_per_ip_per_minute)
     #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -117,6 +148,12 @@ struct FileConfig {
     message_burst: Option<u32>,
     ws_ping_interval: Option<f64>,
     ws_idle_timeout: Option<f64>,
+    max_connections_per_ip: Option<u32>,
+    max_joins_per_ip_per_minute: Option<u32>,
+    trusted_proxy: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    drain_deadline: Option<f64>,
 }
 
 /// The settings `serve` runs with.
@@ -135,6 +172,19 @@ pub struct ServeConfig {
     pub sfu_limits: SfuLimits,
     pub connection_limits: ConnectionLimits,
     pub resume_grace: std::time::Duration,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// HTTPS and WSS instead of HTTP and WS.
+    pub tls: Option<TlsFiles>,
+    /// How long a drain waits for the server to empty before exiting anyway.
+    pub drain_deadline: Duration,
+}
+
+/// The PEM files of `--tls-cert` and `--tls-key`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -206,11 +256,45 @@ impl ServeConfig {
                 conn_default.idle_timeout,
                 "ws_idle_timeout",
             )?,
+            max_connections_per_ip: args
+                .max_connections_per_ip
+                .or(file.max_connections_per_ip)
+                .unwrap_or(conn_default.max_connections_per_ip),
+            max_joins_per_ip_per_minute: args
+                .max_joins_per_ip_per_minute
+                .or(file.max_joins_per_ip_per_minute)
+                .unwrap_or(conn_default.max_joins_per_ip_per_minute),
         };
+        let trusted_proxies = if args.trusted_proxies.is_empty() {
+            file.trusted_proxy
+                .iter()
+                .flatten()
+                .map(|s| s.parse().context("trusted_proxy in the config file"))
+                .collect::<anyhow::Result<Vec<IpNet>>>()?
+        } else {
+            args.trusted_proxies.clone()
+        };
+        let tls = match (
+            args.tls_cert.clone().or(file.tls_cert),
+            args.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => bail!("--tls-cert and --tls-key go together"),
+        };
+        let drain_deadline = seconds(
+            args.drain_deadline,
+            file.drain_deadline,
+            DEFAULT_DRAIN_DEADLINE,
+            "drain_deadline",
+        )?;
         Ok(Self {
             api_keys,
             sfu_limits,
             connection_limits,
+            trusted_proxies,
+            tls,
+            drain_deadline,
             resume_grace: std::time::Duration::from_secs(args.resume_grace.unwrap_or(30)),
             http_addr: args
                 .http_addr
@@ -340,6 +424,78 @@ mod tests {
             let cli = Cli::parse_from(args);
             assert!(ServeConfig::resolve(&cli.serve).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn per_ip_limits_proxies_tls_and_drain_resolve() {
+        let cli = Cli::parse_from(["x"]);
+        let config = ServeConfig::resolve(&cli.serve).unwrap();
+        assert_eq!(config.connection_limits.max_connections_per_ip, 100);
+        assert_eq!(config.connection_limits.max_joins_per_ip_per_minute, 60);
+        assert!(config.trusted_proxies.is_empty());
+        assert_eq!(config.tls, None);
+        assert_eq!(config.drain_deadline, DEFAULT_DRAIN_DEADLINE);
+        let cli = Cli::parse_from([
+            "x",
+            "--max-connections-per-ip",
+            "0",
+            "--max-joins-per-ip-per-minute",
+            "5",
+            "--trusted-proxy",
+            "10.0.0.0/8,::1",
+            "--trusted-proxy",
+            "192.0.2.7",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--drain-deadline",
+            "1.5",
+        ]);
+        let config = ServeConfig::resolve(&cli.serve).unwrap();
+        assert_eq!(config.connection_limits.max_connections_per_ip, 0);
+        assert_eq!(config.connection_limits.max_joins_per_ip_per_minute, 5);
+        let proxies: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "::1/128", "192.0.2.7/32"]);
+        assert_eq!(
+            config.tls,
+            Some(TlsFiles {
+                cert: "c.pem".into(),
+                key: "k.pem".into()
+            })
+        );
+        assert_eq!(config.drain_deadline, Duration::from_millis(1500));
+        for args in [
+            &["x", "--tls-cert", "c.pem"][..],
+            &["x", "--tls-key", "k.pem"],
+            &["x", "--drain-deadline", "0"],
+        ] {
+            let cli = Cli::parse_from(args);
+            assert!(ServeConfig::resolve(&cli.serve).is_err(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["x", "--trusted-proxy", "10.0.0.0/40"]).is_err());
+
+        let dir = std::env::temp_dir().join(format!("sb-config-ip-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("switchboard.toml");
+        std::fs::write(
+            &path,
+            "trusted_proxy = [\"172.16.0.0/12\"]\nmax_connections_per_ip = 7\ntls_cert = \"a\"\ntls_key = \"b\"\ndrain_deadline = 5\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from(["x", "--config", path.to_str().unwrap()]);
+        let config = ServeConfig::resolve(&cli.serve).unwrap();
+        assert_eq!(config.trusted_proxies, ["172.16.0.0/12".parse().unwrap()]);
+        assert_eq!(config.connection_limits.max_connections_per_ip, 7);
+        assert!(config.tls.is_some());
+        assert_eq!(config.drain_deadline, Duration::from_secs(5));
+        std::fs::write(&path, "trusted_proxy = [\"proxy.example\"]\n").unwrap();
+        let err = ServeConfig::resolve(&cli.serve).unwrap_err();
+        assert!(format!("{err:#}").contains("proxy.example"), "{err:#}");
     }
 
     #[test]

@@ -1,19 +1,22 @@
 //! `switchboard serve`: the SFU's media workers, HTTP/WebSocket signaling, and the embedded
-//! TURN server, until SIGINT or SIGTERM.
+//! TURN server, until SIGINT or SIGTERM, or until a drain (SIGUSR1, `POST /api/drain`) has
+//! emptied the server. SIGHUP reloads the TLS certificate.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
-use sfu::{SfuServer, SfuServerConfig};
+use sfu::{SfuHandle, SfuServer, SfuServerConfig};
 use signaling::prometheus_client::collector::Collector;
 use signaling::prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use signaling::prometheus_client::metrics::counter::ConstCounter;
 use signaling::prometheus_client::metrics::gauge::ConstGauge;
 use signaling::prometheus_client::metrics::MetricType;
-use signaling::{AppState, IceServer, IceServerProvider};
+use signaling::tls::{Certificates, TlsListener};
+use signaling::{AppState, Drain, IceServer, IceServerProvider};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::config::{ServeConfig, TurnSettings};
 
@@ -31,9 +34,21 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
     let http_addr = listener.local_addr()?;
-    tracing::info!(%http_addr, media = %media.local_addr(), "switchboard is up: open http://{http_addr}/");
+    let certificates = match &config.tls {
+        Some(files) => Some(
+            Certificates::load(&files.cert, &files.key).context("loading the TLS certificate")?,
+        ),
+        None => None,
+    };
+    let scheme = if certificates.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(%http_addr, media = %media.local_addr(), "switchboard is up: open {scheme}://{http_addr}/");
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
     let mut tasks = tokio::task::JoinSet::new();
     let turn = match &config.turn {
         Some(settings) => match start_turn(settings, config.public_ip).await {
@@ -71,7 +86,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     tasks.spawn(return_freed_memory(media.handle(), stop_rx.clone()));
     let mut state = AppState::new(media.handle(), ice_servers);
-    state.limits = config.connection_limits;
+    state.set_limits(config.connection_limits);
+    state.trusted_proxies = config.trusted_proxies.clone().into();
+    if !config.trusted_proxies.is_empty() {
+        tracing::info!(proxies = ?config.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(), "client addresses are read from X-Forwarded-For behind these proxies");
+    }
     if let Some(stats) = turn_stats {
         state
             .metrics
@@ -87,15 +106,32 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         ),
     }
     tracing::info!(sfu_limits = ?config.sfu_limits, connection_limits = ?config.connection_limits, "limits");
+    {
+        let stop_tx = Arc::clone(&stop_tx);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            stop_tx.send_replace(true);
+        });
+    }
+    spawn_drain(
+        state.drain.clone(),
+        media.handle(),
+        config.drain_deadline,
+        Arc::clone(&stop_tx),
+    );
     let mut stop = stop_rx.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    signaling::serve(listener, state, async move {
+    let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
-    })
-    .await
+    };
+    match certificates {
+        Some(certificates) => {
+            certificates.watch();
+            reload_on_sighup(&certificates);
+            let listener = TlsListener::new(listener, &certificates)?;
+            signaling::serve(listener, state, shutdown).await
+        }
+        None => signaling::serve(listener, state, shutdown).await,
+    }
     .context("HTTP server")?;
     tracing::info!("shutting down");
     while tasks.join_next().await.is_some() {}
@@ -110,7 +146,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 /// and leaves at 1.9x its start-up RSS). `malloc_trim` returns the free pages of every arena.
 /// It runs here, on a signaling thread, never on a media worker, and only after the number of
 /// participants went down, so an idle or steady server pays nothing.
-async fn return_freed_memory(sfu: sfu::SfuHandle, mut stop: watch::Receiver<bool>) {
+async fn return_freed_memory(sfu: SfuHandle, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = 0;
@@ -139,6 +175,95 @@ fn trim_allocator() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim_allocator() {}
+
+/// Once a drain starts (the API, or SIGUSR1 here), stop the server when no participant is
+/// left, or at the deadline.
+fn spawn_drain(drain: Drain, sfu: SfuHandle, deadline: Duration, stop: Arc<watch::Sender<bool>>) {
+    #[cfg(unix)]
+    {
+        let drain = drain.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut usr1 = match signal(SignalKind::user_defined1()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGUSR1: drain only through the API");
+                    return;
+                }
+            };
+            while usr1.recv().await.is_some() {
+                drain.start("SIGUSR1");
+            }
+        });
+    }
+    // The task holds an `SfuHandle`, which keeps the media workers running: it must end when
+    // the server stops for any other reason.
+    let mut stopped = stop.subscribe();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = drain.started() => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        let until = Instant::now() + deadline;
+        tracing::info!(
+            ?deadline,
+            "draining: exiting when no participant is left, or at the deadline"
+        );
+        loop {
+            let participants = match sfu.stats().await {
+                Ok(stats) => stats.participants,
+                Err(_) => 0, // the media workers are gone: nothing left to wait for
+            };
+            if participants == 0 {
+                tracing::info!("drained: no participant left; shutting down");
+                break;
+            }
+            if Instant::now() >= until {
+                tracing::warn!(
+                    participants,
+                    ?deadline,
+                    "drain deadline reached with participants left; shutting down"
+                );
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(DRAIN_POLL) => {}
+                _ = stopped.wait_for(|s| *s) => return,
+            }
+        }
+        stop.send_replace(true);
+    });
+}
+
+/// How often a drain checks whether the server is empty.
+const DRAIN_POLL: Duration = Duration::from_millis(250);
+
+/// SIGHUP reloads the TLS certificate (as nginx and coturn do), besides the file watch.
+fn reload_on_sighup(certificates: &Arc<Certificates>) {
+    #[cfg(unix)]
+    {
+        let certificates = Arc::downgrade(certificates);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut hup = match signal(SignalKind::hangup()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGHUP: the certificate reloads only when its files change");
+                    return;
+                }
+            };
+            while hup.recv().await.is_some() {
+                let Some(certificates) = certificates.upgrade() else {
+                    return;
+                };
+                tracing::info!("SIGHUP: reloading the TLS certificate");
+                if let Err(e) = certificates.reload() {
+                    tracing::error!(error = %signaling::tls::chain(&e), "TLS certificate reload failed; still serving the previous certificate");
+                }
+            }
+        });
+    }
+}
 
 /// Bind the embedded TURN server and make the provider that hands every participant
 /// ephemeral credentials for it.

@@ -116,6 +116,68 @@ async fn development_mode_needs_no_token_and_has_no_room_api() {
     let (status, body) = http_json(server.http_addr, "GET", "/api/rooms", None, None).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "forbidden");
+    // Stats stay open for debugging when nothing is secret anyway.
+    let (status, body) = http_json(server.http_addr, "GET", "/api/stats", None, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["participants"][0]["name"], "Dev", "{body}");
+}
+
+/// `/api/stats` names every participant of every room: with an API secret it is the room
+/// API's business, and a room admin sees its own room only.
+#[tokio::test]
+async fn stats_need_an_admin_token_in_production() {
+    let server = TestServer::start_with(&key_flags()).await;
+    let addr = server.http_addr;
+    let mut alice = connect(&server.ws_url()).await;
+    join(
+        &mut alice,
+        "ops",
+        "Alice",
+        Some(&token("alice", Some("ops"), PUBLISH_SUBSCRIBE)),
+    )
+    .await;
+    let mut carol = connect(&server.ws_url()).await;
+    join(
+        &mut carol,
+        "other",
+        "Carol",
+        Some(&token("carol", Some("other"), PUBLISH_SUBSCRIBE)),
+    )
+    .await;
+
+    let (status, body) = http_json(addr, "GET", "/api/stats", None, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("Alice"), "{body}");
+    let participant = token("alice", Some("ops"), PUBLISH_SUBSCRIBE);
+    let (status, body) = http_json(addr, "GET", "/api/stats", Some(&participant), None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        let mut names: Vec<String> = body["participants"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no participants in {body}"))
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let admin = token("ops", None, ADMIN);
+    let (status, body) = http_json(addr, "GET", "/api/stats", Some(&admin), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(names(&body), ["Alice", "Carol"]);
+    let room_admin = token("ops2", Some("other"), ADMIN);
+    let (status, body) = http_json(addr, "GET", "/api/stats", Some(&room_admin), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(names(&body), ["Carol"]);
 }
 
 async fn media_from(client: &TestClient, from: &TestClient) {

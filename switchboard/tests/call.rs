@@ -193,3 +193,69 @@ async fn rooms_on_every_media_worker_carry_media() {
         second.leave().await;
     }
 }
+
+/// docs/protocol.md, "Order of events": when a publisher joins, the others get
+/// `participant_joined`, then `track_published` for each of its tracks, then one `offer`
+/// carrying all of them (it used to be one offer per track, interleaved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_publisher_is_announced_then_offered_once() {
+    let server = TestServer::start().await;
+    let url = server.ws_url();
+    let mut watcher = ClientConfig::new(&url, "order", "Watcher");
+    watcher.publish_audio = false;
+    watcher.publish_video = false;
+    let watcher = TestClient::join(watcher).await.expect("watcher joins");
+    // What the watcher's own join brought (joined, answer, stats) is not under test.
+    while watcher
+        .next_message(Duration::from_millis(300))
+        .await
+        .is_ok()
+    {}
+
+    let publisher = TestClient::join(ClientConfig::new(&url, "order", "Publisher"))
+        .await
+        .expect("publisher joins");
+    let mut before = Vec::new();
+    let first_offer = loop {
+        let msg = watcher
+            .next_message(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("no offer for the publisher's tracks: {e}; got {before:?}"));
+        match msg["type"].as_str() {
+            Some("offer") => break msg,
+            Some("stats") => {}
+            _ => before.push(msg),
+        }
+    };
+    let types: Vec<&str> = before.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        ["participant_joined", "track_published", "track_published"],
+        "{before:?}"
+    );
+    // Anything else about the publisher, for a while after its tracks were offered.
+    let mut later = Vec::new();
+    while let Ok(msg) = watcher.next_message(Duration::from_secs(2)).await {
+        later.push(msg);
+    }
+    drop(publisher);
+    assert!(
+        !later.iter().any(|m| m["type"] == "offer"),
+        "a second offer followed: {later:?}"
+    );
+    assert!(
+        !later.iter().any(|m| m["type"] == "track_published"),
+        "a track was announced after the offer: {later:?}"
+    );
+    let tracks = first_offer["tracks"].as_object().expect("tracks map");
+    let mut kinds: Vec<&str> = tracks
+        .values()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["audio", "video"],
+        "one offer for both: {first_offer}"
+    );
+}

@@ -88,6 +88,73 @@ async fn flooding_is_rate_limited_then_closed() {
     );
 }
 
+/// The documented 1008 close for a client that keeps flooding, at a steady rate above the
+/// limit: some of its messages are accepted in between, which used to excuse it forever.
+/// A client sending just under the limit alongside is never refused.
+#[tokio::test]
+async fn a_steady_flood_is_closed_and_a_client_within_the_rate_is_not() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server =
+        TestServer::start_with(&["--max-messages-per-sec", "5", "--message-burst", "10"]).await;
+    let url = server.ws_url();
+    let mut polite = connect(&url).await;
+    join(&mut polite, "steady", "Polite", None).await;
+    let mut flooder = connect(&url).await;
+    join(&mut flooder, "steady", "Flooder", None).await;
+
+    // 12 messages a second (2.4x the limit) from the flooder, 4 from the polite client.
+    let mut tick = tokio::time::interval(Duration::from_millis(83));
+    let started = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    let mut polite_pongs = 0;
+    let close = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "a flood at 2.4x the rate was not closed within 15 s ({sent} sent)"
+        );
+        tokio::select! {
+            _ = tick.tick() => {
+                sent += 1;
+                // The flooder's socket may already be closing: a failed send is fine here.
+                let _ = futures_util::SinkExt::send(
+                    &mut flooder,
+                    Message::Text(json!({"type": "ping", "id": sent}).to_string().into()),
+                )
+                .await;
+                if sent.is_multiple_of(3) {
+                    send(&mut polite, json!({"type": "ping", "id": sent}).to_string()).await;
+                }
+            }
+            frame = flooder.next() => match frame {
+                Some(Ok(Message::Close(Some(close)))) => break close.code,
+                Some(Ok(_)) => {}
+                other => panic!("the flooder's connection ended without a close frame: {other:?}"),
+            },
+            frame = polite.next() => match frame {
+                Some(Ok(Message::Text(t))) => {
+                    let msg: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                    match msg["type"].as_str() {
+                        Some("pong") => polite_pongs += 1,
+                        Some("participant_joined" | "stats") => {}
+                        _ => panic!("the polite client got {msg}"),
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("the polite client's connection ended: {other:?}"),
+            },
+        }
+    };
+    assert_eq!(close, CloseCode::Policy);
+    assert!(polite_pongs > 5, "{polite_pongs} pongs");
+    recv_type(&mut polite, "participant_left").await;
+    expect_open(&mut polite).await;
+    assert_eq!(
+        metric(&server, "switchboard_rate_limit_closes_total").await,
+        1.0
+    );
+}
+
 #[tokio::test]
 async fn a_connection_under_the_rate_is_never_limited() {
     let server =
@@ -213,4 +280,92 @@ async fn silent_connections_are_closed_and_live_ones_kept() {
         .await,
         1.0
     );
+}
+
+#[tokio::test]
+async fn connections_per_ip_are_limited() {
+    let server = TestServer::start_with(&["--max-connections-per-ip", "2"]).await;
+    let url = server.ws_url();
+    let mut first = connect(&url).await;
+    join(&mut first, "per-ip", "First", None).await;
+    let second = connect(&url).await;
+
+    // The third from the same address is told why, then closed.
+    let mut third = connect(&url).await;
+    expect_error(&mut third, "too_many_connections").await;
+    assert_eq!(
+        closed_with(&mut third, Duration::from_secs(5)).await,
+        CloseCode::Policy
+    );
+    expect_open(&mut first).await;
+
+    // A connection closing frees its slot.
+    drop(second);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = connect(&url).await;
+    join(&mut again, "per-ip", "Again", None).await;
+    metric_reaches(
+        &server,
+        "switchboard_limit_hits_total{limit=\"connections_per_ip\"}",
+        1.0,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn joins_per_ip_are_limited_per_minute() {
+    let server = TestServer::start_with(&["--max-joins-per-ip-per-minute", "2"]).await;
+    let url = server.ws_url();
+    for name in ["One", "Two"] {
+        let mut ws = connect(&url).await;
+        join(&mut ws, "joins", name, None).await;
+        send(&mut ws, r#"{"type":"leave"}"#).await;
+    }
+    // A new connection does not start a new budget.
+    let mut ws = connect(&url).await;
+    let reply = try_join(&mut ws, "joins", "Three", None).await;
+    assert_eq!(reply["code"], "too_many_joins", "{reply}");
+    assert_eq!(reply["id"], 1, "{reply}");
+    expect_open(&mut ws).await;
+    metric_reaches(
+        &server,
+        "switchboard_limit_hits_total{limit=\"joins_per_ip\"}",
+        1.0,
+    )
+    .await;
+}
+
+/// Behind a named proxy the client is the right-most address in X-Forwarded-For that is not a
+/// trusted proxy; without one, the header is the client's own word and is ignored.
+#[tokio::test]
+async fn per_ip_limits_see_through_trusted_proxies_only() {
+    let server = TestServer::start_with(&[
+        "--max-connections-per-ip",
+        "1",
+        "--trusted-proxy",
+        "127.0.0.0/8,10.0.0.0/8",
+    ])
+    .await;
+    let url = server.ws_url();
+    // Two clients behind the proxy (at 127.0.0.1, which is trusted): one slot each.
+    let mut a = connect_forwarded(&url, "203.0.113.1").await;
+    join(&mut a, "proxied", "A", None).await;
+    let mut b = connect_forwarded(&url, "203.0.113.2, 10.0.0.5").await;
+    join(&mut b, "proxied-b", "B", None).await;
+    // Client A again, having put a made-up address in front of its own: still A.
+    let mut a2 = connect_forwarded(&url, "198.51.100.77, 203.0.113.1").await;
+    expect_error(&mut a2, "too_many_connections").await;
+    // The proxy itself (no header) is one more client.
+    let mut direct = connect(&url).await;
+    join(&mut direct, "proxied-direct", "Direct", None).await;
+    expect_open(&mut a).await;
+    expect_open(&mut b).await;
+
+    // Without --trusted-proxy, the header changes nothing.
+    let plain = TestServer::start_with(&["--max-connections-per-ip", "1"]).await;
+    let url = plain.ws_url();
+    let mut first = connect_forwarded(&url, "203.0.113.1").await;
+    join(&mut first, "plain", "First", None).await;
+    let mut spoofed = connect_forwarded(&url, "203.0.113.2").await;
+    expect_error(&mut spoofed, "too_many_connections").await;
 }

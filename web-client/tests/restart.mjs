@@ -1,7 +1,9 @@
 // The server restarts mid-call. This test runs its own server (SWITCHBOARD_BIN) so it can stop
 // it: two pages are in a call, the server gets SIGTERM and starts again on the same ports, and
-// the pages must rejoin by themselves and see each other's video again. Then both pages close
-// and the server must be left with no rooms and no participants.
+// the pages must rejoin by themselves and see each other's video again. Then the server is
+// drained (SIGUSR1): it closes the pages' WebSockets with 1012, exits once they are gone, and
+// started again, gets both back. Then both pages close and the server must be left with no
+// rooms and no participants.
 //
 // Prints one final line starting with "RESTART PASS" or "RESTART FAIL".
 
@@ -89,13 +91,30 @@ async function main() {
     }
     log('both pages rejoined by themselves and play each other\'s video');
 
+    // A drain (SIGUSR1): the pages are closed with 1012 and leave, so the server is empty and
+    // exits by itself, long before its 60 s deadline; started again, it gets both back.
+    const exited = new Promise((resolve) => server.once('exit', (code, signal) => resolve({ code, signal })));
+    const drainedAt = Date.now();
+    server.kill('SIGUSR1');
+    const exit = await Promise.race([exited, sleep(20_000).then(() => null)]);
+    if (!exit) throw new Error('the drained server did not exit within 20 s');
+    if (exit.code !== 0) throw new Error(`the drained server exited with ${JSON.stringify(exit)}`);
+    log(`drained: the server exited by itself after ${Date.now() - drainedAt} ms`);
+    server = startServer();
+    await waitFor('both pages to rejoin after the drain', async () => {
+      const h = await health();
+      return { ok: Boolean(h && h.participants === 2 && h.rooms === 1), detail: h };
+    }, TIMEOUT_MS);
+    await inCall(pages);
+    log('both pages rejoined after the drain');
+
     for (const page of pages.values()) await page.close();
     pages.clear();
     await waitFor('the server to forget everyone', async () => {
       const after = await health();
       return { ok: after && after.participants === 0 && after.rooms === 0, detail: after };
     }, 10_000);
-    console.log('RESTART PASS: the pages rejoined after a server restart; nothing left behind when they closed');
+    console.log('RESTART PASS: the pages rejoined after a server restart and after a drain; nothing left behind when they closed');
     return 0;
   } catch (e) {
     console.log(`RESTART FAIL: ${e.message}`);

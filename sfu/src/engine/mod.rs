@@ -118,6 +118,10 @@ pub struct Sfu {
     counters: Counters,
     /// Tracks an operator muted: their media is not forwarded until unmuted.
     operator_muted: HashSet<TrackId>,
+    /// Participants to renegotiate once the connection being drained has reported all its
+    /// track changes: one offer for all of a publisher's new tracks, after every
+    /// `track_published`, as docs/protocol.md says (not one offer per track).
+    renegotiate_after_drain: Vec<ParticipantId>,
 }
 
 impl Sfu {
@@ -138,6 +142,7 @@ impl Sfu {
             next_stats: now + STATS_INTERVAL,
             counters: Counters::default(),
             operator_muted: HashSet::new(),
+            renegotiate_after_drain: Vec::new(),
         }
     }
 
@@ -649,6 +654,18 @@ impl Sfu {
     }
 
     fn drain(&mut self, id: ParticipantId, now: Instant) {
+        self.drain_rtc(id, now);
+        if !self.renegotiate_after_drain.is_empty() {
+            let mut members = std::mem::take(&mut self.renegotiate_after_drain);
+            members.sort_unstable();
+            members.dedup();
+            for member in members {
+                self.renegotiate(member);
+            }
+        }
+    }
+
+    fn drain_rtc(&mut self, id: ParticipantId, now: Instant) {
         // Timeouts already due are handled here rather than through the timer set: a
         // forwarded packet is released by the timeout that follows its write, and going
         // round the media loop for it costs more than the packet.

@@ -44,7 +44,8 @@ impl Sfu {
             participant: id,
             track: info.clone(),
         });
-        self.renegotiate_room(&room, id);
+        // The publisher's other new tracks come as more `MediaAdded` in the same drain.
+        self.renegotiate_room_after_drain(&room, id);
     }
 
     pub(super) fn media_changed(&mut self, id: ParticipantId, change: MediaChanged) {
@@ -65,7 +66,7 @@ impl Sfu {
             participant: id,
             track: track_id,
         });
-        self.renegotiate_room(&room, id);
+        self.renegotiate_room_after_drain(&room, id);
     }
 
     /// Remove a published track and every subscriber's down-track of it.
@@ -92,6 +93,15 @@ impl Sfu {
             .unwrap_or_default();
         for member in members {
             self.renegotiate(member);
+        }
+    }
+
+    /// Like `renegotiate_room`, once the connection being drained has no more events: an
+    /// offer made now would miss the tracks its next events add, and the next offer waits
+    /// for the answer to this one.
+    pub(super) fn renegotiate_room_after_drain(&mut self, room: &str, except: ParticipantId) {
+        if let Some(r) = self.rooms.get(room) {
+            self.renegotiate_after_drain.extend(r.others(except));
         }
     }
 

@@ -26,7 +26,7 @@ impl TestServer {
 
     /// Start with extra `serve` flags.
     pub async fn start_with(extra: &[&str]) -> TestServer {
-        Self::spawn(extra, None).await
+        Self::wait_until_up(Self::spawn(extra, None)).await
     }
 
     /// Start with extra `serve` flags, its log (stderr) in a file that [`TestServer::log`]
@@ -37,10 +37,27 @@ impl TestServer {
             std::process::id(),
             rand::random::<u32>()
         ));
-        Self::spawn(extra, Some(path)).await
+        Self::wait_until_up(Self::spawn(extra, Some(path))).await
     }
 
-    async fn spawn(extra: &[&str], log: Option<std::path::PathBuf>) -> TestServer {
+    async fn wait_until_up(server: TestServer) -> TestServer {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.health().await.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "switchboard did not answer /healthz within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    /// Start with extra `serve` flags, without waiting for it to answer (over TLS, say).
+    pub fn start_no_wait(extra: &[&str]) -> TestServer {
+        Self::spawn(extra, None)
+    }
+
+    fn spawn(extra: &[&str], log: Option<std::path::PathBuf>) -> TestServer {
         let http_addr = free_tcp_port();
         let rtc_addr = free_udp_and_tcp_port();
         let turn_addr = free_udp_and_tcp_port();
@@ -65,22 +82,36 @@ impl TestServer {
             .stderr(stderr)
             .spawn()
             .expect("start switchboard");
-        let server = TestServer {
+        TestServer {
             child,
             log,
             http_addr,
             rtc_addr,
             turn_addr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while server.health().await.is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "switchboard did not answer /healthz within 20 s"
-            );
+        }
+    }
+
+    /// Send the server a signal (`"HUP"`, `"USR1"`, `"TERM"`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// The exit status, if the process ends within `within`.
+    pub async fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        server
     }
 
     pub fn pid(&self) -> u32 {

@@ -59,6 +59,17 @@ pub async fn connect(url: &str) -> Ws {
     connect_async(url).await.expect("WebSocket connect").0
 }
 
+/// Connect with an `X-Forwarded-For` header, as a reverse proxy would.
+pub async fn connect_forwarded(url: &str, forwarded_for: &str) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().expect("a WebSocket URL");
+    request.headers_mut().insert(
+        "x-forwarded-for",
+        forwarded_for.parse().expect("a header value"),
+    );
+    connect_async(request).await.expect("WebSocket connect").0
+}
+
 pub async fn send(ws: &mut Ws, text: impl Into<String>) {
     ws.send(Message::Text(text.into().into()))
         .await
