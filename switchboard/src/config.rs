@@ -47,6 +47,13 @@ pub struct ServeArgs {
     /// Let TURN relay to loopback addresses. For local testing only
     #[arg(long)]
     pub turn_allow_loopback_peers: bool,
+    /// Most live TURN allocations one client IP may hold (0: no limit) [default: 20]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_TURN_MAX_ALLOCATIONS_PER_IP",
+        value_name = "N"
+    )]
+    pub turn_max_allocations_per_ip: Option<usize>,
     /// Seconds a participant whose WebSocket dropped may reconnect and resume its session,
     /// media flowing meanwhile [default: 30]
     #[arg(long, env = "SWITCHBOARD_RESUME_GRACE", value_name = "SECONDS")]
@@ -146,6 +153,7 @@ pub struct TurnSettings {
     pub secret: String,
     pub allow_loopback_peers: bool,
     pub credential_ttl: std::time::Duration,
+    pub max_allocations_per_ip: usize,
 }
 
 impl ServeConfig {
@@ -236,6 +244,9 @@ impl ServeConfig {
                     .unwrap_or_else(random_secret),
                 allow_loopback_peers: args.turn_allow_loopback_peers,
                 credential_ttl: std::time::Duration::from_secs(DEFAULT_TURN_CREDENTIAL_TTL_SECS),
+                max_allocations_per_ip: args
+                    .turn_max_allocations_per_ip
+                    .unwrap_or(turn::DEFAULT_MAX_ALLOCATIONS_PER_IP),
             }),
         })
     }

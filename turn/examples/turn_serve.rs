@@ -20,8 +20,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         relay_ip: listen.ip(),
         relay_ipv6: Some("::1".parse()?),
         allow_loopback_peers: true,
-        // load generators open many allocations with one user
+        // load generators open many allocations with one user, from one IP
         max_allocations_per_user: 10_000,
+        max_allocations_per_ip: 0,
         realm: "switchboard".into(),
         ..Default::default()
     };

@@ -44,6 +44,7 @@ mod auth;
 mod channel_data;
 mod config;
 mod error;
+mod global;
 mod handlers;
 mod ice;
 mod listen;
@@ -60,10 +61,12 @@ mod tests;
 pub use allocation::{FiveTuple, Transport};
 pub use auth::{ephemeral_credentials, rest_password};
 pub use config::{
-    TurnConfig, CHANNEL_LIFETIME, DEFAULT_LIFETIME, MAX_LIFETIME, PERMISSION_LIFETIME,
+    TurnConfig, CHANNEL_LIFETIME, DEFAULT_LIFETIME, DEFAULT_MAX_ALLOCATIONS_PER_IP, MAX_LIFETIME,
+    PERMISSION_LIFETIME,
 };
 pub use error::TurnError;
+pub use global::{Global, QuotaRefusal, Quotas};
 pub use ice::ice_urls;
-pub use listen::{run, TurnServer, TurnStats};
+pub use listen::{run, TurnServer, TurnStats, SHUTDOWN_GRACE};
 pub use peer_filter::{Cidr, PeerFilter};
 pub use server::{Output, RelayBinder, Server};

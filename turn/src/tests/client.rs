@@ -63,7 +63,13 @@ impl Harness {
         let t0 = Instant::now();
         let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         Harness {
-            srv: Server::with_clock(cfg, FakeBinder::default(), t0, wall),
+            srv: Server::with_clock(
+                cfg.clone(),
+                FakeBinder::default(),
+                std::sync::Arc::new(crate::global::Global::new(&cfg)),
+                t0,
+                wall,
+            ),
             t0,
             wall0: 1_700_000_000,
         }

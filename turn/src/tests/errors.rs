@@ -628,11 +628,11 @@ fn even_port_reservation_and_token() {
         h.t0,
     );
     let reserved_port = relayed_of(&resp).port() + 1;
-    assert!(!h.srv.ports.is_free(false, reserved_port));
+    assert!(!h.srv.global.ports().is_free(false, reserved_port));
     let mut out = Vec::new();
     h.srv.handle_timeout(h.at(31), &mut out);
-    assert!(h.srv.ports.is_free(false, reserved_port));
-    assert!(h.srv.reservations.is_empty());
+    assert!(h.srv.global.ports().is_free(false, reserved_port));
+    assert!(h.srv.global.reservations().is_empty());
 }
 
 #[test]
