@@ -75,6 +75,23 @@ impl Harness {
         }
     }
 
+    /// Another shard of the same server: its own allocation table, the same
+    /// `Global` (quotas, ports, reservations, nonce key) and clock.
+    pub fn sibling(&self) -> Harness {
+        let wall = UNIX_EPOCH + Duration::from_secs(self.wall0);
+        Harness {
+            srv: Server::with_clock(
+                self.srv.cfg.clone(),
+                FakeBinder::default(),
+                self.srv.global().clone(),
+                self.t0,
+                wall,
+            ),
+            t0: self.t0,
+            wall0: self.wall0,
+        }
+    }
+
     pub fn at(&self, secs: u64) -> Instant {
         self.t0 + Duration::from_secs(secs)
     }
