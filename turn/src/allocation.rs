@@ -1,6 +1,7 @@
-//! The allocation table: every live allocation with its permissions, channel
-//! bindings and bandwidth bucket, indexed by client 5-tuple (for client
-//! traffic) and by relay socket address (for peer traffic).
+//! The allocation table: every live allocation of one shard with its
+//! permissions, channel bindings and bandwidth bucket, indexed by client
+//! 5-tuple (for client traffic) and by relay socket address (for peer
+//! traffic). Counts that span shards (quotas) live in `global.rs`.
 //!
 //! Only the sans-IO core touches it, so it holds no locks. `H` is the
 //! embedder's handle to the relay socket (the core never does I/O with it; it

@@ -12,8 +12,11 @@
 //!   send, relay sockets opened or closed). All protocol logic and all state
 //!   live there, so it is tested without sockets.
 //! * [`TurnServer`] is the tokio edge: UDP and TCP listeners on one port, an
-//!   optional TLS listener, one UDP socket per relay. It shares one `Server`
-//!   behind a mutex that is never held across an `.await`.
+//!   optional TLS listener, one UDP socket per relay. It runs one `Server`
+//!   per worker thread (a shard holding the allocations of the clients the
+//!   kernel steers to that thread), so the relay path takes no lock; quotas,
+//!   relay ports, reservations and the nonce key are shared through a
+//!   [`Global`] touched only at Allocate and deletion.
 //!
 //! ## Embedding
 //!
