@@ -50,6 +50,13 @@ pub struct ServeArgs {
     /// Let TURN relay to loopback addresses. For local testing only
     #[arg(long)]
     pub turn_allow_loopback_peers: bool,
+    /// Most live TURN allocations one client IP may hold (0: no limit) [default: 20]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_TURN_MAX_ALLOCATIONS_PER_IP",
+        value_name = "N"
+    )]
+    pub turn_max_allocations_per_ip: Option<usize>,
     /// Seconds a participant whose WebSocket dropped may reconnect and resume its session,
     /// media flowing meanwhile [default: 30]
     #[arg(long, env = "SWITCHBOARD_RESUME_GRACE", value_name = "SECONDS")]
@@ -109,8 +116,8 @@ pub struct ServeArgs {
     pub drain_deadline: Option<f64>,
     /// A TOML file with any of: http_addr, rtc_addr, public_ip, ice_tcp, media_workers,
     /// turn_addr, turn, turn_secret, api_key, api_secret, tls_cert, tls_key, trusted_proxy
-    /// (a list), drain_deadline, and the limits (max_rooms, ..., ws_idle_timeout,
-    /// max_connections_per_ip, max_joins_per_ip_per_minute)
+    /// (a list), drain_deadline, turn_max_allocations_per_ip, and the limits (max_rooms, ...,
+    /// ws_idle_timeout, max_connections_per_ip, max_joins_per_ip_per_minute)
     #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -154,6 +161,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     drain_deadline: Option<f64>,
+    turn_max_allocations_per_ip: Option<usize>,
 }
 
 /// The settings `serve` runs with.
@@ -196,6 +204,7 @@ pub struct TurnSettings {
     pub secret: String,
     pub allow_loopback_peers: bool,
     pub credential_ttl: std::time::Duration,
+    pub max_allocations_per_ip: usize,
 }
 
 impl ServeConfig {
@@ -320,6 +329,10 @@ impl ServeConfig {
                     .unwrap_or_else(random_secret),
                 allow_loopback_peers: args.turn_allow_loopback_peers,
                 credential_ttl: std::time::Duration::from_secs(DEFAULT_TURN_CREDENTIAL_TTL_SECS),
+                max_allocations_per_ip: args
+                    .turn_max_allocations_per_ip
+                    .or(file.turn_max_allocations_per_ip)
+                    .unwrap_or(turn::DEFAULT_MAX_ALLOCATIONS_PER_IP),
             }),
         })
     }
@@ -484,7 +497,7 @@ mod tests {
         let path = dir.join("switchboard.toml");
         std::fs::write(
             &path,
-            "trusted_proxy = [\"172.16.0.0/12\"]\nmax_connections_per_ip = 7\ntls_cert = \"a\"\ntls_key = \"b\"\ndrain_deadline = 5\n",
+            "trusted_proxy = [\"172.16.0.0/12\"]\nmax_connections_per_ip = 7\ntls_cert = \"a\"\ntls_key = \"b\"\ndrain_deadline = 5\nturn_max_allocations_per_ip = 3\n",
         )
         .unwrap();
         let cli = Cli::parse_from(["x", "--config", path.to_str().unwrap()]);
@@ -493,6 +506,10 @@ mod tests {
         assert_eq!(config.connection_limits.max_connections_per_ip, 7);
         assert!(config.tls.is_some());
         assert_eq!(config.drain_deadline, Duration::from_secs(5));
+        assert_eq!(
+            config.turn.as_ref().map(|t| t.max_allocations_per_ip),
+            Some(3)
+        );
         std::fs::write(&path, "trusted_proxy = [\"proxy.example\"]\n").unwrap();
         let err = ServeConfig::resolve(&cli.serve).unwrap_err();
         assert!(format!("{err:#}").contains("proxy.example"), "{err:#}");

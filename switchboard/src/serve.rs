@@ -288,6 +288,7 @@ async fn start_turn(
         external_ip: public_ip.filter(IpAddr::is_ipv4),
         auth_secret: Some(settings.secret.clone()),
         allow_loopback_peers: settings.allow_loopback_peers,
+        max_allocations_per_ip: settings.max_allocations_per_ip,
         ..turn::TurnConfig::default()
     };
     let server = turn::TurnServer::bind(config)
@@ -318,9 +319,8 @@ struct TurnCollector(Arc<turn::TurnStats>);
 
 impl Collector for TurnCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
-        use std::sync::atomic::Ordering::Relaxed;
         let stats = &self.0;
-        let relays = ConstGauge::new(stats.relays.load(Relaxed).max(0));
+        let relays = ConstGauge::new(stats.relays().max(0));
         relays.encode(encoder.encode_descriptor(
             "switchboard_turn_allocations",
             "TURN relay sockets open (one per allocation and address family)",
@@ -334,11 +334,18 @@ impl Collector for TurnCollector {
             MetricType::Counter,
         )?;
         for (direction, value) in [
-            ("to_peer", stats.bytes_to_peers.load(Relaxed)),
-            ("from_peer", stats.bytes_from_peers.load(Relaxed)),
+            ("to_peer", stats.bytes_to_peers()),
+            ("from_peer", stats.bytes_from_peers()),
         ] {
             ConstCounter::new(value).encode(bytes.encode_family(&[("direction", direction)])?)?;
         }
+        let refused = ConstCounter::new(stats.allocations_refused_per_ip());
+        refused.encode(encoder.encode_descriptor(
+            "switchboard_turn_allocations_refused_per_ip",
+            "TURN Allocates refused (486) because the client IP held its quota",
+            None,
+            refused.metric_type(),
+        )?)?;
         Ok(())
     }
 }

@@ -54,6 +54,9 @@ pub struct TurnArgs {
     /// Simultaneous allocations per user
     #[arg(long, default_value_t = 10)]
     pub max_allocations_per_user: usize,
+    /// Simultaneous allocations per client IP (0: no limit)
+    #[arg(long, default_value_t = turn::DEFAULT_MAX_ALLOCATIONS_PER_IP)]
+    pub max_allocations_per_ip: usize,
     /// Simultaneous allocations in total
     #[arg(long, default_value_t = 10_000)]
     pub max_allocations: usize,
@@ -96,6 +99,7 @@ impl TurnArgs {
             deny_peers: parse_cidrs(&self.deny_peers)?,
             allow_loopback_peers: self.allow_loopback_peers,
             max_allocations_per_user: self.max_allocations_per_user,
+            max_allocations_per_ip: self.max_allocations_per_ip,
             max_allocations: self.max_allocations,
             max_bytes_per_sec: self.max_bytes_per_sec,
             port_range: parse_port_range(&self.port_range)?,
@@ -162,6 +166,8 @@ mod tests {
             "40000-40100",
             "--max-bytes-per-sec",
             "125000",
+            "--max-allocations-per-ip",
+            "3",
         ]);
         let config = cli.turn.to_config().unwrap();
         assert_eq!(config.users, vec![("alice".to_owned(), "pw".to_owned())]);
@@ -170,6 +176,7 @@ mod tests {
         assert_eq!(config.deny_peers.len(), 1);
         assert_eq!(config.allow_peers.len(), 1);
         assert_eq!(config.max_bytes_per_sec, 125_000);
+        assert_eq!(config.max_allocations_per_ip, 3);
         assert!(
             !config.allow_loopback_peers,
             "loopback stays denied unless asked"

@@ -1,6 +1,7 @@
 //! Minimal stand-alone server for manual tests and the relay benchmark.
 //!
 //! `cargo run -p switchboard-turn --release --example turn_serve -- 127.0.0.1:3478 user:pass [secret]`
+//! `TURN_THREADS=N` sets the worker count (default: one per core, at most 8).
 //! Loopback peers are allowed: do not expose this on a network.
 
 use std::net::SocketAddr;
@@ -20,8 +21,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         relay_ip: listen.ip(),
         relay_ipv6: Some("::1".parse()?),
         allow_loopback_peers: true,
-        // load generators open many allocations with one user
+        // load generators open many allocations with one user, from one IP
         max_allocations_per_user: 10_000,
+        max_allocations_per_ip: 0,
+        threads: std::env::var("TURN_THREADS")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0),
         realm: "switchboard".into(),
         ..Default::default()
     };

@@ -1,6 +1,7 @@
-//! The allocation table: every live allocation with its permissions, channel
-//! bindings and bandwidth bucket, indexed by client 5-tuple (for client
-//! traffic) and by relay socket address (for peer traffic).
+//! The allocation table: every live allocation of one shard with its
+//! permissions, channel bindings and bandwidth bucket, indexed by client
+//! 5-tuple (for client traffic) and by relay socket address (for peer
+//! traffic). Counts that span shards (quotas) live in `global.rs`.
 //!
 //! Only the sans-IO core touches it, so it holds no locks. `H` is the
 //! embedder's handle to the relay socket (the core never does I/O with it; it
@@ -170,7 +171,6 @@ pub struct AllocationTable<H> {
     by_id: HashMap<u64, Allocation<H>>,
     by_tuple: HashMap<FiveTuple, u64>,
     by_bound: HashMap<SocketAddr, u64>,
-    per_user: HashMap<String, usize>,
     next_id: u64,
 }
 
@@ -180,7 +180,6 @@ impl<H> Default for AllocationTable<H> {
             by_id: HashMap::new(),
             by_tuple: HashMap::new(),
             by_bound: HashMap::new(),
-            per_user: HashMap::new(),
             next_id: 1,
         }
     }
@@ -198,7 +197,6 @@ impl<H> AllocationTable<H> {
     pub fn insert(&mut self, alloc: Allocation<H>) {
         self.by_tuple.insert(alloc.tuple, alloc.id);
         self.by_bound.insert(alloc.bound, alloc.id);
-        *self.per_user.entry(alloc.username.clone()).or_default() += 1;
         self.by_id.insert(alloc.id, alloc);
     }
 
@@ -207,12 +205,6 @@ impl<H> AllocationTable<H> {
         let alloc = self.by_id.remove(&id)?;
         self.by_tuple.remove(&alloc.tuple);
         self.by_bound.remove(&alloc.bound);
-        if let Some(n) = self.per_user.get_mut(&alloc.username) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.per_user.remove(&alloc.username);
-            }
-        }
         Some(alloc)
     }
 
@@ -236,11 +228,6 @@ impl<H> AllocationTable<H> {
     /// Ids of all allocations.
     pub fn ids(&self) -> Vec<u64> {
         self.by_id.keys().copied().collect()
-    }
-
-    /// Allocations held by `username`.
-    pub fn user_count(&self, username: &str) -> usize {
-        self.per_user.get(username).copied().unwrap_or(0)
     }
 
     /// Number of allocations.

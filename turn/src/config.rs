@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use crate::peer_filter::Cidr;
 
+/// Default live allocations per client IP: a browser needs one or two per
+/// call (one per address family), so 20 covers a household or small office
+/// behind one NAT while keeping one address from taking the whole server.
+pub const DEFAULT_MAX_ALLOCATIONS_PER_IP: usize = 20;
 /// Default allocation lifetime (RFC 8656 §3.2).
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
 /// Maximum allocation lifetime we grant.
@@ -60,6 +64,10 @@ pub struct TurnConfig {
     pub allow_loopback_peers: bool,
     /// Maximum simultaneous allocations per username.
     pub max_allocations_per_user: usize,
+    /// Maximum simultaneous allocations per client IP address (an IPv4
+    /// client of a dual-stack listener counts as its IPv4 address); 0 means
+    /// unlimited. Excess Allocates get 486 (Allocation Quota Reached).
+    pub max_allocations_per_ip: usize,
     /// Maximum simultaneous allocations in total.
     pub max_allocations: usize,
     /// Relay bandwidth cap per allocation in bytes per second, both directions
@@ -94,6 +102,7 @@ impl Default for TurnConfig {
             deny_peers: Vec::new(),
             allow_loopback_peers: false,
             max_allocations_per_user: 10,
+            max_allocations_per_ip: DEFAULT_MAX_ALLOCATIONS_PER_IP,
             max_allocations: 10_000,
             max_bytes_per_sec: 0,
             port_range: 49152..=65535,

@@ -12,8 +12,11 @@
 //!   send, relay sockets opened or closed). All protocol logic and all state
 //!   live there, so it is tested without sockets.
 //! * [`TurnServer`] is the tokio edge: UDP and TCP listeners on one port, an
-//!   optional TLS listener, one UDP socket per relay. It shares one `Server`
-//!   behind a mutex that is never held across an `.await`.
+//!   optional TLS listener, one UDP socket per relay. It runs one `Server`
+//!   per worker thread (a shard holding the allocations of the clients the
+//!   kernel steers to that thread), so the relay path takes no lock; quotas,
+//!   relay ports, reservations and the nonce key are shared through a
+//!   [`Global`] touched only at Allocate and deletion.
 //!
 //! ## Embedding
 //!
@@ -44,6 +47,7 @@ mod auth;
 mod channel_data;
 mod config;
 mod error;
+mod global;
 mod handlers;
 mod ice;
 mod listen;
@@ -60,10 +64,12 @@ mod tests;
 pub use allocation::{FiveTuple, Transport};
 pub use auth::{ephemeral_credentials, rest_password};
 pub use config::{
-    TurnConfig, CHANNEL_LIFETIME, DEFAULT_LIFETIME, MAX_LIFETIME, PERMISSION_LIFETIME,
+    TurnConfig, CHANNEL_LIFETIME, DEFAULT_LIFETIME, DEFAULT_MAX_ALLOCATIONS_PER_IP, MAX_LIFETIME,
+    PERMISSION_LIFETIME,
 };
 pub use error::TurnError;
+pub use global::{Global, QuotaRefusal, Quotas};
 pub use ice::ice_urls;
-pub use listen::{run, TurnServer, TurnStats};
+pub use listen::{run, TurnServer, TurnStats, SHUTDOWN_GRACE};
 pub use peer_filter::{Cidr, PeerFilter};
 pub use server::{Output, RelayBinder, Server};

@@ -35,7 +35,10 @@ fn reason(code: u16) -> &'static str {
 impl<B: RelayBinder> Server<B> {
     /// 401 or 438 with REALM, a fresh NONCE and PASSWORD-ALGORITHMS.
     pub(crate) fn challenge(&self, req: &Request<'_>, code: u16, out: &mut Vec<Output<B::Handle>>) {
-        let nonce = self.nonces.issue(req.tuple.client.ip(), self.unix(req.now));
+        let nonce = self
+            .global
+            .nonces
+            .issue(req.tuple.client.ip(), self.unix(req.now));
         let mut attrs: Vec<StunAttribute> = Vec::with_capacity(3);
         if let Ok(r) = Realm::new(&self.cfg.realm) {
             attrs.push(r.into());

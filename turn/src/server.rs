@@ -12,6 +12,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use stun_rs::attributes::stun::{
@@ -23,20 +24,22 @@ use stun_rs::{
     MessageType, StunMessage, StunMessageBuilder, TransactionId,
 };
 
-use crate::allocation::{AllocationTable, FiveTuple, Reservation};
-use crate::auth::{self, CredentialError, Credentials, IntegrityKind};
+use crate::allocation::{AllocationTable, FiveTuple};
+use crate::auth::{self, CredentialError, IntegrityKind};
 use crate::channel_data;
 use crate::config::TurnConfig;
+use crate::global::Global;
 use crate::handlers;
-use crate::nonce::{NonceCheck, NonceMint};
+use crate::nonce::NonceCheck;
 use crate::peer_filter::PeerFilter;
-use crate::ports::PortPool;
 use crate::timer::{TimerKey, TimerQueue};
 
 /// Opens relay sockets for the core.
 pub trait RelayBinder {
-    /// The embedder's handle to an open relay socket (cheap to clone).
-    type Handle: Clone;
+    /// The embedder's handle to an open relay socket (cheap to clone). `Send`
+    /// because an EVEN-PORT reservation made on one shard may be taken up by
+    /// an Allocate on another (see [`Global`]).
+    type Handle: Clone + Send;
     /// Binds a UDP socket on `addr`; returns its handle and actual local address.
     fn bind(&mut self, addr: SocketAddr) -> io::Result<(Self::Handle, SocketAddr)>;
 }
@@ -90,17 +93,17 @@ pub(crate) struct Authed {
     pub kind: IntegrityKind,
 }
 
-/// The TURN server state machine.
+/// The TURN server state machine: one shard of it. A server may run as
+/// several shards (one per thread) sharing one [`Global`]; each shard holds
+/// the allocations of the clients whose packets reach it, so the relay path
+/// touches only its own shard.
 pub struct Server<B: RelayBinder> {
     pub(crate) cfg: TurnConfig,
     pub(crate) binder: B,
     pub(crate) table: AllocationTable<B::Handle>,
     pub(crate) timers: TimerQueue,
-    pub(crate) ports: PortPool,
     pub(crate) filter: PeerFilter,
-    pub(crate) reservations: std::collections::HashMap<[u8; 8], Reservation<B::Handle>>,
-    pub(crate) nonces: NonceMint,
-    creds: Credentials,
+    pub(crate) global: Arc<Global<B::Handle>>,
     decoder: MessageDecoder,
     epoch: Instant,
     epoch_unix: u64,
@@ -124,29 +127,39 @@ pub(crate) fn offered_algorithms() -> PasswordAlgorithms {
 }
 
 impl<B: RelayBinder> Server<B> {
-    /// A server using the real clocks.
+    /// A single-shard server using the real clocks.
     pub fn new(cfg: TurnConfig, binder: B) -> Self {
-        Self::with_clock(cfg, binder, Instant::now(), SystemTime::now())
+        let global = Arc::new(Global::new(&cfg));
+        Self::shard(cfg, binder, global)
     }
 
-    /// A server whose `Instant` `epoch` corresponds to wall-clock time `wall`.
+    /// One shard of a server whose shards share `global` (made from the same
+    /// `cfg`), using the real clocks.
+    pub fn shard(cfg: TurnConfig, binder: B, global: Arc<Global<B::Handle>>) -> Self {
+        Self::with_clock(cfg, binder, global, Instant::now(), SystemTime::now())
+    }
+
+    /// A shard whose `Instant` `epoch` corresponds to wall-clock time `wall`.
     /// Credential and nonce expiry use wall-clock seconds derived from the
     /// `now` passed to each call, so tests can move time freely.
-    pub fn with_clock(cfg: TurnConfig, binder: B, epoch: Instant, wall: SystemTime) -> Self {
+    pub fn with_clock(
+        cfg: TurnConfig,
+        binder: B,
+        global: Arc<Global<B::Handle>>,
+        epoch: Instant,
+        wall: SystemTime,
+    ) -> Self {
         let filter = PeerFilter::new(
             cfg.allow_peers.clone(),
             cfg.deny_peers.clone(),
             cfg.allow_loopback_peers,
         );
         Server {
-            ports: PortPool::new(cfg.port_range.clone()),
-            creds: Credentials::new(&cfg.users, cfg.auth_secret.as_deref()),
-            nonces: NonceMint::new(cfg.nonce_lifetime.as_secs()),
+            global,
             filter,
             binder,
             table: AllocationTable::default(),
             timers: TimerQueue::default(),
-            reservations: Default::default(),
             decoder: MessageDecoderBuilder::default().build(),
             epoch,
             epoch_unix: wall
@@ -157,9 +170,14 @@ impl<B: RelayBinder> Server<B> {
         }
     }
 
-    /// Number of live allocations.
+    /// Number of live allocations in this shard.
     pub fn allocation_count(&self) -> usize {
         self.table.len()
+    }
+
+    /// The state this shard shares with the others.
+    pub fn global(&self) -> &Arc<Global<B::Handle>> {
+        &self.global
     }
 
     /// When [`Server::handle_timeout`] should next be called.
@@ -307,14 +325,14 @@ impl<B: RelayBinder> Server<B> {
                     }
                 }
                 TimerKey::Reservation(token) => {
-                    if self
-                        .reservations
-                        .get(&token)
-                        .is_some_and(|r| r.expires <= now)
-                    {
-                        if let Some(r) = self.reservations.remove(&token) {
+                    let mut reservations = self.global.reservations();
+                    if reservations.get(&token).is_some_and(|r| r.expires <= now) {
+                        if let Some(r) = reservations.remove(&token) {
+                            drop(reservations);
                             // never opened, so dropping the handle closes the socket
-                            self.ports.release(r.bound.is_ipv6(), r.bound.port());
+                            self.global
+                                .ports()
+                                .release(r.bound.is_ipv6(), r.bound.port());
                         }
                     }
                 }
@@ -339,20 +357,27 @@ impl<B: RelayBinder> Server<B> {
         }
     }
 
-    /// Deletes every allocation (shutdown).
+    /// Deletes every allocation of this shard and every pending reservation
+    /// (shutdown).
     pub fn close_all(&mut self, out: &mut Vec<Output<B::Handle>>) {
         for id in self.table.ids() {
             self.delete_allocation(id, out);
         }
-        for (_, r) in self.reservations.drain() {
-            self.ports.release(r.bound.is_ipv6(), r.bound.port());
+        let drained: Vec<_> = self.global.reservations().drain().collect();
+        let mut ports = self.global.ports();
+        for (_, r) in drained {
+            ports.release(r.bound.is_ipv6(), r.bound.port());
         }
     }
 
     pub(crate) fn delete_allocation(&mut self, id: u64, out: &mut Vec<Output<B::Handle>>) {
         if let Some(alloc) = self.table.remove(id) {
-            self.ports
+            self.global
+                .ports()
                 .release(alloc.bound.is_ipv6(), alloc.bound.port());
+            self.global
+                .quotas
+                .release(&alloc.username, alloc.tuple.reflexive().ip());
             out.push(Output::RelayClosed { relay: alloc.relay });
         }
     }
@@ -380,6 +405,7 @@ impl<B: RelayBinder> Server<B> {
         };
         let now_unix = self.unix(req.now);
         match self
+            .global
             .nonces
             .check(nonce.as_str(), req.tuple.client.ip(), now_unix)
         {
@@ -424,7 +450,7 @@ impl<B: RelayBinder> Server<B> {
                 return None;
             }
         };
-        let password = match self.creds.password(username.as_str(), now_unix) {
+        let password = match self.global.creds.password(username.as_str(), now_unix) {
             Ok(p) => p,
             Err(e) => {
                 if e == CredentialError::Expired {

@@ -30,7 +30,8 @@ fn server(t0: Instant) -> Server<FakeBinder> {
         ..TurnConfig::default()
     };
     let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    Server::with_clock(cfg, FakeBinder, t0, wall)
+    let global = std::sync::Arc::new(turn::Global::new(&cfg));
+    Server::with_clock(cfg, FakeBinder, global, t0, wall)
 }
 
 fn tuple(tcp: bool, port: u16) -> FiveTuple {

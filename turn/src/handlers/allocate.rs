@@ -1,6 +1,10 @@
 //! Allocate (RFC 8656 §7.2): authenticate, check quotas, pick a relay port
 //! from the pool, bind it through the embedder's `RelayBinder`, and record
 //! the allocation. Nothing is stored before authentication succeeds.
+//!
+//! Quotas, the port pool and reservations are shared by all shards
+//! ([`Global`](crate::global::Global)); this is the one place (with
+//! deletion) that takes their locks.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -14,6 +18,7 @@ use stun_rs::AddressFamily;
 
 use super::{grant_lifetime, requested_lifetime};
 use crate::allocation::{Allocation, Reservation, TokenBucket};
+use crate::global::QuotaRefusal;
 use crate::ports::MAX_BIND_ATTEMPTS;
 use crate::server::{Authed, Output, RelayBinder, Request, Server};
 use crate::timer::TimerKey;
@@ -84,36 +89,49 @@ pub(crate) fn handle<B: RelayBinder>(
     {
         return srv.reply_error(req, 400, Some(&auth), Vec::new(), out);
     }
-    if srv.table.user_count(&auth.username) >= srv.cfg.max_allocations_per_user {
-        tracing::info!(user = auth.username, "allocation quota reached");
-        return srv.reply_error(req, 486, Some(&auth), Vec::new(), out);
+    let client_ip = req.tuple.reflexive().ip();
+    // Admitted here, released by `delete_allocation` or below if a later step fails.
+    match srv.global.quotas.admit(&auth.username, client_ip) {
+        Ok(()) => {}
+        Err(QuotaRefusal::User) => {
+            tracing::info!(user = auth.username, "allocation quota reached");
+            return srv.reply_error(req, 486, Some(&auth), Vec::new(), out);
+        }
+        Err(QuotaRefusal::Ip) => {
+            tracing::info!(client = %client_ip, "allocation quota per client IP reached");
+            return srv.reply_error(req, 486, Some(&auth), Vec::new(), out);
+        }
+        Err(QuotaRefusal::Total) => {
+            tracing::warn!("total allocation limit reached");
+            return srv.reply_error(req, 508, Some(&auth), Vec::new(), out);
+        }
     }
-    if srv.table.len() >= srv.cfg.max_allocations {
-        tracing::warn!("total allocation limit reached");
-        return srv.reply_error(req, 508, Some(&auth), Vec::new(), out);
-    }
+    let refuse = |srv: &mut Server<B>, code, out: &mut Vec<Output<B::Handle>>| {
+        srv.global.quotas.release(&auth.username, client_ip);
+        srv.reply_error(req, code, Some(&auth), Vec::new(), out);
+    };
     let mut extra = Vec::new();
     let (relay, bound_addr, relayed) = if let Some(token) = token {
         // An unknown or lapsed token is "insufficient capacity" (§7.2 step 5).
-        let Some(r) = srv.reservations.remove(&token) else {
-            return srv.reply_error(req, 508, Some(&auth), Vec::new(), out);
+        let Some(r) = srv.global.reservations().remove(&token) else {
+            return refuse(srv, 508, out);
         };
         (r.relay, r.bound, r.relayed)
     } else {
         let v6 = family == Some(AddressFamily::IPv6);
         let Some((bind_ip, public_ip)) = relay_ips(srv, req, v6) else {
-            return srv.reply_error(req, 440, Some(&auth), Vec::new(), out);
+            return refuse(srv, 440, out);
         };
         let reserve = even == Some(true);
         let Some((relay, bound, reserved)) = bind_relay(srv, bind_ip, even.is_some(), reserve)
         else {
             tracing::warn!("no relay port available");
-            return srv.reply_error(req, 508, Some(&auth), Vec::new(), out);
+            return refuse(srv, 508, out);
         };
         if let Some((next, next_bound)) = reserved {
             let token: [u8; 8] = rand::random();
             let expires = req.now + RESERVATION_LIFETIME;
-            srv.reservations.insert(
+            srv.global.reservations().insert(
                 token,
                 Reservation {
                     relay: next,
@@ -174,9 +192,10 @@ fn bind_relay<B: RelayBinder>(
     reserve: bool,
 ) -> Option<(B::Handle, SocketAddr, Option<(B::Handle, SocketAddr)>)> {
     let v6 = ip.is_ipv6();
-    for port in srv.ports.candidates(v6, even, MAX_BIND_ATTEMPTS) {
+    let candidates = srv.global.ports().candidates(v6, even, MAX_BIND_ATTEMPTS);
+    for port in candidates {
         let next = port.checked_add(1);
-        if reserve && !next.is_some_and(|n| srv.ports.is_free(v6, n)) {
+        if reserve && !next.is_some_and(|n| srv.global.ports().is_free(v6, n)) {
             continue;
         }
         let (handle, bound) = match srv.binder.bind(SocketAddr::new(ip, port)) {
@@ -194,9 +213,12 @@ fn bind_relay<B: RelayBinder>(
             },
             None => None,
         };
-        srv.ports.take(v6, port);
+        // Another shard may have bound the same candidate in the meantime:
+        // the kernel refused one of us then, so whoever got here owns it.
+        let mut ports = srv.global.ports();
+        ports.take(v6, port);
         if let Some((_, b)) = &reserved {
-            srv.ports.take(v6, b.port());
+            ports.take(v6, b.port());
         }
         return Some((handle, bound, reserved));
     }

@@ -1,124 +1,105 @@
-//! The tokio edge around the sans-IO core: binds the listeners, owns the
-//! relay sockets, and moves bytes between sockets and [`Server`].
+//! The tokio edge around the sans-IO core: binds the listeners, runs the
+//! relay workers, and moves bytes between sockets and the core.
 //!
-//! The relay runs on its own worker threads, each with a single-threaded tokio
-//! runtime and its own UDP listener socket on the shared port
-//! (`SO_REUSEPORT`; the kernel keeps each client on one socket). A relay
-//! socket lives on the worker whose client allocated it, so a relayed packet
-//! never changes thread. Worker 0 also runs TCP, TLS and the timer.
+//! ## Architecture
 //!
-//! One `Server` is shared by all workers behind a `std::sync::Mutex`. Each
-//! task locks, feeds one datagram, unlocks, then sends what the core returned;
-//! the lock is never held across an `.await`, so the critical section is a few
-//! hash lookups per packet.
+//! The relay runs on its own worker threads (one per core, at most 8), each
+//! with a single-threaded tokio runtime and its own UDP listener socket on
+//! the shared port (`SO_REUSEPORT`: the kernel keeps each client 5-tuple on
+//! one socket, so on one worker). Each worker owns one shard of the core, a
+//! [`Server`](crate::Server) holding the allocations made through it, and
+//! the relay sockets of those allocations, read by tasks on the same thread.
+//! A relayed packet therefore never changes thread and takes no lock: the
+//! shard sits in a `RefCell` that only its thread's tasks borrow, never
+//! across an `.await` (`worker.rs`). What must hold across shards (quotas,
+//! the relay port pool, EVEN-PORT reservations, the nonce key) lives in one
+//! [`Global`](crate::Global), touched at Allocate and at deletion only.
+//! TCP and TLS clients are accepted and served on worker 0, in its shard.
+//!
+//! ## Per packet
+//!
+//! Client datagrams are read with `recvmmsg`, up to 32 per call; a short
+//! batch clears the socket's readiness without the extra call that would
+//! find the queue empty (`udp.rs`). Peer datagrams are read the same way from
+//! each relay socket (`relay.rs`). Datagrams to peers leave at once from
+//! their relay socket (each its own file descriptor, so no batching is
+//! possible); datagrams to clients are queued and sent with one `sendmmsg`
+//! per scheduler tick by a flusher task that runs after the tick's other
+//! tasks (`worker.rs`). No send ever waits: a full socket buffer drops the
+//! datagram, as a congested link would. Counters are per worker and summed
+//! when read ([`TurnStats`]).
+//!
+//! ## Stopping
+//!
+//! Every loop over a fallible socket call backs off on repeated errors and
+//! ends when its runtime goes away (`backoff.rs`). On shutdown each worker
+//! frees its shard's allocations and drops its runtime, which cancels the
+//! remaining tasks without polling them; [`TurnServer::run`] returns after
+//! all workers have ended, or after [`SHUTDOWN_GRACE`] at the latest.
 
+mod addr;
+mod backoff;
+mod batch;
 mod relay;
 mod tcp;
 mod tls;
 mod udp;
+mod worker;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
-
-use crate::allocation::Transport;
 use crate::config::TurnConfig;
 use crate::error::TurnError;
-use crate::server::{Output, Server};
+use crate::global::{Global, Quotas};
 
-pub(crate) use relay::{Relay, TokioBinder};
+use worker::{ShardCounters, WorkerSetup, WorkerSockets};
 
 /// Socket buffer size we ask the kernel for on listeners and relays, so
 /// bursts are absorbed instead of dropped.
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// Writers of live TCP/TLS connections, by (transport, client address).
-type StreamWriters = HashMap<(Transport, SocketAddr), mpsc::Sender<Vec<u8>>>;
+/// How long [`TurnServer::run`] waits for its workers after shutdown begins.
+/// A worker only has to free its allocations and drop its runtime, which
+/// takes milliseconds; the bound guarantees the host process can exit.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Counters of a running [`TurnServer`], for metrics ([`TurnServer::stats`]).
-#[derive(Debug, Default)]
+/// Each worker keeps its own; the methods sum them.
+#[derive(Debug)]
 pub struct TurnStats {
-    /// Relay sockets open: one per allocation (two for a dual-stack one).
-    pub relays: AtomicI64,
+    shards: Vec<Arc<ShardCounters>>,
+    quotas: Arc<Quotas>,
+}
+
+impl TurnStats {
+    /// Relay sockets open: one per allocation.
+    pub fn relays(&self) -> i64 {
+        self.shards.iter().map(|s| s.relays()).sum()
+    }
+
     /// Payload bytes relayed from clients to peers.
-    pub bytes_to_peers: AtomicU64,
+    pub fn bytes_to_peers(&self) -> u64 {
+        self.shards.iter().map(|s| s.bytes_to_peers()).sum()
+    }
+
     /// Bytes received from peers and relayed to clients.
-    pub bytes_from_peers: AtomicU64,
-}
-
-/// What the tasks of one worker thread share: the global core and stream
-/// table, and this worker's UDP listener socket.
-pub(crate) struct Shared {
-    core: Arc<Mutex<Server<TokioBinder>>>,
-    udp: Arc<UdpSocket>,
-    streams: Arc<Mutex<StreamWriters>>,
-    pub(crate) stats: Arc<TurnStats>,
-}
-
-impl Shared {
-    pub(crate) fn core(&self) -> MutexGuard<'_, Server<TokioBinder>> {
-        // A panic while holding the lock would be a bug; keep serving anyway.
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn bytes_from_peers(&self) -> u64 {
+        self.shards.iter().map(|s| s.bytes_from_peers()).sum()
     }
 
-    fn streams(&self) -> MutexGuard<'_, StreamWriters> {
-        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    /// Live allocations.
+    pub fn allocations(&self) -> usize {
+        self.quotas.allocations()
     }
 
-    /// Performs the core's outputs, draining `outs`.
-    pub(crate) async fn dispatch(self: &Arc<Self>, outs: &mut Vec<Output<Relay>>) {
-        for o in outs.drain(..) {
-            match o {
-                Output::ToClient { tuple, data } => match tuple.transport {
-                    Transport::Udp => send_udp(&self.udp, &data, tuple.client).await,
-                    Transport::Tcp | Transport::Tls => {
-                        let tx = self
-                            .streams()
-                            .get(&(tuple.transport, tuple.client))
-                            .cloned();
-                        if let Some(tx) = tx {
-                            // a full queue means a stalled client: drop, as UDP would
-                            let _ = tx.try_send(data);
-                        }
-                    }
-                },
-                Output::ToPeer { relay, peer, data } => {
-                    self.stats
-                        .bytes_to_peers
-                        .fetch_add(data.len() as u64, Ordering::Relaxed);
-                    send_udp(relay.socket(), &data, peer).await
-                }
-                Output::RelayOpened { relay, bound } => {
-                    self.stats.relays.fetch_add(1, Ordering::Relaxed);
-                    relay::spawn(self.clone(), relay, bound);
-                }
-                Output::RelayClosed { relay } => {
-                    self.stats.relays.fetch_sub(1, Ordering::Relaxed);
-                    relay.close()
-                }
-            }
-        }
-    }
-}
-
-/// Sends without awaiting when the socket has room (the common case), waits
-/// otherwise. Errors (e.g. ICMP unreachable reported on the next send) are
-/// logged and dropped: UDP delivery is best-effort.
-async fn send_udp(sock: &UdpSocket, data: &[u8], to: SocketAddr) {
-    let r = match sock.try_send_to(data, to) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => sock.send_to(data, to).await,
-        r => r,
-    };
-    if let Err(e) = r {
-        tracing::trace!(%to, error = %e, "UDP send failed");
+    /// Allocate requests refused (486) because the client IP already held
+    /// `max_allocations_per_ip` allocations.
+    pub fn allocations_refused_per_ip(&self) -> u64 {
+        self.quotas.refused_per_ip()
     }
 }
 
@@ -159,6 +140,8 @@ pub struct TurnServer {
     tcp: std::net::TcpListener,
     tls: Option<(std::net::TcpListener, tokio_rustls::TlsAcceptor)>,
     local_addr: SocketAddr,
+    global: Arc<Global<relay::Relay>>,
+    counters: Vec<Arc<ShardCounters>>,
     stats: Arc<TurnStats>,
 }
 
@@ -170,13 +153,6 @@ impl std::fmt::Debug for TurnServer {
             .field("threads", &self.udp.len())
             .finish()
     }
-}
-
-/// The sockets one worker thread starts with.
-struct WorkerSockets {
-    udp: std::net::UdpSocket,
-    tcp: Option<std::net::TcpListener>,
-    tls: Option<(std::net::TcpListener, tokio_rustls::TlsAcceptor)>,
 }
 
 impl TurnServer {
@@ -195,11 +171,14 @@ impl TurnServer {
             && config.relay_ip.is_unspecified()
             && config.listen.ip().is_unspecified()
         {
-            config.external_ip = guess_local_ipv4();
-            match config.external_ip {
-                Some(ip) => tracing::warn!(%ip, "no external_ip configured; advertising the default-route address"),
-                None => return Err(TurnError::Config("cannot tell which IPv4 address to advertise for relays: set external_ip or relay_ip".into())),
-            }
+            let ifaces = addr::interface_ipv4s();
+            let ip = addr::choose_relay_ipv4(&ifaces, addr::default_route_ipv4());
+            tracing::info!(
+                relay_ip = %ip,
+                interfaces = ?ifaces,
+                "relaying on an interface address (set external_ip behind 1:1 NAT, relay_ip to choose)"
+            );
+            config.relay_ip = IpAddr::V4(ip);
         }
         let threads = match config.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
@@ -230,18 +209,31 @@ impl TurnServer {
                 ))
             }
         };
-        tracing::info!(%local_addr, tls = ?tls.as_ref().and_then(|(l, _)| l.local_addr().ok()), threads, realm = %config.realm, "TURN server listening");
+        let advertised = config
+            .external_ip
+            .or((!config.relay_ip.is_unspecified()).then_some(config.relay_ip))
+            .unwrap_or(local_addr.ip());
+        tracing::info!(%local_addr, tls = ?tls.as_ref().and_then(|(l, _)| l.local_addr().ok()), threads, realm = %config.realm, relays_advertised = %advertised, relay_ipv6 = ?config.external_ipv6.or(config.relay_ipv6), "TURN server listening");
+        let global = Arc::new(Global::new(&config));
+        let counters: Vec<Arc<ShardCounters>> = (0..threads).map(|_| Arc::default()).collect();
+        let stats = Arc::new(TurnStats {
+            shards: counters.clone(),
+            quotas: global.quotas().clone(),
+        });
         Ok(TurnServer {
             config,
             udp,
             tcp,
             tls,
             local_addr,
-            stats: Arc::default(),
+            global,
+            counters,
+            stats,
         })
     }
 
-    /// Live counters (relay sockets, relayed bytes), updated while it runs.
+    /// Live counters (relay sockets, relayed bytes, quota refusals), updated
+    /// while it runs.
     pub fn stats(&self) -> Arc<TurnStats> {
         Arc::clone(&self.stats)
     }
@@ -256,112 +248,75 @@ impl TurnServer {
         self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
-    /// Serves until `shutdown` completes, then closes every socket.
+    /// Serves until `shutdown` completes, then stops every worker and closes
+    /// every socket; returns within [`SHUTDOWN_GRACE`] of `shutdown`.
     ///
     /// The relay runs on dedicated threads, each with its own single-threaded
     /// tokio runtime: socket wake-ups stay on one thread instead of bouncing
-    /// between the host runtime's workers (measured: 5-12% less CPU per
-    /// relayed packet), and TURN load cannot starve the host's tasks. Call it
-    /// from any tokio runtime.
+    /// between the host runtime's workers, and TURN load cannot starve the
+    /// host's tasks. Call it from any tokio runtime.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), TurnError> {
-        let core = Arc::new(Mutex::new(Server::new(self.config, TokioBinder)));
-        let streams = Arc::new(Mutex::new(HashMap::new()));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (done_tx, mut done_rx) =
+            tokio::sync::mpsc::unbounded_channel::<(usize, Result<(), TurnError>)>();
         let mut tcp = Some(self.tcp);
         let mut tls = self.tls;
-        let mut done = Vec::new();
-        for (i, udp) in self.udp.into_iter().enumerate() {
+        let workers = self.udp.len();
+        for (i, (udp, counters)) in self.udp.into_iter().zip(self.counters).enumerate() {
             let sockets = WorkerSockets {
                 udp,
                 tcp: tcp.take(),
                 tls: tls.take(),
             };
-            let (core, streams, stop) = (core.clone(), streams.clone(), stop_rx.clone());
-            let stats = self.stats.clone();
-            let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<(), TurnError>>();
-            let local = self.local_addr;
+            let setup = WorkerSetup {
+                config: self.config.clone(),
+                global: self.global.clone(),
+                counters,
+                stop: stop_rx.clone(),
+            };
+            let done_tx = done_tx.clone();
             std::thread::Builder::new()
                 .name(format!("turn-{i}"))
                 .spawn(move || {
-                    let result = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(TurnError::from)
-                        .and_then(|rt| {
-                            rt.block_on(worker(core, streams, stats, sockets, local, stop))
-                        });
-                    let _ = done_tx.send(result);
+                    let _ = done_tx.send((i, worker::run_thread(sockets, setup)));
                 })?;
-            done.push(done_rx);
         }
-        let mut first = done.remove(0);
+        drop(done_tx);
+        let mut running = workers;
         let result = tokio::select! {
             _ = shutdown => {
                 tracing::info!("TURN server shutting down");
-                let _ = stop_tx.send(true);
-                (&mut first).await.unwrap_or(Ok(()))
+                Ok(())
             }
-            r = &mut first => {
-                let _ = stop_tx.send(true);
-                r.unwrap_or(Ok(()))
+            Some((i, r)) = done_rx.recv() => {
+                running -= 1;
+                match &r {
+                    Ok(()) => tracing::error!(worker = i, "a TURN worker ended"),
+                    Err(e) => tracing::error!(worker = i, error = %e, "a TURN worker failed"),
+                }
+                r
             }
         };
-        for d in done {
-            let _ = d.await;
-        }
-        // Close relays: their reader tasks stop and drop the sockets.
-        let mut outs = Vec::new();
-        core.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .close_all(&mut outs);
-        for o in outs {
-            if let Output::RelayClosed { relay } = o {
-                relay.close();
+        let _ = stop_tx.send(true);
+        let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+        tokio::pin!(grace);
+        while running > 0 {
+            tokio::select! {
+                done = done_rx.recv() => match done {
+                    Some(_) => running -= 1,
+                    None => break,
+                },
+                _ = &mut grace => {
+                    // Leave them: their threads hold nothing the host needs to
+                    // exit, and waiting longer is what must not happen.
+                    tracing::warn!(running, "TURN workers did not stop in time; leaving them");
+                    break;
+                }
             }
         }
-        streams.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        tracing::debug!("TURN server stopped");
         result
     }
-}
-
-/// One TURN worker thread's main future.
-async fn worker(
-    core: Arc<Mutex<Server<TokioBinder>>>,
-    streams: Arc<Mutex<StreamWriters>>,
-    stats: Arc<TurnStats>,
-    sockets: WorkerSockets,
-    local: SocketAddr,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<(), TurnError> {
-    let shared = Arc::new(Shared {
-        core,
-        udp: Arc::new(UdpSocket::from_std(sockets.udp)?),
-        streams,
-        stats,
-    });
-    let mut tasks = JoinSet::new();
-    tasks.spawn(udp::run(shared.clone()));
-    if let Some(tcp) = sockets.tcp {
-        tasks.spawn(tcp::accept_loop(
-            shared.clone(),
-            TcpListener::from_std(tcp)?,
-            local,
-        ));
-        // the timer lives with the TCP listener on worker 0
-        tasks.spawn(timer_loop(shared.clone()));
-    }
-    if let Some((listener, acceptor)) = sockets.tls {
-        let listener = TcpListener::from_std(listener)?;
-        tasks.spawn(tls::accept_loop(shared.clone(), listener, acceptor));
-    }
-    tokio::select! {
-        _ = stop.wait_for(|s| *s) => {}
-        Some(done) = tasks.join_next() => {
-            tracing::error!(?done, "a TURN listener task ended");
-        }
-    }
-    tasks.shutdown().await;
-    Ok(())
 }
 
 /// Binds `threads` UDP sockets (SO_REUSEPORT) and one TCP listener on the
@@ -390,28 +345,6 @@ fn bind_udp_tcp(
         }
     }
     Err(last.unwrap_or_else(|| TurnError::Config("no port".into())))
-}
-
-/// The address the default route would use; `connect` on a UDP socket only
-/// consults the routing table and sends nothing.
-fn guess_local_ipv4() -> Option<IpAddr> {
-    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    s.connect("192.0.2.1:9").ok()?;
-    let ip = s.local_addr().ok()?.ip();
-    (!ip.is_unspecified()).then_some(ip)
-}
-
-/// Drives the core's deadlines. One task for all allocations, permissions and
-/// channels; a one-second tick is far finer than the shortest lifetime.
-async fn timer_loop(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut outs = Vec::new();
-    loop {
-        tick.tick().await;
-        shared.core().handle_timeout(Instant::now(), &mut outs);
-        shared.dispatch(&mut outs).await;
-    }
 }
 
 /// Binds a [`TurnServer`] and runs it until `shutdown` completes.

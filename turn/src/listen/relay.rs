@@ -1,17 +1,30 @@
 //! Relay sockets: the [`RelayBinder`] that binds them and the task that reads
-//! each one and feeds peer datagrams to the core.
+//! each one and feeds peer datagrams to its shard's core.
+//!
+//! A relay socket is a plain non-blocking std socket until its reader task
+//! registers it with the runtime of the worker that opened the allocation.
+//! That matters for EVEN-PORT reservations: the reserved socket is bound while
+//! one shard answers an Allocate and may be opened by another (the RTCP half
+//! of a pair comes from another 5-tuple), and a socket must be polled on the
+//! runtime it is registered with. Sends need no runtime at all: they go
+//! straight out of the std socket and are dropped if its buffer is full, as a
+//! congested link would drop them.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::Notify;
 
-use super::{buffered_udp, Shared};
+use super::backoff::ErrorBackoff;
+use super::batch::BATCH_SIZE;
+use super::buffered_udp;
+use super::worker::Shard;
 use crate::server::RelayBinder;
 
 /// Handle to one relay socket, cloned into the allocation and into outputs.
@@ -20,13 +33,17 @@ pub(crate) struct Relay(Arc<RelayInner>);
 
 #[derive(Debug)]
 struct RelayInner {
-    socket: UdpSocket,
+    socket: std::net::UdpSocket,
     closed: Notify,
 }
 
 impl Relay {
-    pub(crate) fn socket(&self) -> &UdpSocket {
-        &self.0.socket
+    /// Sends one datagram to `peer` if the socket has room. Errors (an ICMP
+    /// error of an earlier send, a full buffer) drop it: UDP is best-effort.
+    pub(crate) fn send_to(&self, data: &[u8], peer: SocketAddr) {
+        if let Err(e) = self.0.socket.send_to(data, peer) {
+            tracing::trace!(%peer, error = %e, "relay send failed");
+        }
     }
 
     /// Asks the reader task to stop; the socket closes when the last handle
@@ -37,16 +54,21 @@ impl Relay {
     }
 }
 
-/// Binds relay sockets as tokio sockets.
-#[derive(Debug)]
-pub(crate) struct TokioBinder;
+impl AsRawFd for Relay {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.socket.as_raw_fd()
+    }
+}
 
-impl RelayBinder for TokioBinder {
+/// Binds relay sockets as non-blocking std sockets.
+#[derive(Debug)]
+pub(crate) struct SocketBinder;
+
+impl RelayBinder for SocketBinder {
     type Handle = Relay;
 
     fn bind(&mut self, addr: SocketAddr) -> io::Result<(Relay, SocketAddr)> {
-        let std_sock = buffered_udp(addr, false, false)?;
-        let socket = UdpSocket::from_std(std_sock)?;
+        let socket = buffered_udp(addr, false, false)?;
         let local = socket.local_addr()?;
         Ok((
             Relay(Arc::new(RelayInner {
@@ -58,35 +80,76 @@ impl RelayBinder for TokioBinder {
     }
 }
 
-/// Starts the reader task of a relay socket.
-///
-/// A plain function (not `async`) on purpose: `dispatch` calls it, and the
-/// reader awaits `dispatch`, so spawning from inside an async fn would make
-/// the future types recursive and their `Send`-ness unprovable.
-pub(crate) fn spawn(shared: Arc<Shared>, relay: Relay, bound: SocketAddr) {
-    let fut: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(run(shared, relay, bound));
-    tokio::spawn(fut);
+/// Starts the reader task of a relay socket on the current worker.
+pub(crate) fn spawn(shard: Rc<Shard>, relay: Relay, bound: SocketAddr) {
+    tokio::task::spawn_local(run(shard, relay, bound));
 }
 
-/// Reads peer datagrams from one relay socket until the allocation is gone.
-async fn run(shared: Arc<Shared>, relay: Relay, bound: SocketAddr) {
-    let mut buf = vec![0u8; 65536];
+/// Reads peer datagrams from one relay socket until the allocation is gone
+/// or the worker stops (its runtime then drops this task).
+async fn run(shard: Rc<Shard>, relay: Relay, bound: SocketAddr) {
+    // SAFETY: the descriptor is the relay's socket, which the `Relay` clone
+    // moved into the `AsyncFd` keeps open (an `Arc`) for the `AsyncFd`'s whole
+    // life, and `as_raw_fd` always returns that same descriptor.
+    let registered = unsafe { AsyncFd::register_with_interest(relay.clone(), Interest::READABLE) };
+    let fd = match registered {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!(%bound, error = %e, "cannot watch relay socket");
+            return;
+        }
+    };
     let mut outs = Vec::new();
+    let mut backoff = ErrorBackoff::default();
     loop {
-        tokio::select! {
+        let mut guard = tokio::select! {
             biased;
             _ = relay.0.closed.notified() => break,
-            r = relay.socket().recv_from(&mut buf) => match r {
-                Ok((n, peer)) => {
-                    let data = buf.get(..n).unwrap_or_default();
-                    shared.core().handle_peer(bound, peer, data, Instant::now(), &mut outs);
-                    if !outs.is_empty() {
-                        shared.stats.bytes_from_peers.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            ready = fd.readable() => match ready {
+                Ok(guard) => guard,
+                // the runtime's I/O driver is gone: the worker is stopping
+                Err(_) => break,
+            },
+        };
+        let received = {
+            let mut batch = shard.peer_batch.borrow_mut();
+            match batch.recv(fd.get_ref()) {
+                Ok(n) => {
+                    let now = Instant::now();
+                    let mut relayed = 0u64;
+                    for (data, peer) in (0..n).filter_map(|i| batch.get(i)) {
+                        let before = outs.len();
+                        shard
+                            .core
+                            .borrow_mut()
+                            .handle_peer(bound, peer, data, now, &mut outs);
+                        if outs.len() > before {
+                            relayed += data.len() as u64;
+                        }
                     }
-                    shared.dispatch(&mut outs).await;
+                    shard.counters.add_from_peers(relayed);
+                    Ok(n)
                 }
-                // ICMP errors from earlier sends surface here on Linux; not fatal
-                Err(e) => tracing::trace!(%bound, error = %e, "relay recv error"),
+                Err(e) => Err(e),
+            }
+        };
+        match received {
+            Ok(n) => {
+                backoff.succeeded();
+                // A short batch emptied the queue: clear readiness now instead of
+                // spending a call to learn it. A datagram arriving meanwhile
+                // raises a new edge, which the driver records after this.
+                if n < BATCH_SIZE {
+                    guard.clear_ready();
+                }
+                shard.dispatch(&mut outs);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+            Err(e) => {
+                // ICMP errors from earlier sends surface here on Linux, once each
+                tracing::trace!(%bound, error = %e, "relay recv error");
+                drop(guard);
+                backoff.after_failure().await;
             }
         }
     }

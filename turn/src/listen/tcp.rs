@@ -3,16 +3,19 @@
 //! A stream carries STUN messages and ChannelData back to back; frames are
 //! cut with `channel_data::stream_frame_len`. Anything that is neither closes
 //! the connection. When a connection ends, its allocation is deleted.
+//!
+//! Stream clients live on worker 0's shard: its listeners accept them and
+//! their tasks run there.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::rc::Rc;
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::Shared;
+use super::backoff::ErrorBackoff;
+use super::worker::Shard;
 use crate::allocation::{FiveTuple, Transport};
 use crate::channel_data::{stream_frame_len, StreamFrame};
 
@@ -21,37 +24,42 @@ const WRITE_QUEUE: usize = 1024;
 /// Largest frame: a STUN header plus the maximum 16-bit length.
 const MAX_FRAME: usize = 20 + 65535 + 3;
 
-/// Accepts TCP connections forever.
-pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, local: SocketAddr) {
+/// Accepts TCP connections until the runtime stops.
+pub(crate) async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    let mut backoff = ErrorBackoff::default();
     loop {
         match listener.accept().await {
             Ok((stream, client)) => {
+                backoff.succeeded();
                 let _ = stream.set_nodelay(true);
                 let tuple = FiveTuple {
                     transport: Transport::Tcp,
                     client,
-                    server: local,
+                    server: shard.local,
                 };
-                tokio::spawn(serve(shared.clone(), stream, tuple));
+                tokio::task::spawn_local(serve(shard.clone(), stream, tuple));
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning
                 tracing::warn!(error = %e, "TCP accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                backoff.after_failure().await;
             }
         }
     }
 }
 
 /// Serves one client connection (TCP or TLS) until it closes.
-pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S, tuple: FiveTuple)
+pub(crate) async fn serve<S>(shard: Rc<Shard>, stream: S, tuple: FiveTuple)
 where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    S: AsyncRead + AsyncWrite + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-    shared.streams().insert((tuple.transport, tuple.client), tx);
-    let writer = tokio::spawn(async move {
+    shard
+        .streams
+        .borrow_mut()
+        .insert((tuple.transport, tuple.client), tx);
+    let writer = tokio::task::spawn_local(async move {
         while let Some(frame) = rx.recv().await {
             if wr.write_all(&frame).await.is_err() {
                 break;
@@ -87,19 +95,25 @@ where
                 }
                 StreamFrame::Complete(len) => {
                     if let Some(frame) = buf.get(..len) {
-                        shared
-                            .core()
-                            .handle_client(tuple, frame, Instant::now(), &mut outs);
+                        shard.core.borrow_mut().handle_client(
+                            tuple,
+                            frame,
+                            Instant::now(),
+                            &mut outs,
+                        );
                     }
                     buf.drain(..len);
-                    shared.dispatch(&mut outs).await;
+                    shard.dispatch(&mut outs);
                 }
             }
         }
     }
-    shared.streams().remove(&(tuple.transport, tuple.client));
-    shared.core().connection_closed(tuple, &mut outs);
-    shared.dispatch(&mut outs).await;
+    shard
+        .streams
+        .borrow_mut()
+        .remove(&(tuple.transport, tuple.client));
+    shard.core.borrow_mut().connection_closed(tuple, &mut outs);
+    shard.dispatch(&mut outs);
     writer.abort();
     tracing::debug!(client = %tuple.client, "stream closed");
 }

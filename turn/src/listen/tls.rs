@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -10,7 +11,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::{tcp, Shared};
+use super::backoff::ErrorBackoff;
+use super::tcp;
+use super::worker::Shard;
 use crate::allocation::{FiveTuple, Transport};
 use crate::error::TurnError;
 
@@ -45,9 +48,9 @@ pub(crate) fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TurnError
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts TLS connections forever; handshakes run in their own tasks so a
-/// slow client cannot hold up others.
-pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, acceptor: TlsAcceptor) {
+/// Accepts TLS connections until the runtime stops; handshakes run in their
+/// own tasks so a slow client cannot hold up others.
+pub(crate) async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, acceptor: TlsAcceptor) {
     let local: SocketAddr = match listener.local_addr() {
         Ok(a) => a,
         Err(e) => {
@@ -55,19 +58,21 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, acce
             return;
         }
     };
+    let mut backoff = ErrorBackoff::default();
     loop {
         let (stream, client) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "TLS accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                backoff.after_failure().await;
                 continue;
             }
         };
+        backoff.succeeded();
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let shared = shared.clone();
-        tokio::spawn(async move {
+        let shard = shard.clone();
+        tokio::task::spawn_local(async move {
             let handshake =
                 tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream))
                     .await;
@@ -78,7 +83,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, acce
                         client,
                         server: local,
                     };
-                    tcp::serve(shared, tls, tuple).await;
+                    tcp::serve(shard, tls, tuple).await;
                 }
                 Ok(Err(e)) => tracing::debug!(%client, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%client, "TLS handshake timed out"),

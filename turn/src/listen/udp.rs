@@ -1,41 +1,54 @@
-//! The UDP listener: client datagrams in, core outputs out.
+//! The UDP listener of one worker: client datagrams in (a batch per call),
+//! core outputs out.
 
-use std::sync::Arc;
+use std::io;
+use std::rc::Rc;
 use std::time::Instant;
 
-use super::Shared;
+use super::backoff::ErrorBackoff;
+use super::batch::{DatagramBatch, BATCH_SIZE};
+use super::worker::{Shard, MAX_DATAGRAM};
 use crate::allocation::{FiveTuple, Transport};
 
-/// Reads client datagrams forever. Several of these may share the socket.
-pub(crate) async fn run(shared: Arc<Shared>) {
-    let udp = shared.udp.clone();
-    let local = match udp.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!(error = %e, "UDP listener has no local address");
-            return;
-        }
-    };
-    let mut buf = vec![0u8; 65536];
+/// Reads client datagrams until the runtime stops. Errors back off (see
+/// [`ErrorBackoff`]) instead of spinning; a gone I/O driver ends the loop.
+pub(crate) async fn run(shard: Rc<Shard>) {
+    let mut batch = DatagramBatch::new(MAX_DATAGRAM);
     let mut outs = Vec::new();
+    let mut backoff = ErrorBackoff::default();
     loop {
-        let (n, client) = match udp.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                // ICMP port unreachable from a vanished client shows up here
-                tracing::trace!(error = %e, "UDP recv error");
-                continue;
+        let Ok(mut guard) = shard.udp.readable().await else {
+            tracing::debug!("UDP listener: runtime shutting down");
+            return;
+        };
+        match batch.recv(shard.udp.get_ref()) {
+            Ok(n) => {
+                backoff.succeeded();
+                // a short batch emptied the queue (see relay.rs)
+                if n < BATCH_SIZE {
+                    guard.clear_ready();
+                }
+                let now = Instant::now();
+                for (data, client) in (0..n).filter_map(|i| batch.get(i)) {
+                    let tuple = FiveTuple {
+                        transport: Transport::Udp,
+                        client,
+                        server: shard.local,
+                    };
+                    shard
+                        .core
+                        .borrow_mut()
+                        .handle_client(tuple, data, now, &mut outs);
+                }
+                shard.dispatch(&mut outs);
             }
-        };
-        let tuple = FiveTuple {
-            transport: Transport::Udp,
-            client,
-            server: local,
-        };
-        let data = buf.get(..n).unwrap_or_default();
-        shared
-            .core()
-            .handle_client(tuple, data, Instant::now(), &mut outs);
-        shared.dispatch(&mut outs).await;
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+            Err(e) => {
+                // ICMP port unreachable from a vanished client shows up here, once
+                tracing::trace!(error = %e, "UDP recv error");
+                drop(guard);
+                backoff.after_failure().await;
+            }
+        }
     }
 }

@@ -63,9 +63,32 @@ impl Harness {
         let t0 = Instant::now();
         let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         Harness {
-            srv: Server::with_clock(cfg, FakeBinder::default(), t0, wall),
+            srv: Server::with_clock(
+                cfg.clone(),
+                FakeBinder::default(),
+                std::sync::Arc::new(crate::global::Global::new(&cfg)),
+                t0,
+                wall,
+            ),
             t0,
             wall0: 1_700_000_000,
+        }
+    }
+
+    /// Another shard of the same server: its own allocation table, the same
+    /// `Global` (quotas, ports, reservations, nonce key) and clock.
+    pub fn sibling(&self) -> Harness {
+        let wall = UNIX_EPOCH + Duration::from_secs(self.wall0);
+        Harness {
+            srv: Server::with_clock(
+                self.srv.cfg.clone(),
+                FakeBinder::default(),
+                self.srv.global().clone(),
+                self.t0,
+                wall,
+            ),
+            t0: self.t0,
+            wall0: self.wall0,
         }
     }
 

@@ -473,6 +473,125 @@ fn per_user_quota_is_486_and_total_limit_is_508() {
 }
 
 #[test]
+fn allocations_per_client_ip_are_limited_with_486_and_counted() {
+    use crate::allocation::{FiveTuple, Transport};
+    let mut cfg = config();
+    cfg.max_allocations_per_ip = 2;
+    let mut h = Harness::new(cfg);
+    let alloc = |h: &mut Harness, tuple: FiveTuple| {
+        h.authed(
+            tuple,
+            methods::ALLOCATE,
+            vec![udp_transport()],
+            USER,
+            PASS,
+            h.t0,
+        )
+    };
+    h.allocate(udp(1), h.t0);
+    h.allocate(tcp(2), h.t0);
+    // a third from the same IP, whatever its port or transport, is refused
+    assert_eq!(error_code(&alloc(&mut h, udp(3))), Some(486));
+    // an IPv4 client of a dual-stack listener is the same IPv4 address
+    let mapped = FiveTuple {
+        transport: Transport::Udp,
+        client: "[::ffff:198.51.100.7]:4000".parse().expect("addr"),
+        server: "[::]:3478".parse().expect("addr"),
+    };
+    assert_eq!(error_code(&alloc(&mut h, mapped)), Some(486));
+    assert_eq!(h.srv.global().quotas().refused_per_ip(), 2);
+    // another IP has its own quota
+    let other = FiveTuple {
+        client: "198.51.100.8:1".parse().expect("addr"),
+        ..udp(1)
+    };
+    assert_eq!(alloc(&mut h, other).class(), MessageClass::SuccessResponse);
+    // freeing one (Refresh with lifetime 0) makes room again
+    let lifetime0: StunAttribute = LifeTime::from(0).into();
+    let resp = h.authed(udp(1), methods::REFRESH, vec![lifetime0], USER, PASS, h.t0);
+    assert_eq!(resp.class(), MessageClass::SuccessResponse);
+    assert_eq!(alloc(&mut h, udp(3)).class(), MessageClass::SuccessResponse);
+    assert_eq!(h.srv.global().quotas().allocations(), 3);
+}
+
+/// Shards (one per worker thread) keep their own allocations but share quotas,
+/// reservations and the nonce key: an RTCP half may be allocated through another worker
+/// than its RTP half, and a client's nonce may come from either.
+#[test]
+fn shards_share_quotas_reservations_and_nonces() {
+    let mut cfg = config();
+    cfg.max_allocations_per_ip = 3;
+    let mut a = Harness::new(cfg);
+    let mut b = a.sibling();
+    let even: StunAttribute = stun_rs::attributes::turn::EvenPort::new(true).into();
+    let resp = a.authed(
+        udp(1),
+        methods::ALLOCATE,
+        vec![udp_transport(), even],
+        USER,
+        PASS,
+        a.t0,
+    );
+    let rtp = relayed_of(&resp);
+    let token: StunAttribute = resp
+        .get::<ReservationToken>()
+        .cloned()
+        .expect("RESERVATION-TOKEN");
+    // the reserved port, taken up through the other shard
+    let resp = b.authed(
+        udp(2),
+        methods::ALLOCATE,
+        vec![udp_transport(), token],
+        USER,
+        PASS,
+        b.t0,
+    );
+    assert_eq!(
+        resp.class(),
+        MessageClass::SuccessResponse,
+        "{:?}",
+        error_code(&resp)
+    );
+    assert_eq!(relayed_of(&resp).port(), rtp.port() + 1);
+    assert_eq!(b.srv.allocation_count(), 1);
+    // a nonce issued by one shard is valid on the other
+    let nonce = a.nonce(udp(3), a.t0);
+    let req = build(
+        methods::ALLOCATE,
+        MessageClass::Request,
+        vec![udp_transport()],
+        Some(&Creds::new(USER, PASS, &nonce)),
+    );
+    let resp = b.request(udp(3), &req, b.t0);
+    assert_eq!(
+        resp.class(),
+        MessageClass::SuccessResponse,
+        "{:?}",
+        error_code(&resp)
+    );
+    // three allocations from one IP over two shards: the fourth is refused on either
+    let resp = a.authed(
+        udp(4),
+        methods::ALLOCATE,
+        vec![udp_transport()],
+        USER,
+        PASS,
+        a.t0,
+    );
+    assert_eq!(error_code(&resp), Some(486));
+    let resp = b.authed(
+        udp(5),
+        methods::ALLOCATE,
+        vec![udp_transport()],
+        USER,
+        PASS,
+        b.t0,
+    );
+    assert_eq!(error_code(&resp), Some(486));
+    assert_eq!(a.srv.global().quotas().allocations(), 3);
+}
+
+#[test]
 fn port_exhaustion_is_508_not_a_crash() {
     let mut cfg = config();
     cfg.port_range = 50000..=50001;
@@ -628,11 +747,11 @@ fn even_port_reservation_and_token() {
         h.t0,
     );
     let reserved_port = relayed_of(&resp).port() + 1;
-    assert!(!h.srv.ports.is_free(false, reserved_port));
+    assert!(!h.srv.global.ports().is_free(false, reserved_port));
     let mut out = Vec::new();
     h.srv.handle_timeout(h.at(31), &mut out);
-    assert!(h.srv.ports.is_free(false, reserved_port));
-    assert!(h.srv.reservations.is_empty());
+    assert!(h.srv.global.ports().is_free(false, reserved_port));
+    assert!(h.srv.global.reservations().is_empty());
 }
 
 #[test]
