@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use sfu::io::batch::DatagramBatch;
+use datagram::{DatagramBatch, MAX_BATCH};
 use tokio::net::UdpSocket;
 
 use crate::driver::{open_window, PhaseSettings};
@@ -341,7 +341,7 @@ async fn sink(
 }
 
 /// The forwarding thread: batch in, decrypt once, seal a copy per subscriber, batch out;
-/// the same batched I/O as the SFU's (`sfu::io::batch`).
+/// the same batched I/O as the SFU's (the `datagram` crate).
 fn forward_loop(socket: &StdUdpSocket, tracks: &[FwdTrack], publishers: usize, stop: &AtomicBool) {
     let in_keys: Vec<GcmContext> = (0..publishers).map(publisher_key).collect();
     let max_sub = tracks
@@ -350,8 +350,8 @@ fn forward_loop(socket: &StdUdpSocket, tracks: &[FwdTrack], publishers: usize, s
         .max()
         .unwrap_or(0);
     let out_keys: Vec<GcmContext> = (0..=max_sub).map(subscriber_key).collect();
-    let mut rx = DatagramBatch::new(MAX_DATAGRAM + TAG);
-    let mut tx = DatagramBatch::new(MAX_DATAGRAM + TAG);
+    let mut rx = DatagramBatch::new(MAX_BATCH, MAX_DATAGRAM + TAG);
+    let mut tx = DatagramBatch::new(MAX_BATCH, MAX_DATAGRAM + TAG);
     while !stop.load(Ordering::Relaxed) {
         // Waits up to the socket's read timeout, so `stop` is seen.
         let n = rx.recv_wait(socket).unwrap_or(0);

@@ -19,7 +19,6 @@ use tokio::io::Interest;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
-use super::batch::{DatagramBatch, BATCH_SIZE};
 use super::handle::{Command, SfuHandle, WorkerCtx, WorkerHandle};
 use super::tcp::{self, TcpEvent};
 use crate::demux::{Demux, RouteUpdate};
@@ -29,6 +28,7 @@ use crate::ids::ParticipantId;
 use crate::metrics::MetricsSnapshot;
 use crate::placement::RoomPlacement;
 use crate::policy::{SfuLimits, ShardLoad};
+use datagram::DatagramBatch;
 use str0m::net::Protocol;
 
 /// How often each worker publishes its metrics snapshot.
@@ -36,6 +36,8 @@ const METRICS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Largest datagram we accept; anything bigger is not WebRTC.
 const MAX_DATAGRAM: usize = 2048;
+/// Datagrams per receive and send call.
+const BATCH_SIZE: usize = datagram::MAX_BATCH;
 
 /// Participant ids carry their worker in one byte.
 const MAX_WORKERS: usize = 256;
@@ -272,7 +274,7 @@ impl SfuServer {
                             tcp_conns: HashMap::new(),
                             metrics,
                             next_metrics: Instant::now(),
-                            outgoing: DatagramBatch::new(MAX_DATAGRAM),
+                            outgoing: DatagramBatch::new(BATCH_SIZE, MAX_DATAGRAM),
                             route_updates,
                         }
                         .run(commands, receiver, tcp_events, inbound)
@@ -326,7 +328,7 @@ fn start_receiver(
     });
     let receiver = Receiver {
         udp,
-        batch: DatagramBatch::new(MAX_DATAGRAM),
+        batch: DatagramBatch::new(BATCH_SIZE, MAX_DATAGRAM),
         router,
     };
     Ok((receiver, tcp_events))

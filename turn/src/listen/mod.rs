@@ -39,7 +39,6 @@
 
 mod addr;
 mod backoff;
-mod batch;
 mod relay;
 mod tcp;
 mod tls;
@@ -61,6 +60,10 @@ use worker::{ShardCounters, WorkerSetup, WorkerSockets};
 /// Socket buffer size we ask the kernel for on listeners and relays, so
 /// bursts are absorbed instead of dropped.
 const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Datagrams per receive and send call: 32 keeps a batch's headers in cache and bounds how
+/// long one socket holds its worker before others are served.
+pub(crate) const BATCH_SIZE: usize = 32;
 
 /// How long [`TurnServer::run`] waits for its workers after shutdown begins.
 /// A worker only has to free its allocations and drop its runtime, which

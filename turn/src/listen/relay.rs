@@ -22,9 +22,9 @@ use tokio::io::Interest;
 use tokio::sync::Notify;
 
 use super::backoff::ErrorBackoff;
-use super::batch::BATCH_SIZE;
 use super::buffered_udp;
 use super::worker::Shard;
+use super::BATCH_SIZE;
 use crate::server::RelayBinder;
 
 /// Handle to one relay socket, cloned into the allocation and into outputs.

@@ -6,14 +6,16 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::backoff::ErrorBackoff;
-use super::batch::{DatagramBatch, BATCH_SIZE};
+use datagram::DatagramBatch;
+
 use super::worker::{Shard, MAX_DATAGRAM};
+use super::BATCH_SIZE;
 use crate::allocation::{FiveTuple, Transport};
 
 /// Reads client datagrams until the runtime stops. Errors back off (see
 /// [`ErrorBackoff`]) instead of spinning; a gone I/O driver ends the loop.
 pub(crate) async fn run(shard: Rc<Shard>) {
-    let mut batch = DatagramBatch::new(MAX_DATAGRAM);
+    let mut batch = DatagramBatch::new(BATCH_SIZE, MAX_DATAGRAM);
     let mut outs = Vec::new();
     let mut backoff = ErrorBackoff::default();
     loop {

@@ -19,8 +19,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
 
-use super::batch::DatagramBatch;
+use datagram::DatagramBatch;
+
 use super::relay::{self, Relay, SocketBinder};
+use super::BATCH_SIZE;
 use super::{tcp, tls, udp};
 use crate::allocation::Transport;
 use crate::config::TurnConfig;
@@ -198,8 +200,8 @@ async fn worker(sockets: WorkerSockets, setup: WorkerSetup) -> Result<(), TurnEr
         core: RefCell::new(Server::shard(config, SocketBinder, global)),
         udp,
         local,
-        peer_batch: RefCell::new(DatagramBatch::new(MAX_DATAGRAM)),
-        to_clients: RefCell::new(DatagramBatch::new(MAX_DATAGRAM)),
+        peer_batch: RefCell::new(DatagramBatch::new(BATCH_SIZE, MAX_DATAGRAM)),
+        to_clients: RefCell::new(DatagramBatch::new(BATCH_SIZE, MAX_DATAGRAM)),
         flush_wake: Notify::new(),
         flush_pending: Cell::new(false),
         streams: RefCell::default(),

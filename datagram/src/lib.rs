@@ -1,12 +1,12 @@
 //! Batched UDP I/O: many datagrams per system call (`recvmmsg`/`sendmmsg` on Linux), each
 //! with its own address, through buffers that are allocated once and reused.
 //!
-//! A copy of `sfu/src/io/batch.rs` (the TURN crate does not depend on the SFU), without
-//! the blocking receive and in-place access the SFU needs. What batching saves is the
-//! per-call entry cost and, on receive, the extra call that finds the queue empty: a
-//! relay worker reads every waiting client datagram in one call and sends the replies of
-//! a whole scheduler tick to its clients in one call. Other Unix systems get the same API
-//! over one `sendto`/`recvfrom` per datagram.
+//! An SFU's fan-out sends one packet to many destinations, so GSO (one destination per call)
+//! does not apply; what batching saves is the per-call entry cost, a large share of the
+//! per-datagram kernel cost on loopback and real NICs alike, and on receive the extra call
+//! that finds the queue empty. The SFU's media workers, the TURN relay and the bench's floor
+//! baseline all move datagrams through it. Other Unix systems get the same API over one
+//! `sendto`/`recvfrom` per datagram.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,13 +14,13 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::{SockAddr, SockAddrStorage};
 
-/// Datagrams per call: the kernel's `UIO_MAXIOV` allows 1024; 32 keeps a batch's headers
-/// in cache and bounds how long one socket holds its worker before others are served.
-pub(crate) const BATCH_SIZE: usize = 32;
+/// The most datagrams one call moves (the headers of a call live on the stack). The kernel's
+/// `UIO_MAXIOV` allows 1024; 64 keeps a batch in cache.
+pub const MAX_BATCH: usize = 64;
 
 /// A fixed set of datagram buffers, filled by [`DatagramBatch::recv`] or by
 /// [`DatagramBatch::push`] and emptied by [`DatagramBatch::send`].
-pub(crate) struct DatagramBatch {
+pub struct DatagramBatch {
     bufs: Vec<Box<[u8]>>,
     lens: Vec<usize>,
     addrs: Vec<SockAddr>,
@@ -28,37 +28,42 @@ pub(crate) struct DatagramBatch {
 }
 
 impl DatagramBatch {
-    /// `BATCH_SIZE` buffers of `max_datagram` bytes each. Zeroed allocations this large
-    /// come from fresh pages the kernel maps on first touch, so a batch of 64 KiB buffers
-    /// costs memory only for the bytes datagrams actually fill.
-    pub(crate) fn new(max_datagram: usize) -> Self {
+    /// `capacity` buffers (at most [`MAX_BATCH`]) of `max_datagram` bytes each. Zeroed
+    /// allocations this large come from fresh pages the kernel maps on first touch, so
+    /// buffers cost memory only for the bytes datagrams actually fill.
+    pub fn new(capacity: usize, max_datagram: usize) -> Self {
+        let capacity = capacity.clamp(1, MAX_BATCH);
         let unspecified = SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0)));
         Self {
-            bufs: (0..BATCH_SIZE)
+            bufs: (0..capacity)
                 .map(|_| vec![0u8; max_datagram].into_boxed_slice())
                 .collect(),
-            lens: vec![0; BATCH_SIZE],
-            addrs: vec![unspecified; BATCH_SIZE],
+            lens: vec![0; capacity],
+            addrs: vec![unspecified; capacity],
             count: 0,
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    /// How many datagrams it holds when full; a `recv` that returns fewer drained the queue.
+    pub fn capacity(&self) -> usize {
+        self.bufs.len()
+    }
+
+    pub fn len(&self) -> usize {
         self.count
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
-    pub(crate) fn is_full(&self) -> bool {
-        self.count == BATCH_SIZE
+    pub fn is_full(&self) -> bool {
+        self.count == self.capacity()
     }
 
     /// The `i`th datagram held: its bytes and its peer (source after `recv`, destination
     /// after `push`). `None` for a peer address that is not IP.
-    pub(crate) fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
         if i >= self.count {
             return None;
         }
@@ -66,9 +71,19 @@ impl DatagramBatch {
         Some((data, self.addrs.get(i)?.as_socket()?))
     }
 
+    /// The `i`th datagram held, writable (to decrypt in place, say).
+    pub fn get_mut(&mut self, i: usize) -> Option<(&mut [u8], SocketAddr)> {
+        if i >= self.count {
+            return None;
+        }
+        let peer = self.addrs.get(i)?.as_socket()?;
+        let len = *self.lens.get(i)?;
+        Some((self.bufs.get_mut(i)?.get_mut(..len)?, peer))
+    }
+
     /// Queue a copy of `data` for `to`. Returns `false`, queueing nothing, when the batch is
     /// full or `data` does not fit a buffer.
-    pub(crate) fn push(&mut self, data: &[u8], to: SocketAddr) -> bool {
+    pub fn push(&mut self, data: &[u8], to: SocketAddr) -> bool {
         let Some(buf) = self.next_buffer() else {
             return false;
         };
@@ -81,13 +96,13 @@ impl DatagramBatch {
     }
 
     /// The next free buffer, to build a datagram in place; [`DatagramBatch::commit`] queues it.
-    pub(crate) fn next_buffer(&mut self) -> Option<&mut [u8]> {
+    pub fn next_buffer(&mut self) -> Option<&mut [u8]> {
         self.bufs.get_mut(self.count).map(|b| &mut b[..])
     }
 
     /// Queue the first `len` bytes of the buffer [`DatagramBatch::next_buffer`] returned.
-    pub(crate) fn commit(&mut self, len: usize, to: SocketAddr) {
-        if self.count >= BATCH_SIZE {
+    pub fn commit(&mut self, len: usize, to: SocketAddr) {
+        if self.count >= self.capacity() {
             return;
         }
         self.lens[self.count] = len.min(self.bufs[self.count].len());
@@ -95,10 +110,14 @@ impl DatagramBatch {
         self.count += 1;
     }
 
+    pub fn clear(&mut self) {
+        self.count = 0;
+    }
+
     /// Send every queued datagram and empty the batch. Returns how many the kernel took;
     /// the rest are dropped when the socket would block (as a congested link drops), since
     /// waiting would stall every other peer on the same thread.
-    pub(crate) fn send(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+    pub fn send(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
         let fd = socket.as_raw_fd();
         let total = self.count;
         let mut sent = 0;
@@ -128,10 +147,16 @@ impl DatagramBatch {
         result.map(|()| sent)
     }
 
-    /// Replace the contents with as many datagrams as are waiting, up to `BATCH_SIZE`,
+    /// Replace the contents with as many datagrams as are waiting, up to its capacity,
     /// without blocking. `WouldBlock` when none is waiting.
-    pub(crate) fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+    pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
         self.recv_with(socket, sys::NONBLOCKING)
+    }
+
+    /// On a blocking socket: wait for one datagram (up to the socket's read timeout, then
+    /// `WouldBlock` or `TimedOut`), then take as many more as are waiting, up to its capacity.
+    pub fn recv_wait(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+        self.recv_with(socket, sys::WAIT_FOR_ONE)
     }
 
     fn recv_with(&mut self, socket: &impl AsRawFd, flags: libc::c_int) -> io::Result<usize> {
@@ -159,6 +184,7 @@ mod sys {
     use std::ops::Range;
 
     pub(super) const NONBLOCKING: libc::c_int = libc::MSG_DONTWAIT;
+    pub(super) const WAIT_FOR_ONE: libc::c_int = libc::MSG_WAITFORONE;
 
     pub(super) fn send(
         fd: RawFd,
@@ -167,13 +193,13 @@ mod sys {
         addrs: &[SockAddr],
         range: Range<usize>,
     ) -> io::Result<usize> {
-        let mut iovs: [libc::iovec; BATCH_SIZE] = [libc::iovec {
+        let mut iovs: [libc::iovec; MAX_BATCH] = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
-        }; BATCH_SIZE];
+        }; MAX_BATCH];
         // SAFETY: an all-zero mmsghdr is a valid header with no name, data or control.
-        let mut msgs: [libc::mmsghdr; BATCH_SIZE] = unsafe { std::mem::zeroed() };
-        let count = range.len().min(BATCH_SIZE);
+        let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        let count = range.len().min(MAX_BATCH);
         // One pass of disjoint borrows, so no pointer handed to the kernel is invalidated by
         // a later reborrow of its array.
         for ((iov, msg), i) in iovs.iter_mut().zip(msgs.iter_mut()).zip(range.take(count)) {
@@ -203,14 +229,14 @@ mod sys {
         addrs: &mut [SockAddr],
         flags: libc::c_int,
     ) -> io::Result<usize> {
-        let mut iovs: [libc::iovec; BATCH_SIZE] = [libc::iovec {
+        let mut iovs: [libc::iovec; MAX_BATCH] = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
-        }; BATCH_SIZE];
-        let mut names: [Option<SockAddrStorage>; BATCH_SIZE] = std::array::from_fn(|_| None);
+        }; MAX_BATCH];
+        let mut names: [Option<SockAddrStorage>; MAX_BATCH] = std::array::from_fn(|_| None);
         // SAFETY: an all-zero mmsghdr is a valid empty header.
-        let mut msgs: [libc::mmsghdr; BATCH_SIZE] = unsafe { std::mem::zeroed() };
-        let count = bufs.len().min(BATCH_SIZE);
+        let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { std::mem::zeroed() };
+        let count = bufs.len().min(MAX_BATCH);
         for (((buf, iov), msg), name) in bufs
             .iter_mut()
             .zip(iovs.iter_mut())
@@ -259,6 +285,7 @@ mod sys {
     use std::ops::Range;
 
     pub(super) const NONBLOCKING: libc::c_int = libc::MSG_DONTWAIT;
+    pub(super) const WAIT_FOR_ONE: libc::c_int = 0;
 
     pub(super) fn send(
         fd: RawFd,
@@ -330,21 +357,21 @@ mod tests {
     fn a_batch_reaches_each_destination_with_its_own_payload() {
         let sender = loopback();
         let receivers: Vec<UdpSocket> = (0..3).map(|_| loopback()).collect();
-        let mut out = DatagramBatch::new(1500);
-        for round in 0..10u8 {
+        let mut out = DatagramBatch::new(MAX_BATCH, 1500);
+        for round in 0..20u8 {
             for (i, r) in receivers.iter().enumerate() {
                 let payload = vec![round; 100 + i];
                 assert!(out.push(&payload, r.local_addr().expect("addr")));
             }
         }
-        assert_eq!(out.len(), 30);
-        assert_eq!(out.send(&sender).expect("send"), 30);
+        assert_eq!(out.len(), 60);
+        assert_eq!(out.send(&sender).expect("send"), 60);
         assert!(out.is_empty());
 
         for (i, r) in receivers.iter().enumerate() {
-            let mut batch = DatagramBatch::new(1500);
+            let mut batch = DatagramBatch::new(MAX_BATCH, 1500);
             let mut rounds = Vec::new();
-            while rounds.len() < 10 {
+            while rounds.len() < 20 {
                 let n = batch.recv(r).expect("datagrams waiting");
                 for k in 0..n {
                     let (data, from) = batch.get(k).expect("datagram");
@@ -354,14 +381,40 @@ mod tests {
                     rounds.push(data[0]);
                 }
             }
-            assert_eq!(rounds, (0..10).collect::<Vec<u8>>());
+            assert_eq!(rounds, (0..20).collect::<Vec<u8>>());
         }
+    }
+
+    #[test]
+    fn recv_wait_waits_for_the_first_datagram_then_takes_what_is_there() {
+        let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        receiver
+            .set_read_timeout(Some(std::time::Duration::from_millis(20)))
+            .expect("timeout");
+        let mut batch = DatagramBatch::new(MAX_BATCH, 100);
+        let err = batch.recv_wait(&receiver).expect_err("nothing came");
+        assert!(matches!(
+            err.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ));
+        let sender = loopback();
+        let to = receiver.local_addr().expect("addr");
+        let mut out = DatagramBatch::new(MAX_BATCH, 100);
+        for payload in [b"one", b"two"] {
+            assert!(out.push(payload, to));
+        }
+        out.send(&sender).expect("send");
+        assert_eq!(batch.recv_wait(&receiver).expect("datagrams"), 2);
+        // Decrypting in place: the bytes are writable where they lie.
+        let (data, _) = batch.get_mut(1).expect("second");
+        data[0] = b'T';
+        assert_eq!(batch.get(1).map(|(d, _)| d), Some(&b"Two"[..]));
     }
 
     #[test]
     fn an_empty_socket_would_block() {
         let socket = loopback();
-        let mut batch = DatagramBatch::new(1500);
+        let mut batch = DatagramBatch::new(MAX_BATCH, 1500);
         let err = batch.recv(&socket).expect_err("nothing waiting");
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
         assert!(batch.get(0).is_none());
@@ -369,14 +422,52 @@ mod tests {
 
     #[test]
     fn a_full_batch_or_an_oversized_datagram_is_refused() {
-        let mut batch = DatagramBatch::new(10);
+        let mut batch = DatagramBatch::new(MAX_BATCH, 10);
         let to = SocketAddr::from(([127, 0, 0, 1], 9));
         assert!(!batch.push(&[0u8; 11], to));
-        for _ in 0..BATCH_SIZE {
+        for _ in 0..MAX_BATCH {
             assert!(batch.push(&[1u8; 10], to));
         }
         assert!(batch.is_full());
         assert!(!batch.push(&[1u8; 10], to));
+    }
+
+    #[test]
+    fn a_smaller_batch_is_full_at_its_capacity_and_receives_no_more() {
+        let mut small = DatagramBatch::new(4, 10);
+        assert_eq!(small.capacity(), 4);
+        let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        receiver.set_nonblocking(true).expect("nonblocking");
+        let to = receiver.local_addr().expect("addr");
+        for _ in 0..4 {
+            assert!(small.push(&[1u8; 10], to));
+        }
+        assert!(small.is_full());
+        assert!(!small.push(&[1u8; 10], to));
+        let mut out = DatagramBatch::new(MAX_BATCH, 10);
+        for _ in 0..6 {
+            assert!(out.push(&[2u8; 10], to));
+        }
+        out.send(&loopback()).expect("send");
+        let mut inbox = DatagramBatch::new(4, 10);
+        let mut got = 0;
+        for _ in 0..100 {
+            match inbox.recv(&receiver) {
+                Ok(n) => {
+                    assert!(n <= 4, "a batch of 4 took {n}");
+                    got += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if got == 6 {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, 6);
+        assert_eq!(DatagramBatch::new(1000, 10).capacity(), MAX_BATCH);
     }
 
     #[test]
@@ -386,10 +477,10 @@ mod tests {
         };
         let b = UdpSocket::bind("[::1]:0").expect("bind");
         b.set_nonblocking(true).expect("nonblocking");
-        let mut out = DatagramBatch::new(100);
+        let mut out = DatagramBatch::new(MAX_BATCH, 100);
         assert!(out.push(b"hello", b.local_addr().expect("addr")));
         assert_eq!(out.send(&a).expect("send"), 1);
-        let mut inb = DatagramBatch::new(100);
+        let mut inb = DatagramBatch::new(MAX_BATCH, 100);
         let mut n = 0;
         for _ in 0..100 {
             match inb.recv(&b) {
