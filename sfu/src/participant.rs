@@ -32,6 +32,11 @@ pub struct Negotiation {
     pub pending: Option<SdpPendingOffer>,
     /// That offer as sent, to send again when the participant resumes its session.
     pub pending_offer: Option<(String, Vec<OfferedTrack>)>,
+    /// The participant's own offer collided with ours and was ignored (glare), at this time.
+    /// It offers again right after answering ours (docs/protocol.md), so our next offer waits
+    /// for that one, or for `GLARE_YIELD`: in a busy room our next offer would otherwise
+    /// always be under way first, and its ICE restart would never get through.
+    pub client_offer_expected_since: Option<Instant>,
 }
 
 pub struct Participant {

@@ -92,6 +92,9 @@ pub enum SfuOutput {
 
 /// Housekeeping (timeouts, layer allocation, dynacast) runs this often.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
+/// How long the server holds its next offer back for a participant whose offer collided
+/// with the server's, waiting for that participant to offer again.
+const GLARE_YIELD: Duration = Duration::from_secs(2);
 /// Every participant gets a `Stats` event this often.
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// Due timeouts a drain handles itself before leaving the rest to `handle_timeout`, so a
@@ -279,6 +282,7 @@ impl Sfu {
             return Err(SfuError::TooManyTracks(max_tracks));
         }
         if p.negotiation.pending.is_some() {
+            p.negotiation.client_offer_expected_since = Some(now);
             return Err(SfuError::OfferCollision);
         }
         let answer = p
@@ -291,6 +295,7 @@ impl Sfu {
         let restarted_from =
             (ufrag != p.ice_ufrag).then(|| std::mem::replace(&mut p.ice_ufrag, ufrag.clone()));
         p.negotiation.established = true;
+        p.negotiation.client_offer_expected_since = None;
         p.refresh_payload_types();
         if let Some(old) = restarted_from {
             tracing::info!(participant = %id, "ICE restart");
@@ -576,6 +581,7 @@ impl Sfu {
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
             self.expire_participants(now);
+            self.end_glare_yields(now);
             self.allocation_tick(now);
         }
         if now >= self.next_stats {
@@ -756,6 +762,27 @@ impl Sfu {
             for to in r.others(except) {
                 self.outputs.push_back(SfuOutput::Event(event(to)));
             }
+        }
+    }
+
+    /// A participant whose offer collided did not offer again within `GLARE_YIELD`: offer
+    /// what changed meanwhile.
+    fn end_glare_yields(&mut self, now: Instant) {
+        let ended: Vec<ParticipantId> = self
+            .participants
+            .values_mut()
+            .filter(|p| {
+                p.negotiation
+                    .client_offer_expected_since
+                    .is_some_and(|since| now >= since + GLARE_YIELD)
+            })
+            .map(|p| {
+                p.negotiation.client_offer_expected_since = None;
+                p.id
+            })
+            .collect();
+        for id in ended {
+            self.renegotiate(id);
         }
     }
 

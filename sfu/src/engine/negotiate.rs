@@ -118,6 +118,10 @@ impl Sfu {
             // Runs again when the answer arrives.
             return;
         }
+        if p.negotiation.client_offer_expected_since.is_some() {
+            // Runs again when the participant's offer arrives, or after `GLARE_YIELD`.
+            return;
+        }
         let can_subscribe = p.permissions.can_subscribe;
         let wanted: Vec<(TrackId, ParticipantId, MediaKind)> = self
             .rooms
