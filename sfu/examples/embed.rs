@@ -155,6 +155,8 @@ pub fn run(duration: Duration, bob_silent_after: Option<Duration>) -> CallSummar
                         .expect("answer accepted");
                 }
                 SfuOutput::Event(event) => events.push(event),
+                // Only with several `Sfu`s sharing rooms (`SfuConfig::workers`).
+                SfuOutput::RelayControl { .. } | SfuOutput::RelayMedia { .. } => {}
             }
         }
         if let Some((from, to, bytes)) = network.pop_front() {

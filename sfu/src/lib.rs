@@ -47,6 +47,7 @@ pub mod policy;
 #[cfg(test)]
 mod proptests;
 mod rate;
+pub mod relay;
 pub mod rewrite;
 mod room;
 mod track;

@@ -29,6 +29,13 @@ pub struct Counters {
     pub refused_publish: u64,
     /// Participants removed by the SFU (timeouts, closed media, admin).
     pub removals: u64,
+    /// RTP packets handed to other workers' subscribers through the relay (one per packet
+    /// per worker that needs its layer).
+    pub relayed_packets_out: u64,
+    /// RTP packets received through the relay from other workers.
+    pub relayed_packets_in: u64,
+    /// Relayed media batches dropped because the receiving worker was behind.
+    pub relay_batches_dropped: u64,
 }
 
 /// Upper bounds (bits per second) of the subscriber estimate histogram buckets.
@@ -71,6 +78,9 @@ impl Counters {
             refused_too_many_tracks,
             refused_publish,
             removals,
+            relayed_packets_out,
+            relayed_packets_in,
+            relay_batches_dropped,
         } = other;
         self.forwarded_packets += forwarded_packets;
         self.forwarded_bytes += forwarded_bytes;
@@ -84,13 +94,18 @@ impl Counters {
         self.refused_too_many_tracks += refused_too_many_tracks;
         self.refused_publish += refused_publish;
         self.removals += removals;
+        self.relayed_packets_out += relayed_packets_out;
+        self.relayed_packets_in += relayed_packets_in;
+        self.relay_batches_dropped += relay_batches_dropped;
     }
 }
 
 impl MetricsSnapshot {
     /// Add another worker's snapshot: the server's figures are the sum of its workers'.
     pub fn add(&mut self, other: &MetricsSnapshot) {
-        self.rooms += other.rooms;
+        // Every worker's directory has every room (`relay.rs`): the largest count is the
+        // server's.
+        self.rooms = self.rooms.max(other.rooms);
         self.participants += other.participants;
         self.pending_participants += other.pending_participants;
         self.tracks += other.tracks;

@@ -52,13 +52,13 @@ impl Default for SfuLimits {
     }
 }
 
-/// Rooms and joins not yet connected on each media worker, shared so that the server-wide
-/// limits of [`SfuLimits`] hold when several workers (each its own `Sfu`) share a server.
-/// Each worker writes only its own slot; the others read it when checking a join, so two
-/// joins racing on different workers may overshoot a limit by one each.
+/// Participants and joins not yet connected on each media worker, shared so that the
+/// server-wide limits of [`SfuLimits`] hold, and joins are placed, when several workers (each
+/// its own `Sfu`) share a server. Each worker writes only its own slot; the others read it
+/// when checking or placing a join, so two joins racing on different workers may overshoot a
+/// limit by one each.
 #[derive(Debug)]
 pub struct ShardLoad {
-    rooms: Box<[AtomicUsize]>,
     pending: Box<[AtomicUsize]>,
     participants: Box<[AtomicUsize]>,
 }
@@ -66,47 +66,45 @@ pub struct ShardLoad {
 impl ShardLoad {
     pub fn new(workers: usize) -> Self {
         Self {
-            rooms: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
             pending: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
             participants: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
         }
     }
 
-    pub(crate) fn publish(&self, shard: usize, rooms: usize, pending: usize, participants: usize) {
-        for (slots, value) in [
-            (&self.rooms, rooms),
-            (&self.pending, pending),
-            (&self.participants, participants),
-        ] {
+    pub(crate) fn publish(&self, shard: usize, pending: usize, participants: usize) {
+        for (slots, value) in [(&self.pending, pending), (&self.participants, participants)] {
             if let Some(slot) = slots.get(shard) {
                 slot.store(value, Ordering::Relaxed);
             }
         }
     }
 
-    /// The worker with the fewest participants (then rooms), for a new room.
+    pub fn workers(&self) -> usize {
+        self.participants.len()
+    }
+
+    /// Participants connected to (or joining through) `worker`.
+    pub fn participants(&self, worker: usize) -> usize {
+        self.participants
+            .get(worker)
+            .map_or(0, |p| p.load(Ordering::Relaxed))
+    }
+
+    /// The worker with the fewest participants.
     pub fn least_loaded(&self) -> usize {
-        (0..self.participants.len())
-            .min_by_key(|&i| {
-                (
-                    self.participants[i].load(Ordering::Relaxed),
-                    self.rooms[i].load(Ordering::Relaxed),
-                )
-            })
+        (0..self.workers())
+            .min_by_key(|&i| self.participants(i))
             .unwrap_or(0)
     }
 
-    /// Rooms and pending joins of every worker but `shard`.
-    pub(crate) fn others(&self, shard: usize) -> (usize, usize) {
-        let sum = |slots: &[AtomicUsize]| -> usize {
-            slots
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != shard)
-                .map(|(_, v)| v.load(Ordering::Relaxed))
-                .sum()
-        };
-        (sum(&self.rooms), sum(&self.pending))
+    /// Pending joins of every worker but `shard`.
+    pub(crate) fn others_pending(&self, shard: usize) -> usize {
+        self.pending
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != shard)
+            .map(|(_, v)| v.load(Ordering::Relaxed))
+            .sum()
     }
 }
 

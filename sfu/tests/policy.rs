@@ -19,7 +19,7 @@ fn events(sfu: &mut Sfu) -> Vec<SfuEvent> {
     std::iter::from_fn(|| sfu.poll_output())
         .filter_map(|o| match o {
             SfuOutput::Event(e) => Some(e),
-            SfuOutput::Transmit(_) => None,
+            _ => None,
         })
         .collect()
 }

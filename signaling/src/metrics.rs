@@ -209,6 +209,21 @@ impl Collector for SfuCollector {
                 c.layer_switches,
             ),
             (
+                "switchboard_relayed_packets_out",
+                "RTP packets handed to other media workers' subscribers (once per packet per worker)",
+                c.relayed_packets_out,
+            ),
+            (
+                "switchboard_relayed_packets_in",
+                "RTP packets received from other media workers for this worker's subscribers",
+                c.relayed_packets_in,
+            ),
+            (
+                "switchboard_relay_batches_dropped",
+                "Relayed media batches dropped because the receiving media worker was behind",
+                c.relay_batches_dropped,
+            ),
+            (
                 "switchboard_publish_refused",
                 "Offers refused because the participant may not publish",
                 c.refused_publish,

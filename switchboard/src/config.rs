@@ -35,9 +35,14 @@ pub struct ServeArgs {
     /// Do not accept ICE-TCP on the media port
     #[arg(long, env = "SWITCHBOARD_NO_ICE_TCP")]
     pub no_ice_tcp: bool,
-    /// Media worker threads; a room lives on one of them [default: one per core]
+    /// Media worker threads; a room may span them [default: one per core]
     #[arg(long, env = "SWITCHBOARD_MEDIA_WORKERS")]
     pub media_workers: Option<usize>,
+    /// How many participants a room's media worker may have above the least loaded one before
+    /// the room's next participant goes to another worker (0 spreads every room evenly)
+    /// [default: 8]
+    #[arg(long, env = "SWITCHBOARD_WORKER_SPILL_MARGIN")]
+    pub worker_spill_margin: Option<usize>,
     /// Embedded TURN server: UDP and TCP listen address [default: 127.0.0.1:3478]
     #[arg(long, env = "SWITCHBOARD_TURN_ADDR")]
     pub turn_addr: Option<SocketAddr>,
@@ -115,7 +120,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_DRAIN_DEADLINE", value_name = "SECONDS")]
     pub drain_deadline: Option<f64>,
     /// A TOML file with any of: http_addr, rtc_addr, public_ip, ice_tcp, media_workers,
-    /// turn_addr, turn, turn_secret, api_key, api_secret, tls_cert, tls_key, trusted_proxy
+    /// worker_spill_margin, turn_addr, turn, turn_secret, api_key, api_secret, tls_cert, tls_key, trusted_proxy
     /// (a list), drain_deadline, turn_max_allocations_per_ip, and the limits (max_rooms, ...,
     /// ws_idle_timeout, max_connections_per_ip, max_joins_per_ip_per_minute)
     #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
@@ -142,6 +147,7 @@ struct FileConfig {
     public_ip: Option<IpAddr>,
     ice_tcp: Option<bool>,
     media_workers: Option<usize>,
+    worker_spill_margin: Option<usize>,
     turn_addr: Option<SocketAddr>,
     turn: Option<bool>,
     turn_secret: Option<String>,
@@ -173,6 +179,7 @@ pub struct ServeConfig {
     pub ice_tcp: bool,
     /// Media worker threads; 0 is one per core.
     pub media_workers: usize,
+    pub worker_spill_margin: usize,
     /// The embedded TURN server, if enabled.
     pub turn: Option<TurnSettings>,
     /// `(api_key, api_secret)`; `None` is development mode.
@@ -316,6 +323,10 @@ impl ServeConfig {
             public_ip: args.public_ip.or(file.public_ip),
             ice_tcp: !args.no_ice_tcp && file.ice_tcp.unwrap_or(true),
             media_workers: args.media_workers.or(file.media_workers).unwrap_or(0),
+            worker_spill_margin: args
+                .worker_spill_margin
+                .or(file.worker_spill_margin)
+                .unwrap_or(sfu::placement::SPILL_MARGIN),
             turn: (!args.no_turn && file.turn.unwrap_or(true)).then(|| TurnSettings {
                 addr: args
                     .turn_addr

@@ -28,6 +28,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         limits: config.sfu_limits,
         resume_grace: config.resume_grace,
         workers: config.media_workers,
+        spill_margin: config.worker_spill_margin,
     })
     .with_context(|| format!("binding media on {}", config.rtc_addr))?;
     let listener = tokio::net::TcpListener::bind(config.http_addr)

@@ -132,65 +132,137 @@ fn worker_of(participant_id: &str) -> u8 {
     u8::from_str_radix(hex, 16).expect("hex id")
 }
 
-/// With several media workers, worker 0 receives every datagram and hands each to the worker
-/// owning its peer: calls in rooms on every worker carry intact media both ways, and the
-/// server's counts add up over the workers.
+/// A room spans media workers: with `--worker-spill-margin 0` every join goes to the least
+/// loaded worker, so three participants of one room land on three workers. Each sees and
+/// hears the others intact (through the in-process relay), is told when one leaves, and the
+/// server counts one room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rooms_on_every_media_worker_carry_media() {
+async fn one_room_spans_every_media_worker() {
     const WORKERS: u8 = 3;
-    let server = TestServer::start_with(&["--media-workers", &WORKERS.to_string()]).await;
+    let server = TestServer::start_with(&[
+        "--media-workers",
+        &WORKERS.to_string(),
+        "--worker-spill-margin",
+        "0",
+    ])
+    .await;
     let url = server.ws_url();
 
-    // One room per worker: a new room opens on the least loaded worker, and a room whose
-    // worker already has one is closed again, until every worker has one.
-    let mut firsts: Vec<Option<(String, TestClient)>> = (0..WORKERS).map(|_| None).collect();
-    for n in 0..64 {
-        if firsts.iter().all(Option::is_some) {
-            break;
-        }
-        let room = format!("shard-{n}");
-        let client = TestClient::join(ClientConfig::new(&url, &room, "First"))
+    let mut clients = Vec::new();
+    for name in ["Ann", "Ben", "Cat"] {
+        let client = TestClient::join(ClientConfig::new(&url, "span", name))
             .await
-            .unwrap_or_else(|e| panic!("joining {room}: {e:#}"));
-        let worker = usize::from(worker_of(&client.participant_id()));
-        match firsts.get_mut(worker) {
-            Some(slot @ None) => *slot = Some((room, client)),
-            Some(Some(_)) => client.leave().await,
-            None => panic!(
-                "participant {} names worker {worker} of {WORKERS}",
-                client.participant_id()
-            ),
-        }
+            .unwrap_or_else(|e| panic!("{name} could not join: {e:#}"));
+        client.start_media();
+        clients.push(client);
     }
-    let firsts: Vec<(String, TestClient)> = firsts
-        .into_iter()
-        .map(|c| c.expect("a room on every worker within 64 names"))
+    let mut workers: Vec<u8> = clients
+        .iter()
+        .map(|c| worker_of(&c.participant_id()))
         .collect();
-
-    let mut pairs = Vec::new();
-    for (room, first) in firsts {
-        let second = TestClient::join(ClientConfig::new(&url, &room, "Second"))
-            .await
-            .unwrap_or_else(|e| panic!("joining {room}: {e:#}"));
-        assert_eq!(
-            worker_of(&second.participant_id()),
-            worker_of(&first.participant_id()),
-            "a room's participants share its worker"
-        );
-        first.start_media();
-        second.start_media();
-        pairs.push((first, second));
-    }
-    for (first, second) in &pairs {
-        expect_media_from(first, second).await;
-        expect_media_from(second, first).await;
+    workers.sort_unstable();
+    assert_eq!(workers, [0, 1, 2], "one participant per worker");
+    for receiver in &clients {
+        for sender in clients.iter().filter(|c| c.name() != receiver.name()) {
+            expect_media_from(receiver, sender).await;
+        }
     }
     let health = server.health().await.expect("healthy");
-    assert_eq!(health["rooms"], u64::from(WORKERS), "{health}");
-    assert_eq!(health["participants"], 2 * u64::from(WORKERS), "{health}");
-    for (first, second) in pairs {
-        first.leave().await;
-        second.leave().await;
+    assert_eq!(health["rooms"], 1, "{health}");
+    assert_eq!(health["participants"], 3, "{health}");
+
+    // A late joiner gets everyone, wherever they are.
+    let late = TestClient::join(ClientConfig::new(&url, "span", "Dan"))
+        .await
+        .expect("Dan joins");
+    let others = late.joined_message()["participants"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(others, 3, "{}", late.joined_message());
+    late.start_media();
+    for sender in &clients {
+        expect_media_from(&late, sender).await;
+    }
+
+    let leaver = clients.pop().expect("three clients");
+    let leaver_id = leaver.participant_id();
+    leaver.leave().await;
+    for client in clients.iter().chain([&late]) {
+        client
+            .wait_until("told that Cat left", MEDIA_TIMEOUT, |s: &ReceivedStats| {
+                s.saw_left(&leaver_id)
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+    for client in clients {
+        client.leave().await;
+    }
+    late.leave().await;
+}
+
+/// The relay carries a track to another worker once, not once per subscriber there: one
+/// publisher and six watchers spread over two workers (three of them beside the publisher,
+/// three on the other worker). Every watcher receives everything intact, and the packets
+/// relayed number what one watcher receives, not three times that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_track_crosses_to_another_worker_once() {
+    const WATCHERS: usize = 6;
+    let server =
+        TestServer::start_with(&["--media-workers", "2", "--worker-spill-margin", "0"]).await;
+    let url = server.ws_url();
+    let publisher = TestClient::join(ClientConfig::new(&url, "economy", "Pub"))
+        .await
+        .expect("publisher joins");
+    let mut watchers = Vec::new();
+    for i in 0..WATCHERS {
+        let mut config = ClientConfig::new(&url, "economy", &format!("W{i}"));
+        config.publish_audio = false;
+        config.publish_video = false;
+        watchers.push(TestClient::join(config).await.expect("watcher joins"));
+    }
+    let remote = watchers
+        .iter()
+        .filter(|w| worker_of(&w.participant_id()) != worker_of(&publisher.participant_id()))
+        .count();
+    assert_eq!(remote, WATCHERS / 2, "watchers spread over both workers");
+    publisher.start_media();
+    for watcher in &watchers {
+        expect_media_from(watcher, &publisher).await;
+    }
+    // Let media flow a while, then compare what crossed with what one watcher got.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = common::ws::scrape(server.http_addr).await;
+    let relayed = metrics["switchboard_relayed_packets_out_total"];
+    let received_in = metrics["switchboard_relayed_packets_in_total"];
+    let id = publisher.participant_id();
+    let per_watcher: Vec<u64> = watchers
+        .iter()
+        .map(|w| w.stats().audio_packets_from(&id) + w.stats().video_packets_from(&id))
+        .collect();
+    let most = *per_watcher.iter().max().expect("watchers") as f64;
+    eprintln!(
+        "relayed {relayed} packets (arrived {received_in}); watchers received {per_watcher:?}"
+    );
+    assert!(relayed > 0.0, "nothing relayed: {metrics:?}");
+    // Each worker publishes its counters once a second, so the two sides may be a second
+    // apart.
+    assert!(
+        (relayed - received_in).abs() <= relayed * 0.2,
+        "relayed {relayed}, arrived {received_in}"
+    );
+    assert!(
+        relayed <= most * 1.1 + 100.0,
+        "the relay carried {relayed} packets while one watcher received at most {most}: \
+         a copy per remote subscriber?"
+    );
+    assert!(
+        relayed >= most * 0.5,
+        "the relay carried {relayed} packets, one watcher received {most}"
+    );
+    publisher.leave().await;
+    for watcher in watchers {
+        watcher.leave().await;
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use str0m::media::KeyframeRequestKind;
 
-use super::{participant_info, Sfu, SfuOutput};
+use super::{Sfu, SfuOutput};
 use crate::error::SfuError;
 use crate::event::{ParticipantInfo, RemovalReason, SfuEvent};
 use crate::ids::{ParticipantId, TrackId};
@@ -26,24 +26,19 @@ impl Sfu {
             .iter()
             .map(|(name, room)| RoomInfo {
                 name: name.clone(),
-                participants: room.participants.len(),
+                participants: room.len(),
             })
             .collect();
         rooms.sort_by(|a, b| a.name.cmp(&b.name));
         rooms
     }
 
-    /// Everyone in `room`, with their tracks.
+    /// Everyone in `room` (on every worker), with their tracks.
     pub fn room_participants(&self, room: &str) -> Result<Vec<ParticipantInfo>, SfuError> {
-        let r = self
-            .rooms
-            .get(room)
-            .ok_or_else(|| SfuError::UnknownRoom(room.to_owned()))?;
-        Ok(r.participants
-            .iter()
-            .filter_map(|p| self.participants.get(p))
-            .map(|p| participant_info(p, &self.tracks))
-            .collect())
+        if !self.rooms.contains_key(room) {
+            return Err(SfuError::UnknownRoom(room.to_owned()));
+        }
+        Ok(self.members_info(room, None))
     }
 
     /// Remove a participant of `room`: it gets [`SfuEvent::Removed`] with `reason`, the others
@@ -64,7 +59,8 @@ impl Sfu {
         Ok(())
     }
 
-    /// Remove everyone in `room` (reason [`RemovalReason::RoomClosed`]); returns how many.
+    /// Remove everyone in `room` connected to this worker (reason
+    /// [`RemovalReason::RoomClosed`]); returns how many.
     pub fn close_room(&mut self, room: &str, now: Instant) -> Result<usize, SfuError> {
         let members = self
             .rooms
@@ -93,9 +89,11 @@ impl Sfu {
         muted: bool,
         now: Instant,
     ) -> Result<(), SfuError> {
+        // Only the publisher's worker mutes: it stops the media for every worker.
         let t = self
             .tracks
             .get_mut(&track)
+            .filter(|t| t.origin.is_none())
             .ok_or_else(|| SfuError::UnknownTrack(track.to_string()))?;
         let publisher = t.publisher;
         if self.participants.get(&publisher).map(|p| p.room.as_str()) != Some(room) {
@@ -123,6 +121,12 @@ impl Sfu {
             track,
             muted,
         });
+        self.broadcast(crate::relay::RoomEvent::Muted {
+            room: room.to_owned(),
+            participant: publisher,
+            track,
+            muted,
+        });
         tracing::info!(room, participant = %publisher, %track, muted, "track muted by the operator");
         self.drive(now);
         Ok(())
@@ -138,7 +142,7 @@ impl Sfu {
         let mut snapshot = MetricsSnapshot {
             rooms: self.rooms.len(),
             participants: self.participants.len(),
-            tracks: self.tracks.len(),
+            tracks: self.tracks.values().filter(|t| t.origin.is_none()).count(),
             counters: self.counters.clone(),
             ..MetricsSnapshot::default()
         };

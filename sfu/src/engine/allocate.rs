@@ -53,27 +53,36 @@ impl Sfu {
         for id in ids {
             self.allocate_for(id, &speakers, now);
         }
+        // Targets may have moved: the other workers' relays follow.
+        self.relay_needs_changed = true;
         self.update_dynacast(now);
     }
 
-    /// In each room, the loudest participant, if anyone is speaking.
+    /// In each room, the loudest participant, if anyone is speaking: members on other
+    /// workers included, from the audio this worker receives of them through the relay.
     fn active_speakers(&self) -> HashSet<ParticipantId> {
+        let loudest = |tracks: &mut dyn Iterator<Item = &crate::ids::TrackId>| {
+            tracks
+                .filter_map(|t| self.tracks.get(t))
+                .filter(|t| t.kind == MediaKind::Audio && !t.muted)
+                .map(|t| t.loudness)
+                .fold(0.0f32, f32::max)
+        };
         self.rooms
             .values()
             .filter_map(|room| {
-                room.participants
+                let local = room
+                    .participants
                     .iter()
                     .filter_map(|p| self.participants.get(p))
-                    .filter_map(|p| {
-                        let loudness = p
-                            .published
-                            .values()
-                            .filter_map(|t| self.tracks.get(t))
-                            .filter(|t| t.kind == MediaKind::Audio && !t.muted)
-                            .map(|t| t.loudness)
-                            .fold(0.0f32, f32::max);
-                        (loudness > SPEAKING_LOUDNESS).then_some((p.id, loudness))
-                    })
+                    .map(|p| (p.id, loudest(&mut p.published.values())));
+                let remote = room
+                    .remote
+                    .iter()
+                    .map(|m| (m.id, loudest(&mut m.tracks.iter())));
+                local
+                    .chain(remote)
+                    .filter(|(_, loudness)| *loudness > SPEAKING_LOUDNESS)
                     .max_by(|a, b| a.1.total_cmp(&b.1))
                     .map(|(id, _)| id)
             })
@@ -174,10 +183,21 @@ impl Sfu {
         self.mark_dirty(id);
     }
 
-    /// Tell each simulcast publisher which layers are still wanted by some subscriber.
+    /// Tell each simulcast publisher which layers are still wanted by some subscriber, here
+    /// or on another worker.
     fn update_dynacast(&mut self, now: Instant) {
-        for track in self.tracks.values_mut().filter(|t| t.is_simulcast()) {
+        for track in self
+            .tracks
+            .values_mut()
+            .filter(|t| t.is_simulcast() && t.origin.is_none())
+        {
             let mut needed = vec![false; track.layers.len()];
+            for (i, n) in needed.iter_mut().enumerate() {
+                *n = track
+                    .relay_needs
+                    .iter()
+                    .any(|&(_, layers)| crate::relay::has_layer(layers, i));
+            }
             for (subscriber, mid) in &track.subscribers {
                 let Some(d) = self
                     .participants

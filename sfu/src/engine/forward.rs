@@ -1,16 +1,51 @@
 //! The forwarding path: one incoming RTP packet to every down-track of its track, O(1) work
-//! per subscriber and no allocation (the payload is shared, rewriting is a fixed-size patch);
-//! and keyframe requests travelling the other way, merged per layer.
+//! per subscriber (rewriting is a fixed-size patch), once to each other worker hosting
+//! subscribers of the layer (`relay.rs`); and keyframe requests travelling the other way,
+//! merged per layer.
 
 use std::time::Instant;
 
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, VideoOrientation, Vp8Descriptor};
 
 use super::Sfu;
 use crate::codec::{ForwardedCodec, Vp8Header};
 use crate::ids::{ParticipantId, TrackId};
+use crate::relay::{has_layer, RelayMessage, RelayedPacket};
 use crate::track::{vp8_keyframe_size, ForwardDecision, PacketInfo};
+
+/// A packet to fan out, received from a local publisher or through the relay.
+pub(super) struct IncomingPacket<'a> {
+    pub layer: usize,
+    pub codec: ForwardedCodec,
+    pub ssrc: Ssrc,
+    pub seq: u64,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub received: Instant,
+    pub audio_level: Option<i8>,
+    pub voice_activity: Option<bool>,
+    pub video_orientation: Option<VideoOrientation>,
+    pub payload: &'a [u8],
+}
+
+impl<'a> IncomingPacket<'a> {
+    pub(super) fn relayed(packet: &'a RelayedPacket) -> Self {
+        Self {
+            layer: packet.layer,
+            codec: packet.codec,
+            ssrc: packet.ssrc,
+            seq: packet.seq,
+            timestamp: packet.timestamp,
+            marker: packet.marker,
+            received: packet.received,
+            audio_level: packet.audio_level,
+            voice_activity: packet.voice_activity,
+            video_orientation: packet.video_orientation,
+            payload: packet.payload.as_slice(),
+        }
+    }
+}
 
 impl Sfu {
     pub(super) fn forward(&mut self, from: ParticipantId, packet: RtpPacket, now: Instant) {
@@ -50,10 +85,60 @@ impl Sfu {
             tracing::debug!(participant = %from, pt = *packet.header.payload_type, "packet of an unforwarded codec dropped");
             return;
         };
+        let incoming = IncomingPacket {
+            layer,
+            codec,
+            ssrc,
+            seq: *packet.seq_no,
+            timestamp: packet.header.timestamp,
+            marker: packet.header.marker,
+            received: packet.timestamp,
+            audio_level: packet.header.ext_vals.audio_level,
+            voice_activity: packet.header.ext_vals.voice_activity,
+            video_orientation: packet.header.ext_vals.video_orientation,
+            payload: &packet.payload,
+        };
+        self.relay_packet(track_id, &incoming);
+        self.fan_out(track_id, &incoming, now);
+    }
+
+    /// Hand the packet to each other worker whose subscribers need its layer, once per worker.
+    fn relay_packet(&mut self, track_id: TrackId, packet: &IncomingPacket<'_>) {
+        let Some(track) = self.tracks.get(&track_id) else {
+            return;
+        };
+        for &(worker, layers) in &track.relay_needs {
+            if !has_layer(layers, packet.layer) {
+                continue;
+            }
+            let Some(out) = self.relay_media.get_mut(usize::from(worker)) else {
+                continue;
+            };
+            out.push(RelayedPacket {
+                track: track_id,
+                layer: packet.layer,
+                codec: packet.codec,
+                ssrc: packet.ssrc,
+                seq: packet.seq,
+                timestamp: packet.timestamp,
+                marker: packet.marker,
+                received: packet.received,
+                audio_level: packet.audio_level,
+                voice_activity: packet.voice_activity,
+                video_orientation: packet.video_orientation,
+                payload: packet.payload.to_vec(),
+            });
+            self.counters.relayed_packets_out += 1;
+        }
+    }
+
+    /// Forward one packet of `track_id` to every subscriber of this worker.
+    pub(super) fn fan_out(&mut self, track_id: TrackId, packet: &IncomingPacket<'_>, now: Instant) {
+        let (layer, codec, ssrc) = (packet.layer, packet.codec, packet.ssrc);
         let Some(track) = self.tracks.get_mut(&track_id) else {
             return;
         };
-        let payload = &packet.payload;
+        let payload = packet.payload;
         let starts_keyframe = codec.starts_keyframe(payload);
         let vp8 = (codec == ForwardedCodec::Vp8)
             .then(|| Vp8Header::parse(payload))
@@ -68,7 +153,7 @@ impl Sfu {
                     .or(state.size);
             }
         }
-        if let Some(level) = packet.header.ext_vals.audio_level {
+        if let Some(level) = packet.audio_level {
             // RFC 6464: 0 is loudest, 127 silence.
             let loudness = 127.0 - f32::from(level.unsigned_abs().min(127));
             track.loudness = 0.9 * track.loudness + 0.1 * loudness;
@@ -78,17 +163,17 @@ impl Sfu {
         let info = PacketInfo {
             layer,
             ssrc,
-            seq: *packet.seq_no,
-            timestamp: packet.header.timestamp,
+            seq: packet.seq,
+            timestamp: packet.timestamp,
             starts_keyframe,
             picture_id: vp8.and_then(|h| h.picture_id),
             tl0: vp8.and_then(|h| h.tl0),
         };
         let nackable = track.kind == MediaKind::Video;
         let exts = ExtensionValues {
-            audio_level: packet.header.ext_vals.audio_level,
-            voice_activity: packet.header.ext_vals.voice_activity,
-            video_orientation: packet.header.ext_vals.video_orientation,
+            audio_level: packet.audio_level,
+            voice_activity: packet.voice_activity,
+            video_orientation: packet.video_orientation,
             ..Default::default()
         };
         let mut wants_keyframe = false;
@@ -126,8 +211,8 @@ impl Sfu {
                 self.counters.layer_switches += 1;
             }
             let mut write =
-                RtpWrite::new(pt, seq.into(), timestamp, packet.timestamp, payload.clone())
-                    .marker(packet.header.marker)
+                RtpWrite::new(pt, seq.into(), timestamp, packet.received, payload.to_vec())
+                    .marker(packet.marker)
                     .ext_vals(exts.clone())
                     .nackable(nackable);
             if let Some(descriptor) = &descriptor {
@@ -187,9 +272,24 @@ impl Sfu {
         let Some(track) = self.tracks.get_mut(&track_id) else {
             return;
         };
+        let origin = track.origin;
         let Some(state) = track.layers.get_mut(layer) else {
             return;
         };
+        if let Some(worker) = origin {
+            // The publisher is on another worker, which merges and throttles for everyone.
+            if state.keyframe_throttle.try_request(now) {
+                self.send_relay(
+                    worker,
+                    RelayMessage::KeyframeRequest {
+                        track: track_id,
+                        layer,
+                        kind,
+                    },
+                );
+            }
+            return;
+        }
         // A layer that has not sent yet has no receive stream to ask on (str0m refuses).
         if state.last_packet.is_none() || !state.keyframe_throttle.try_request(now) {
             return;

@@ -9,6 +9,7 @@ mod admin;
 mod allocate;
 mod forward;
 mod negotiate;
+mod relay;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ use crate::metrics::Counters;
 use crate::participant::{Participant, RemovalReason};
 use crate::placement::RoomPlacement;
 use crate::policy::{self, Permissions, SfuLimits, ShardLoad};
+use crate::relay::{RelayMessage, RelayedPacket, RoomEvent, WorkerIndex};
 use crate::room::Room;
 use crate::track::{TrackSource, UpTrack};
 
@@ -60,8 +62,11 @@ pub struct SfuConfig {
     /// The other workers' rooms and pending joins, when several share the server-wide
     /// limits.
     pub load: Option<Arc<ShardLoad>>,
-    /// Told when this worker opens or closes a room, when several workers share rooms out.
+    /// Told when this worker's members of a room come and go, for placing joins.
     pub placement: Option<Arc<RoomPlacement>>,
+    /// How many workers (`Sfu`s) share rooms through the relay (see `relay.rs`); 1 means
+    /// this one is alone and nothing is relayed.
+    pub workers: u8,
 }
 
 impl SfuConfig {
@@ -79,6 +84,7 @@ impl SfuConfig {
             report_routes: false,
             load: None,
             placement: None,
+            workers: 1,
         }
     }
 }
@@ -88,6 +94,18 @@ impl SfuConfig {
 pub enum SfuOutput {
     Transmit(Transmit),
     Event(SfuEvent),
+    /// Control messages for another worker, in order; hand them to its
+    /// [`Sfu::handle_relay`]. Never drop them.
+    RelayControl {
+        to: WorkerIndex,
+        messages: Vec<RelayMessage>,
+    },
+    /// Media for another worker's subscribers; hand them to its
+    /// [`Sfu::handle_relayed_media`], or drop them if it is too far behind.
+    RelayMedia {
+        to: WorkerIndex,
+        packets: Vec<RelayedPacket>,
+    },
 }
 
 /// Housekeeping (timeouts, layer allocation, dynacast) runs this often.
@@ -125,13 +143,17 @@ pub struct Sfu {
     /// track changes: one offer for all of a publisher's new tracks, after every
     /// `track_published`, as docs/protocol.md says (not one offer per track).
     renegotiate_after_drain: Vec<ParticipantId>,
+    /// Per other worker: control messages and media not yet handed out by `poll_output`.
+    relay_control: Vec<Vec<RelayMessage>>,
+    relay_media: Vec<Vec<RelayedPacket>>,
+    /// Subscriptions changed: tell the workers of relayed tracks what is needed now.
+    relay_needs_changed: bool,
 }
 
 impl Sfu {
     pub fn new(config: SfuConfig, now: Instant) -> Self {
         install_crypto_provider();
         Self {
-            config,
             participants: HashMap::new(),
             rooms: HashMap::new(),
             tracks: HashMap::new(),
@@ -146,6 +168,10 @@ impl Sfu {
             counters: Counters::default(),
             operator_muted: HashSet::new(),
             renegotiate_after_drain: Vec::new(),
+            relay_control: (0..config.workers).map(|_| Vec::new()).collect(),
+            relay_media: (0..config.workers).map(|_| Vec::new()).collect(),
+            relay_needs_changed: false,
+            config,
         }
     }
 
@@ -180,18 +206,10 @@ impl Sfu {
         self.counters.joins += 1;
         self.demux.add_peer(participant.ice_ufrag.clone(), id);
         self.report_route(|| RouteUpdate::Add(participant.ice_ufrag.clone(), id));
-        if !self.rooms.contains_key(room) {
-            if let Some(placement) = &self.config.placement {
-                placement.opened(room);
-            }
+        if let Some(placement) = &self.config.placement {
+            placement.joined(room, usize::from(self.config.shard));
         }
-        let room_state = self.rooms.entry(room.to_owned()).or_default();
-        let others: Vec<ParticipantInfo> = room_state
-            .participants
-            .iter()
-            .filter_map(|p| self.participants.get(p))
-            .map(|p| participant_info(p, &self.tracks))
-            .collect();
+        let others = self.members_info(room, Some(id));
         let info = ParticipantInfo {
             id,
             name: name.to_owned(),
@@ -204,7 +222,16 @@ impl Sfu {
                     participant: info.clone(),
                 }));
         }
-        room_state.participants.push(id);
+        self.rooms
+            .entry(room.to_owned())
+            .or_default()
+            .participants
+            .push(id);
+        self.broadcast(RoomEvent::Joined {
+            room: room.to_owned(),
+            participant: id,
+            name: name.to_owned(),
+        });
         let resume_token = participant.resume_token.clone();
         self.participants.insert(id, participant);
         self.mark_dirty(id);
@@ -220,14 +247,13 @@ impl Sfu {
 
     fn check_join_limits(&mut self, room: &str) -> Result<(), SfuError> {
         let limits = self.config.limits;
-        let (other_rooms, other_pending) = self
-            .config
-            .load
-            .as_ref()
-            .map(|load| load.others(usize::from(self.config.shard)))
-            .unwrap_or_default();
+        let other_pending = self.config.load.as_ref().map_or(0, |load| {
+            load.others_pending(usize::from(self.config.shard))
+        });
+        // Every worker's directory has every room (see `relay.rs`), so these counts are
+        // server-wide; joins racing on two workers may overshoot by one each.
         match self.rooms.get(room) {
-            Some(r) if r.participants.len() >= limits.max_participants_per_room => {
+            Some(r) if r.len() >= limits.max_participants_per_room => {
                 self.counters.refused_room_full += 1;
                 tracing::info!(
                     room,
@@ -236,7 +262,7 @@ impl Sfu {
                 );
                 return Err(SfuError::RoomFull(limits.max_participants_per_room));
             }
-            None if self.rooms.len() + other_rooms >= limits.max_rooms => {
+            None if self.rooms.len() >= limits.max_rooms => {
                 self.counters.refused_too_many_rooms += 1;
                 tracing::info!(room, max = limits.max_rooms, "join refused: too many rooms");
                 return Err(SfuError::TooManyRooms(limits.max_rooms));
@@ -397,6 +423,12 @@ impl Sfu {
             track: track_id,
             muted,
         });
+        self.broadcast(RoomEvent::Muted {
+            room,
+            participant: id,
+            track: track_id,
+            muted,
+        });
         Ok(track_id)
     }
 
@@ -437,9 +469,14 @@ impl Sfu {
             .published
             .get(&Mid::from(mid))
             .ok_or_else(|| SfuError::UnknownTrack(mid.to_owned()))?;
-        if let Some(track) = self.tracks.get_mut(track_id) {
+        let track_id = *track_id;
+        if let Some(track) = self.tracks.get_mut(&track_id) {
             track.source = source;
         }
+        self.broadcast(RoomEvent::SourceChanged {
+            track: track_id,
+            source,
+        });
         Ok(())
     }
 
@@ -507,14 +544,7 @@ impl Sfu {
         let pending_offer = p.negotiation.pending_offer.clone();
         let room = p.room.clone();
         tracing::info!(participant = %id, "session resumed");
-        let others = self
-            .rooms
-            .get(&room)
-            .into_iter()
-            .flat_map(|r| r.others(id))
-            .filter_map(|o| self.participants.get(&o))
-            .map(|o| participant_info(o, &self.tracks))
-            .collect();
+        let others = self.members_info(&room, Some(id));
         Ok(ResumeInfo {
             attachment,
             others,
@@ -610,6 +640,9 @@ impl Sfu {
             if let Some(received) = self.receive_pending.take() {
                 self.drive(received);
             }
+            if self.outputs.is_empty() {
+                self.hand_out_relayed();
+            }
         }
         self.outputs.pop_front()
     }
@@ -635,7 +668,6 @@ impl Sfu {
         if let Some(load) = &self.config.load {
             load.publish(
                 usize::from(self.config.shard),
-                self.rooms.len(),
                 self.pending_joins(),
                 self.participants.len(),
             );
@@ -654,6 +686,9 @@ impl Sfu {
     /// Drain every dirty participant's `Rtc` until each is waiting on a timeout. Draining one
     /// can dirty others (forwarded packets), so loop until none is left.
     fn drive(&mut self, now: Instant) {
+        if self.relay_needs_changed {
+            self.update_relay_needs();
+        }
         while let Some(id) = self.dirty.pop() {
             self.drain(id, now);
         }
@@ -831,23 +866,70 @@ impl Sfu {
                 track.subscribers.retain(|(s, _)| *s != id);
             }
         }
+        self.relay_needs_changed = true;
         self.notify_room(&p.room, id, |to| SfuEvent::ParticipantLeft {
             to,
             participant: id,
         });
+        self.broadcast(RoomEvent::Left {
+            room: p.room.clone(),
+            participant: id,
+        });
+        if let Some(placement) = &self.config.placement {
+            placement.left(&p.room, usize::from(self.config.shard));
+        }
         if let Some(room) = self.rooms.get_mut(&p.room) {
             room.remove(id);
-            if room.participants.is_empty() {
+            if room.is_empty() {
                 self.rooms.remove(&p.room);
-                if let Some(placement) = &self.config.placement {
-                    placement.closed(&p.room);
-                }
                 tracing::info!(room = %p.room, "room closed");
             }
         }
         tracing::info!(participant = %id, room = %p.room, "left");
         self.publish_load();
         self.renegotiate_room(&p.room, id);
+    }
+}
+
+impl Sfu {
+    /// Everyone in `room` but `except`, on this worker and the others, with their tracks.
+    pub(super) fn members_info(
+        &self,
+        room: &str,
+        except: Option<ParticipantId>,
+    ) -> Vec<ParticipantInfo> {
+        let Some(r) = self.rooms.get(room) else {
+            return Vec::new();
+        };
+        let local = r
+            .participants
+            .iter()
+            .filter(|&&o| Some(o) != except)
+            .filter_map(|o| self.participants.get(o))
+            .map(|o| participant_info(o, &self.tracks));
+        let remote = r
+            .remote
+            .iter()
+            .filter(|m| Some(m.id) != except)
+            .map(|m| ParticipantInfo {
+                id: m.id,
+                name: m.name.clone(),
+                tracks: m
+                    .tracks
+                    .iter()
+                    .filter_map(|t| self.tracks.get(t))
+                    .map(track_info)
+                    .collect(),
+            });
+        local.chain(remote).collect()
+    }
+}
+
+fn track_info(t: &UpTrack) -> TrackInfo {
+    TrackInfo {
+        id: t.id,
+        kind: t.kind,
+        muted: t.muted,
     }
 }
 
@@ -859,11 +941,7 @@ fn participant_info(p: &Participant, tracks: &HashMap<TrackId, UpTrack>) -> Part
             .published
             .values()
             .filter_map(|t| tracks.get(t))
-            .map(|t| TrackInfo {
-                id: t.id,
-                kind: t.kind,
-                muted: t.muted,
-            })
+            .map(track_info)
             .collect(),
     }
 }

@@ -7,7 +7,8 @@ use str0m::media::{Direction, MediaAdded, MediaChanged, MediaKind, Rid};
 use super::{Sfu, SfuOutput};
 use crate::event::{OfferedTrack, SfuEvent, TrackInfo};
 use crate::ids::{ParticipantId, TrackId};
-use crate::track::{DownTrack, UpTrack};
+use crate::relay::RoomEvent;
+use crate::track::{DownTrack, TrackSource, UpTrack};
 
 impl Sfu {
     pub(super) fn media_added(&mut self, id: ParticipantId, media: MediaAdded) {
@@ -33,7 +34,16 @@ impl Sfu {
             track_id,
             UpTrack::new(track_id, id, media.mid, media.kind, &rids),
         );
-        tracing::info!(participant = %id, track = %track_id, mid = %media.mid, kind = ?media.kind, ?rids, "track published");
+        self.broadcast(RoomEvent::Published {
+            room: room.clone(),
+            participant: id,
+            track: track_id,
+            kind: media.kind,
+            rids,
+            source: TrackSource::Camera,
+            muted: false,
+        });
+        tracing::info!(participant = %id, track = %track_id, mid = %media.mid, kind = ?media.kind, "track published");
         let info = TrackInfo {
             id: track_id,
             kind: media.kind,
@@ -66,6 +76,11 @@ impl Sfu {
             participant: id,
             track: track_id,
         });
+        self.broadcast(RoomEvent::Unpublished {
+            room: room.clone(),
+            participant: id,
+            track: track_id,
+        });
         self.renegotiate_room_after_drain(&room, id);
     }
 
@@ -75,6 +90,7 @@ impl Sfu {
             return;
         };
         self.operator_muted.remove(&track_id);
+        self.relay_needs_changed = true;
         tracing::info!(participant = %track.publisher, track = %track_id, "track unpublished");
         for (subscriber, mid) in track.subscribers {
             if let Some(s) = self.participants.get_mut(&subscriber) {
@@ -123,13 +139,18 @@ impl Sfu {
             return;
         }
         let can_subscribe = p.permissions.can_subscribe;
-        let wanted: Vec<(TrackId, ParticipantId, MediaKind)> = self
-            .rooms
-            .get(&p.room)
+        let room = self.rooms.get(&p.room);
+        let local = room
             .into_iter()
             .flat_map(|room| room.others(id))
             .filter_map(|other| self.participants.get(&other))
-            .flat_map(|other| other.published.values())
+            .flat_map(|other| other.published.values());
+        let remote = room
+            .into_iter()
+            .flat_map(|room| &room.remote)
+            .flat_map(|member| &member.tracks);
+        let wanted: Vec<(TrackId, ParticipantId, MediaKind)> = local
+            .chain(remote)
             .filter_map(|t| self.tracks.get(t))
             .filter(|_| can_subscribe)
             .map(|t| (t.id, t.publisher, t.kind))
@@ -159,6 +180,7 @@ impl Sfu {
             return;
         };
         p.negotiation.pending = Some(pending);
+        self.relay_needs_changed |= !added.is_empty();
         for (track, mid, kind) in added {
             p.downtracks.insert(mid, DownTrack::new(track, mid, kind));
             if let Some(t) = self.tracks.get_mut(&track) {

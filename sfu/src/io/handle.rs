@@ -1,5 +1,6 @@
 //! The async, cloneable front of a running SFU: every call is a message to the media worker
-//! that owns the room or participant (or to all of them, for server-wide questions).
+//! that owns the participant (or to all of them, for room-wide and server-wide actions). A
+//! room may span workers (`relay.rs`); each worker's directory knows all of it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -64,13 +65,6 @@ impl SfuHandle {
         }
     }
 
-    /// The worker `room` lives on. A room that is not open anywhere is asked of worker 0,
-    /// which does not have it either and answers so.
-    fn room_worker(&self, room: &str) -> &WorkerHandle {
-        let index = self.placement.worker_of(room).unwrap_or(0);
-        &self.workers[index.min(self.workers.len() - 1)]
-    }
-
     /// The worker owning a participant, from its id. An id naming no worker reaches one that
     /// does not know it, which answers `UnknownParticipant`.
     fn participant_worker(&self, participant: ParticipantId) -> &WorkerHandle {
@@ -100,13 +94,12 @@ impl SfuHandle {
         let _ = worker.commands.send(Box::new(f));
     }
 
-    /// Run `f` on the worker `room` lives on.
-    async fn call_room<T: Send + 'static>(
+    /// Run `f` on any worker: for questions every worker's room directory answers.
+    async fn call_any<T: Send + 'static>(
         &self,
-        room: &str,
         f: impl FnOnce(&mut WorkerCtx<'_>) -> T + Send + 'static,
     ) -> Result<T, SfuError> {
-        Self::call_on(self.room_worker(room), f).await
+        Self::call_on(&self.workers[0], f).await
     }
 
     /// Run `f` on the worker owning `participant`.
@@ -137,8 +130,8 @@ impl SfuHandle {
         permissions: Permissions,
     ) -> Result<(JoinInfo, mpsc::UnboundedReceiver<SfuEvent>), SfuError> {
         let (events, rx) = mpsc::unbounded_channel();
-        // Held until the worker answers: the room stays on that worker meanwhile.
-        let claim = self.placement.claim(room, || self.load.least_loaded());
+        // Held until the worker answers: it counts toward that worker's load meanwhile.
+        let claim = self.placement.claim(room, &self.load);
         let worker = &self.workers[claim.worker().min(self.workers.len() - 1)];
         let (room, name) = (room.to_owned(), name.to_owned());
         let info = Self::call_on(worker, move |w| {
@@ -275,7 +268,8 @@ impl SfuHandle {
         Ok(per_worker
             .into_iter()
             .fold(SfuStats::default(), |total, s| SfuStats {
-                rooms: total.rooms + s.rooms,
+                // Every worker's directory has every room.
+                rooms: total.rooms.max(s.rooms),
                 participants: total.participants + s.participants,
             }))
     }
@@ -296,14 +290,13 @@ impl SfuHandle {
 
     /// Every room, by name.
     pub async fn rooms(&self) -> Result<Vec<RoomInfo>, SfuError> {
-        let per_worker = self.call_all(|w| w.sfu.rooms()).await?;
-        Ok(per_worker.into_iter().flatten().collect())
+        self.call_any(|w| w.sfu.rooms()).await
     }
 
     /// Everyone in `room`.
     pub async fn room_participants(&self, room: &str) -> Result<Vec<ParticipantInfo>, SfuError> {
         let name = room.to_owned();
-        self.call_room(room, move |w| w.sfu.room_participants(&name))
+        self.call_any(move |w| w.sfu.room_participants(&name))
             .await?
     }
 
@@ -314,18 +307,21 @@ impl SfuHandle {
         participant: ParticipantId,
     ) -> Result<(), SfuError> {
         let name = room.to_owned();
-        self.call_room(room, move |w| {
+        self.call(participant, move |w| {
             w.sfu
                 .remove_participant(&name, participant, RemovalReason::Removed, w.now)
         })
         .await?
     }
 
-    /// Remove everyone in `room` ([`RemovalReason::RoomClosed`]); returns how many.
+    /// Remove everyone in `room` ([`RemovalReason::RoomClosed`]), on every worker; returns
+    /// how many.
     pub async fn close_room(&self, room: &str) -> Result<usize, SfuError> {
         let name = room.to_owned();
-        self.call_room(room, move |w| w.sfu.close_room(&name, w.now))
-            .await?
+        let per_worker = self
+            .call_all(move |w| w.sfu.close_room(&name, w.now))
+            .await?;
+        first_success(per_worker, |counts| counts.sum())
     }
 
     /// Mute (or unmute) a track of `room` on the operator's behalf.
@@ -336,7 +332,32 @@ impl SfuHandle {
         muted: bool,
     ) -> Result<(), SfuError> {
         let name = room.to_owned();
-        self.call_room(room, move |w| w.sfu.mute_track(&name, track, muted, w.now))
-            .await?
+        // Only the publisher's worker has the track as its own; the others refuse.
+        let per_worker = self
+            .call_all(move |w| w.sfu.mute_track(&name, track, muted, w.now))
+            .await?;
+        first_success(per_worker, |_| ())
+    }
+}
+
+/// Combine the answers of every worker to a room-wide action: `Ok` if any worker did it
+/// (combined by `combine`), else the first worker's error.
+fn first_success<T, U>(
+    answers: Vec<Result<T, SfuError>>,
+    combine: impl FnOnce(&mut dyn Iterator<Item = T>) -> U,
+) -> Result<U, SfuError> {
+    let mut error = None;
+    let mut done = Vec::new();
+    for answer in answers {
+        match answer {
+            Ok(value) => done.push(value),
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
+    }
+    match error {
+        Some(e) if done.is_empty() => Err(e),
+        _ => Ok(combine(&mut done.into_iter())),
     }
 }

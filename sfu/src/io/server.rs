@@ -5,9 +5,10 @@
 //!
 //! All workers share one UDP port. Worker 0 receives every datagram (a batch per system call)
 //! and routes it, by ICE ufrag and then by source address, to the worker that owns the peer;
-//! each worker sends its own datagrams on the shared socket. A room lives on one worker (the
-//! least loaded when it opened, see `placement.rs`), and a participant id names its worker,
-//! so signaling calls go straight to the right one.
+//! each worker sends its own datagrams on the shared socket. A participant lives on one
+//! worker (see `placement.rs`) and its id names that worker, so signaling calls go straight
+//! to it. A room may span workers: they pass each other room events and media through
+//! channels (`relay.rs`), the media in one batch per worker per drain.
 
 use std::collections::HashMap;
 use std::io;
@@ -28,6 +29,7 @@ use crate::ids::ParticipantId;
 use crate::metrics::MetricsSnapshot;
 use crate::placement::RoomPlacement;
 use crate::policy::{SfuLimits, ShardLoad};
+use crate::relay::{RelayMessage, RelayedPacket, WorkerIndex};
 use datagram::DatagramBatch;
 use str0m::net::Protocol;
 
@@ -55,6 +57,9 @@ pub struct SfuServerConfig {
     pub resume_grace: std::time::Duration,
     /// Media worker threads; 0 means one per available core.
     pub workers: usize,
+    /// How far a room's worker may be above the least loaded one (in participants) before
+    /// the room's next participant goes elsewhere (`placement.rs`).
+    pub spill_margin: usize,
 }
 
 pub struct SfuServer {
@@ -67,6 +72,18 @@ pub struct SfuServer {
 /// keeping up, and further datagrams for it are dropped as a full socket buffer would drop
 /// them, rather than queueing without bound.
 const INBOUND_BATCHES: usize = 64;
+
+/// Relayed media batches a worker may have waiting from the others. Past this it is not
+/// keeping up, and further batches are dropped (NACKs and keyframe requests repair them).
+const RELAY_MEDIA_BATCHES: usize = 256;
+
+/// Where the other workers hand a worker their relay messages (see `relay.rs`). Control
+/// messages are few and must not be lost; media is bounded.
+#[derive(Clone)]
+struct RelayInbox {
+    control: mpsc::UnboundedSender<(WorkerIndex, Vec<RelayMessage>)>,
+    media: mpsc::Sender<Vec<RelayedPacket>>,
+}
 
 /// Where worker 0 hands another worker its peers' datagrams and ICE-TCP events. TCP events
 /// are few (connection changes, and frames the connection's flow control already bounds)
@@ -81,6 +98,8 @@ struct WorkerInbox {
 struct Inbound {
     datagrams: mpsc::Receiver<RoutedDatagrams>,
     tcp: mpsc::UnboundedReceiver<TcpEvent>,
+    relay_control: mpsc::UnboundedReceiver<(WorkerIndex, Vec<RelayMessage>)>,
+    relay_media: mpsc::Receiver<Vec<RelayedPacket>>,
 }
 
 /// Datagrams for one worker from one receive batch, in one buffer.
@@ -198,20 +217,32 @@ impl SfuServer {
         }
         .clamp(1, MAX_WORKERS);
         let load = Arc::new(ShardLoad::new(worker_count));
-        let placement = Arc::new(RoomPlacement::default());
+        let placement = Arc::new(RoomPlacement::new(config.spill_margin));
 
         let mut handles = Vec::with_capacity(worker_count);
         let mut inbound_txs = Vec::with_capacity(worker_count);
+        let mut relay_inboxes = Vec::with_capacity(worker_count);
         let mut setups = Vec::with_capacity(worker_count);
         for _ in 0..worker_count {
             let (commands_tx, commands) = mpsc::unbounded_channel();
             let (datagrams_tx, datagrams) = mpsc::channel(INBOUND_BATCHES);
             let (tcp_tx, tcp) = mpsc::unbounded_channel();
+            let (relay_control_tx, relay_control) = mpsc::unbounded_channel();
+            let (relay_media_tx, relay_media) = mpsc::channel(RELAY_MEDIA_BATCHES);
             let inbound_tx = WorkerInbox {
                 datagrams: datagrams_tx,
                 tcp: tcp_tx,
             };
-            let inbound = Inbound { datagrams, tcp };
+            relay_inboxes.push(RelayInbox {
+                control: relay_control_tx,
+                media: relay_media_tx,
+            });
+            let inbound = Inbound {
+                datagrams,
+                tcp,
+                relay_control,
+                relay_media,
+            };
             let metrics = Arc::new(Mutex::new(MetricsSnapshot::default()));
             handles.push(WorkerHandle {
                 commands: commands_tx,
@@ -233,6 +264,8 @@ impl SfuServer {
             sfu_config.report_routes = worker_count > 1;
             sfu_config.load = Some(Arc::clone(&load));
             sfu_config.placement = Some(Arc::clone(&placement));
+            sfu_config.workers = worker_count as u8;
+            let relay = relay_inboxes.clone();
             let send_socket = std_udp.try_clone()?;
             // Worker 0 receives for everyone; the others get their peers' datagrams from it.
             let receiving = if shard == 0 { receiving.take() } else { None };
@@ -276,6 +309,9 @@ impl SfuServer {
                             next_metrics: Instant::now(),
                             outgoing: DatagramBatch::new(BATCH_SIZE, MAX_DATAGRAM),
                             route_updates,
+                            shard: shard as WorkerIndex,
+                            relay,
+                            relay_batches_dropped: 0,
                         }
                         .run(commands, receiver, tcp_events, inbound)
                         .await;
@@ -366,6 +402,10 @@ struct MediaLoop {
     outgoing: DatagramBatch,
     /// Where this worker's ufrag changes go, for worker 0's router (several workers only).
     route_updates: Option<mpsc::UnboundedSender<RouteUpdate>>,
+    shard: WorkerIndex,
+    /// Every worker's relay inbox, by index (this one's own is unused).
+    relay: Vec<RelayInbox>,
+    relay_batches_dropped: u64,
 }
 
 impl MediaLoop {
@@ -407,6 +447,12 @@ impl MediaLoop {
                 },
                 Some(routed) = inbound.datagrams.recv() => self.handle_routed(routed),
                 Some(event) = inbound.tcp.recv() => self.handle_tcp(event),
+                Some((from, messages)) = inbound.relay_control.recv() => {
+                    self.sfu.handle_relay(from, messages, Instant::now());
+                }
+                Some(packets) = inbound.relay_media.recv() => {
+                    self.sfu.handle_relayed_media(&packets, Instant::now());
+                }
                 _ = tokio::time::sleep_until(deadline.into()) => self.sfu.handle_timeout(Instant::now()),
             }
         }
@@ -547,7 +593,8 @@ impl MediaLoop {
             return;
         }
         self.next_metrics = now + METRICS_INTERVAL;
-        let snapshot = self.sfu.metrics_snapshot();
+        let mut snapshot = self.sfu.metrics_snapshot();
+        snapshot.counters.relay_batches_dropped = self.relay_batches_dropped;
         *self
             .metrics
             .lock()
@@ -574,6 +621,26 @@ impl MediaLoop {
                         }
                     }
                 },
+                SfuOutput::RelayControl { to, messages } => {
+                    if let Some(inbox) = self.relay.get(usize::from(to)) {
+                        let _ = inbox.control.send((self.shard, messages));
+                    }
+                }
+                SfuOutput::RelayMedia { to, packets } => {
+                    let Some(inbox) = self.relay.get(usize::from(to)) else {
+                        continue;
+                    };
+                    if let Err(mpsc::error::TrySendError::Full(dropped)) =
+                        inbox.media.try_send(packets)
+                    {
+                        self.relay_batches_dropped += 1;
+                        tracing::debug!(
+                            worker = to,
+                            packets = dropped.len(),
+                            "media worker behind, relayed packets dropped"
+                        );
+                    }
+                }
                 SfuOutput::Event(event) => {
                     let to = event.recipient();
                     let removed = matches!(event, SfuEvent::Removed { .. });

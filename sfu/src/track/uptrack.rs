@@ -9,6 +9,7 @@ use crate::allocator::LayerOffer;
 use crate::ids::{ParticipantId, TrackId};
 use crate::keyframe::KeyframeThrottle;
 use crate::rate::RateMeter;
+use crate::relay::{LayerMask, WorkerIndex};
 
 /// Keyframe requests toward a publisher, merged across all its subscribers, per layer.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
@@ -88,6 +89,13 @@ pub struct UpTrack {
     /// been unneeded.
     pub active_rids: Option<Vec<Rid>>,
     pub unneeded_since: Vec<Option<Instant>>,
+    /// The worker whose participant publishes this track, when it is another one: its
+    /// packets arrive through the relay (`relay.rs`).
+    pub origin: Option<WorkerIndex>,
+    /// A track published here: the layers each other worker's subscribers need.
+    pub relay_needs: Vec<(WorkerIndex, LayerMask)>,
+    /// A relayed track: the layers last asked of its origin.
+    pub needs_told: LayerMask,
 }
 
 impl UpTrack {
@@ -116,6 +124,9 @@ impl UpTrack {
             loudness: 0.0,
             active_rids: None,
             unneeded_since,
+            origin: None,
+            relay_needs: Vec::new(),
+            needs_told: 0,
         }
     }
 
