@@ -54,13 +54,16 @@ pub struct BenchArgs {
     /// Publishers in the audio scenario
     #[arg(long, default_value_t = 10)]
     pub publishers: usize,
-    /// Independent rooms, each running the whole scenario (a room lives on one media worker,
-    /// so several rooms spread over the server's cores)
+    /// Independent rooms, each running the whole scenario
     #[arg(long, default_value_t = 1)]
     pub rooms: usize,
     /// `--media-workers` for the spawned server [default: the server's, one per core]
     #[arg(long)]
     pub media_workers: Option<usize>,
+    /// `--worker-spill-margin` for the spawned server: 0 spreads one room evenly over the
+    /// media workers (through the relay) [default: the server's]
+    #[arg(long)]
+    pub worker_spill_margin: Option<usize>,
     /// Send video as three simulcast layers (q, h, f)
     #[arg(long, overrides_with = "no_simulcast")]
     pub simulcast: bool,
@@ -195,7 +198,7 @@ pub async fn run_once(args: &BenchArgs, n: usize) -> anyhow::Result<RunReport> {
     let sfu = {
         let server = match (&args.server, args.server_pid) {
             (Some(url), Some(pid)) => server::Server::existing(url.clone(), pid),
-            _ => server::Server::spawn(args.media_workers).await?,
+            _ => server::Server::spawn(args.media_workers, args.worker_spill_margin).await?,
         };
         eprintln!(
             "{:?} N={n} x {} room(s): {} peers ({} publishing), {} streams, server pid {}",
@@ -224,6 +227,7 @@ pub async fn run_once(args: &BenchArgs, n: usize) -> anyhow::Result<RunReport> {
         rooms: args.rooms.max(1),
         // Applied only to a server the bench spawns.
         media_workers: args.media_workers.filter(|_| args.server.is_none()),
+        worker_spill_margin: args.worker_spill_margin.filter(|_| args.server.is_none()),
         simulcast: traffic.simulcast,
         publishers: plan.publishers,
         receive_only_peers: plan.subscribers_only,
@@ -306,7 +310,7 @@ async fn soak(args: &BenchArgs, minutes: f64) -> anyhow::Result<()> {
     let plan = scenario::Plan::rooms(Scenario::Meeting, args.n, &args.traffic(), 1);
     let server = match (&args.server, args.server_pid) {
         (Some(url), Some(pid)) => server::Server::existing(url.clone(), pid),
-        _ => server::Server::spawn(args.media_workers).await?,
+        _ => server::Server::spawn(args.media_workers, args.worker_spill_margin).await?,
     };
     let settings = soak::SoakSettings {
         duration: Duration::from_secs_f64(minutes * 60.0),

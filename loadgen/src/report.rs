@@ -151,6 +151,8 @@ pub struct RunReport {
     pub rooms: usize,
     /// The spawned server's `--media-workers`; `None` is its default (one per core).
     pub media_workers: Option<usize>,
+    /// The spawned server's `--worker-spill-margin`; `None` is its default.
+    pub worker_spill_margin: Option<usize>,
     pub simulcast: bool,
     pub publishers: usize,
     pub receive_only_peers: usize,

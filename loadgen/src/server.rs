@@ -33,8 +33,12 @@ impl Server {
     }
 
     /// Spawn `switchboard serve` (this very executable) on free 127.0.0.1 ports, with
-    /// `--media-workers` if given, and wait until `/healthz` answers.
-    pub async fn spawn(media_workers: Option<usize>) -> anyhow::Result<Self> {
+    /// `--media-workers` and `--worker-spill-margin` if given, and wait until `/healthz`
+    /// answers.
+    pub async fn spawn(
+        media_workers: Option<usize>,
+        worker_spill_margin: Option<usize>,
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("finding our own executable")?;
         let http_addr = free_tcp_port()?;
         let rtc_addr = free_udp_and_tcp_port()?;
@@ -56,6 +60,9 @@ impl Server {
         ]);
         if let Some(workers) = media_workers {
             command.args(["--media-workers", &workers.to_string()]);
+        }
+        if let Some(margin) = worker_spill_margin {
+            command.args(["--worker-spill-margin", &margin.to_string()]);
         }
         let child = command
             .env("RUST_LOG", log)

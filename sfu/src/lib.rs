@@ -12,7 +12,7 @@
 //!   Control it with [`Sfu::join`], [`Sfu::accept_offer`], [`Sfu::accept_answer`],
 //!   [`Sfu::add_remote_candidate`], [`Sfu::set_muted`] and [`Sfu::leave`]. One owner, no locks.
 //! - [`SfuServer`] runs one such core per media worker thread (one per core by default; a
-//!   room lives on one worker) behind one UDP socket and an ICE-TCP listener on the same
+//!   room may span workers, see [`relay`]) behind one UDP socket and an ICE-TCP listener on the same
 //!   port, and hands out a cloneable [`SfuHandle`] for async code.
 //!
 //! ## What it does with media

@@ -271,7 +271,18 @@ async fn a_track_crosses_to_another_worker_once() {
 /// carrying all of them (it used to be one offer per track, interleaved).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_publisher_is_announced_then_offered_once() {
-    let server = TestServer::start().await;
+    announced_then_offered_once(&[]).await;
+}
+
+/// The same order when the publisher is on another media worker than the watcher (the
+/// events come through the relay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_on_another_worker_is_announced_then_offered_once() {
+    announced_then_offered_once(&["--media-workers", "2", "--worker-spill-margin", "0"]).await;
+}
+
+async fn announced_then_offered_once(server_flags: &[&str]) {
+    let server = TestServer::start_with(server_flags).await;
     let url = server.ws_url();
     let mut watcher = ClientConfig::new(&url, "order", "Watcher");
     watcher.publish_audio = false;
@@ -287,6 +298,13 @@ async fn a_new_publisher_is_announced_then_offered_once() {
     let publisher = TestClient::join(ClientConfig::new(&url, "order", "Publisher"))
         .await
         .expect("publisher joins");
+    if server_flags.contains(&"--media-workers") {
+        assert_ne!(
+            worker_of(&publisher.participant_id()),
+            worker_of(&watcher.participant_id()),
+            "the publisher is on the other worker"
+        );
+    }
     let mut before = Vec::new();
     let first_offer = loop {
         let msg = watcher

@@ -87,7 +87,19 @@ fn gaps(packets: &[VideoPacket]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_subscriber_gets_the_layer_its_link_allows() {
-    let server = TestServer::start().await;
+    layers_follow_each_link(&[]).await;
+}
+
+/// The same with the publisher and each subscriber on a media worker of its own: each
+/// subscriber's worker asks the publisher's for the layers it needs (through the relay), and
+/// gets its keyframes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_subscriber_gets_the_layer_its_link_allows_across_workers() {
+    layers_follow_each_link(&["--media-workers", "3", "--worker-spill-margin", "0"]).await;
+}
+
+async fn layers_follow_each_link(server_flags: &[&str]) {
+    let server = TestServer::start_with(server_flags).await;
     let url = server.ws_url();
     let media = server.rtc_addr;
     let _publisher = Str0mPeer::start(&url, "sc", "Pub", Role::Publisher, media, None).await;
