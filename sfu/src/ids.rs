@@ -16,6 +16,15 @@ macro_rules! id_type {
                 }
                 u64::from_str_radix(hex, 16).ok().map(Self)
             }
+
+            /// The id as a number, for compact encodings (the relay between nodes).
+            pub fn as_u64(self) -> u64 {
+                self.0
+            }
+
+            pub fn from_u64(value: u64) -> Self {
+                Self(value)
+            }
         }
 
         impl fmt::Display for $name {

@@ -113,13 +113,13 @@ pub struct RelayedPacket {
 }
 
 /// Whether `mask` has `layer`.
-pub(crate) fn has_layer(mask: LayerMask, layer: usize) -> bool {
+pub fn has_layer(mask: LayerMask, layer: usize) -> bool {
     layer < 8 && mask & (1 << layer) != 0
 }
 
 /// `mask` with `layer` added (layers past the eighth are never simulcast in practice and
 /// are not representable: they are ignored).
-pub(crate) fn with_layer(mask: LayerMask, layer: usize) -> LayerMask {
+pub fn with_layer(mask: LayerMask, layer: usize) -> LayerMask {
     if layer < 8 {
         mask | (1 << layer)
     } else {

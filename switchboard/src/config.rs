@@ -13,6 +13,8 @@ use signaling::{ConnectionLimits, IpNet};
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_RTC_ADDR: &str = "127.0.0.1:50000";
 pub const DEFAULT_TURN_ADDR: &str = "127.0.0.1:3478";
+/// Where a cluster node listens for relay links from the other nodes.
+pub const DEFAULT_RELAY_ADDR: &str = "127.0.0.1:7946";
 /// Ephemeral TURN credentials handed to participants stay valid this long: longer than any
 /// call, since every TURN Refresh is authenticated with them.
 pub const DEFAULT_TURN_CREDENTIAL_TTL_SECS: u64 = 12 * 3600;
@@ -119,10 +121,26 @@ pub struct ServeArgs {
     /// exiting anyway [default: 60]
     #[arg(long, env = "SWITCHBOARD_DRAIN_DEADLINE", value_name = "SECONDS")]
     pub drain_deadline: Option<f64>,
+    /// Join a cluster whose registry is this Redis (redis://host:port); rooms then span every
+    /// node of it (docs/scaling.md). Needs --cluster-secret
+    #[arg(long, env = "SWITCHBOARD_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+    /// The secret every node of the cluster shares (at least 16 bytes): it authenticates and
+    /// encrypts the relay links between nodes
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// Where this node listens for relay links from the other nodes [default: 127.0.0.1:7946]
+    #[arg(long, env = "SWITCHBOARD_RELAY_ADDR")]
+    pub relay_addr: Option<SocketAddr>,
+    /// Where the other nodes reach this node's relay, when it differs from --relay-addr (a
+    /// wildcard bind, NAT) [default: --relay-addr]
+    #[arg(long, env = "SWITCHBOARD_NODE_ADDR")]
+    pub node_addr: Option<SocketAddr>,
     /// A TOML file with any of: http_addr, rtc_addr, public_ip, ice_tcp, media_workers,
-    /// worker_spill_margin, turn_addr, turn, turn_secret, api_key, api_secret, tls_cert, tls_key, trusted_proxy
-    /// (a list), drain_deadline, turn_max_allocations_per_ip, and the limits (max_rooms, ...,
-    /// ws_idle_timeout, max_connections_per_ip, max_joins_per_ip_per_minute)
+    /// worker_spill_margin, turn_addr, turn, turn_secret, api_key, api_secret, tls_cert,
+    /// tls_key, trusted_proxy (a list), drain_deadline, turn_max_allocations_per_ip, redis,
+    /// cluster_secret, relay_addr, node_addr, and the limits (max_rooms, ..., ws_idle_timeout,
+    /// max_connections_per_ip, max_joins_per_ip_per_minute)
     #[arg(long, short, env = "SWITCHBOARD_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -148,6 +166,10 @@ struct FileConfig {
     ice_tcp: Option<bool>,
     media_workers: Option<usize>,
     worker_spill_margin: Option<usize>,
+    redis: Option<String>,
+    cluster_secret: Option<String>,
+    relay_addr: Option<SocketAddr>,
+    node_addr: Option<SocketAddr>,
     turn_addr: Option<SocketAddr>,
     turn: Option<bool>,
     turn_secret: Option<String>,
@@ -193,6 +215,16 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// How long a drain waits for the server to empty before exiting anyway.
     pub drain_deadline: Duration,
+    /// Membership of a cluster (`--redis`), if configured.
+    pub cluster: Option<ClusterSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSettings {
+    pub redis_url: String,
+    pub secret: String,
+    pub relay_addr: SocketAddr,
+    pub node_addr: SocketAddr,
 }
 
 /// The PEM files of `--tls-cert` and `--tls-key`.
@@ -304,7 +336,37 @@ impl ServeConfig {
             DEFAULT_DRAIN_DEADLINE,
             "drain_deadline",
         )?;
+        let cluster = match (
+            args.redis.clone().or(file.redis),
+            args.cluster_secret.clone().or(file.cluster_secret),
+        ) {
+            (None, _) => None,
+            (Some(_), None) => bail!("--redis needs --cluster-secret (shared by every node)"),
+            (Some(_), Some(secret)) if secret.len() < 16 => {
+                bail!("--cluster-secret must have at least 16 characters")
+            }
+            (Some(redis_url), Some(secret)) => {
+                let relay_addr = args
+                    .relay_addr
+                    .or(file.relay_addr)
+                    .unwrap_or(default(DEFAULT_RELAY_ADDR));
+                let node_addr = match args.node_addr.or(file.node_addr) {
+                    Some(addr) => addr,
+                    None if relay_addr.ip().is_unspecified() => {
+                        bail!("a wildcard --relay-addr needs --node-addr (where the other nodes reach this one)")
+                    }
+                    None => relay_addr,
+                };
+                Some(ClusterSettings {
+                    redis_url,
+                    secret,
+                    relay_addr,
+                    node_addr,
+                })
+            }
+        };
         Ok(Self {
+            cluster,
             api_keys,
             sfu_limits,
             connection_limits,

@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::config::{ServeConfig, TurnSettings};
 
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
-    let media = SfuServer::start(SfuServerConfig {
+    let mut media = SfuServer::start(SfuServerConfig {
         bind: config.rtc_addr,
         public_ip: config.public_ip,
         ice_tcp: config.ice_tcp,
@@ -29,8 +29,26 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         resume_grace: config.resume_grace,
         workers: config.media_workers,
         spill_margin: config.worker_spill_margin,
+        relay_port: config.cluster.is_some(),
     })
     .with_context(|| format!("binding media on {}", config.rtc_addr))?;
+    let mut cluster = match (&config.cluster, media.take_relay_port()) {
+        (Some(settings), Some(port)) => Some(
+            cluster::Cluster::start(
+                cluster::ClusterConfig {
+                    redis_url: settings.redis_url.clone(),
+                    relay_listen: settings.relay_addr,
+                    relay_advertise: settings.node_addr,
+                    secret: settings.secret.clone().into_bytes(),
+                    key_prefix: "switchboard:".into(),
+                },
+                port,
+            )
+            .await
+            .context("joining the cluster")?,
+        ),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
         .with_context(|| format!("binding HTTP on {}", config.http_addr))?;
@@ -135,6 +153,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
     .context("HTTP server")?;
     tracing::info!("shutting down");
+    if let Some(cluster) = cluster.as_mut() {
+        cluster.leave().await;
+    }
     while tasks.join_next().await.is_some() {}
     media.join();
     Ok(())

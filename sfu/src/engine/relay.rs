@@ -49,10 +49,10 @@ impl Sfu {
     pub fn handle_relayed_media(&mut self, packets: &[RelayedPacket], now: Instant) {
         for packet in packets {
             self.counters.relayed_packets_in += 1;
-            if !self
+            if self
                 .tracks
                 .get(&packet.track)
-                .is_some_and(|t| t.origin.is_some())
+                .is_none_or(|t| t.origin.is_none())
             {
                 // Unpublished meanwhile, or not a relayed track: nothing to do.
                 continue;

@@ -7,4 +7,4 @@ mod server;
 mod tcp;
 
 pub use handle::{SfuHandle, SfuStats};
-pub use server::{SfuServer, SfuServerConfig};
+pub use server::{RelayInbox, RelayPort, SfuServer, SfuServerConfig};

@@ -41,8 +41,8 @@ const MAX_DATAGRAM: usize = 2048;
 /// Datagrams per receive and send call.
 const BATCH_SIZE: usize = datagram::MAX_BATCH;
 
-/// Participant ids carry their worker in one byte.
-const MAX_WORKERS: usize = 256;
+/// Participant ids carry their worker in one byte, and one relay slot may follow the workers.
+const MAX_WORKERS: usize = 255;
 
 #[derive(Debug, Clone)]
 pub struct SfuServerConfig {
@@ -60,12 +60,16 @@ pub struct SfuServerConfig {
     /// How far a room's worker may be above the least loaded one (in participants) before
     /// the room's next participant goes elsewhere (`placement.rs`).
     pub spill_margin: usize,
+    /// Open a relay slot after the media workers ([`SfuServer::take_relay_port`]) for a
+    /// cluster gateway.
+    pub relay_port: bool,
 }
 
 pub struct SfuServer {
     handle: SfuHandle,
     udp_addr: SocketAddr,
     threads: Vec<std::thread::JoinHandle<()>>,
+    relay_port: Option<RelayPort>,
 }
 
 /// Receive batches a worker may have waiting from worker 0. Past this the worker is not
@@ -77,12 +81,36 @@ const INBOUND_BATCHES: usize = 64;
 /// keeping up, and further batches are dropped (NACKs and keyframe requests repair them).
 const RELAY_MEDIA_BATCHES: usize = 256;
 
-/// Where the other workers hand a worker their relay messages (see `relay.rs`). Control
-/// messages are few and must not be lost; media is bounded.
+/// Where the others hand a worker (or the cluster gateway) their relay messages (see
+/// `relay.rs`). Control messages are few and must not be lost; media is bounded.
 #[derive(Clone)]
-struct RelayInbox {
+pub struct RelayInbox {
     control: mpsc::UnboundedSender<(WorkerIndex, Vec<RelayMessage>)>,
     media: mpsc::Sender<Vec<RelayedPacket>>,
+}
+
+impl RelayInbox {
+    /// Hand over control messages from `from`; `false` if the worker is gone.
+    pub fn send_control(&self, from: WorkerIndex, messages: Vec<RelayMessage>) -> bool {
+        self.control.send((from, messages)).is_ok()
+    }
+
+    /// Hand over media; `false` if it was dropped (the worker is behind, or gone).
+    pub fn send_media(&self, packets: Vec<RelayedPacket>) -> bool {
+        self.media.try_send(packets).is_ok()
+    }
+}
+
+/// The relay slot after the media workers, for something that joins rooms of this server
+/// to other servers' (the cluster gateway): it gets what the workers send that slot, and may
+/// send each worker what a worker could. See [`SfuServerConfig::relay_port`].
+pub struct RelayPort {
+    /// This slot's index: the workers see relayed tracks' origin and messages' sender as it.
+    pub index: WorkerIndex,
+    pub control: mpsc::UnboundedReceiver<(WorkerIndex, Vec<RelayMessage>)>,
+    pub media: mpsc::Receiver<Vec<RelayedPacket>>,
+    /// The media workers' inboxes, by index.
+    pub workers: Vec<RelayInbox>,
 }
 
 /// Where worker 0 hands another worker its peers' datagrams and ICE-TCP events. TCP events
@@ -251,6 +279,23 @@ impl SfuServer {
             inbound_txs.push(inbound_tx);
             setups.push((commands, inbound, metrics));
         }
+        let relay_port = if config.relay_port {
+            let (control_tx, control) = mpsc::unbounded_channel();
+            let (media_tx, media) = mpsc::channel(RELAY_MEDIA_BATCHES);
+            let port = RelayPort {
+                index: worker_count as WorkerIndex,
+                control,
+                media,
+                workers: relay_inboxes.clone(),
+            };
+            relay_inboxes.push(RelayInbox {
+                control: control_tx,
+                media: media_tx,
+            });
+            Some(port)
+        } else {
+            None
+        };
         let (route_tx, route_rx) = mpsc::unbounded_channel();
         let mut route_rx = (worker_count > 1).then_some(route_rx);
         let mut receiving = Some((std_udp.try_clone()?, std_tcp));
@@ -264,7 +309,7 @@ impl SfuServer {
             sfu_config.report_routes = worker_count > 1;
             sfu_config.load = Some(Arc::clone(&load));
             sfu_config.placement = Some(Arc::clone(&placement));
-            sfu_config.workers = worker_count as u8;
+            sfu_config.workers = relay_inboxes.len() as u8;
             let relay = relay_inboxes.clone();
             let send_socket = std_udp.try_clone()?;
             // Worker 0 receives for everyone; the others get their peers' datagrams from it.
@@ -324,7 +369,14 @@ impl SfuServer {
             handle: SfuHandle::new(handles, placement, load),
             udp_addr,
             threads,
+            relay_port,
         })
+    }
+
+    /// The relay slot for a cluster gateway, if [`SfuServerConfig::relay_port`] asked for one
+    /// (once).
+    pub fn take_relay_port(&mut self) -> Option<RelayPort> {
+        self.relay_port.take()
     }
 
     pub fn handle(&self) -> SfuHandle {

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod redis;
 pub mod shaper;
 pub mod str0m_peer;
 pub mod ws;

@@ -1,0 +1,508 @@
+//! What nodes say to each other over a relay link, and its binary encoding. Every field is
+//! length-checked on decode: a peer that passed authentication is still not trusted to send
+//! well-formed messages (a bug, or a node of another version).
+
+use std::time::Instant;
+
+use sfu::relay::{RelayedPacket, RoomEvent};
+use sfu::{ForwardedCodec, MediaKind, ParticipantId, Rid, TrackId, TrackSource};
+use str0m::media::KeyframeRequestKind;
+use str0m::rtp::{Ssrc, VideoOrientation};
+
+/// Longest room or participant name carried (the signaling layer allows less).
+const MAX_NAME: usize = 1024;
+/// Most simulcast rids per track.
+const MAX_RIDS: usize = 8;
+/// Largest RTP payload carried.
+const MAX_PAYLOAD: usize = 1500;
+/// Most packets in one media message.
+const MAX_BATCH: usize = 1024;
+
+/// One message between two nodes.
+#[derive(Debug, Clone)]
+pub enum NodeMessage {
+    /// Something happened in a room, to one of the sender's own participants.
+    Room(RoomEvent),
+    /// The sender has sent every room event of its participants as they are now (after a
+    /// link is established): members of the sender's that the receiver knows and that were
+    /// not in it have left.
+    SnapshotEnd,
+    /// The layers of a track published on the receiver that the sender's subscribers need.
+    Needs { track: TrackId, layers: u8 },
+    /// A subscriber on the sender wants a keyframe of a layer of a track on the receiver.
+    KeyframeRequest {
+        track: TrackId,
+        layer: u8,
+        kind: KeyframeRequestKind,
+    },
+    /// Media of tracks published on the sender that the receiver asked for.
+    Media(Vec<RelayedPacket>),
+    /// Nothing to say; keeps the link's liveness check fed.
+    Ping,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed relay message: {0}")]
+pub struct DecodeError(&'static str);
+
+impl NodeMessage {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer(out);
+        match self {
+            NodeMessage::Room(event) => {
+                w.u8(1);
+                encode_room_event(&mut w, event);
+            }
+            NodeMessage::SnapshotEnd => w.u8(2),
+            NodeMessage::Needs { track, layers } => {
+                w.u8(3);
+                w.u64(track.as_u64());
+                w.u8(*layers);
+            }
+            NodeMessage::KeyframeRequest { track, layer, kind } => {
+                w.u8(4);
+                w.u64(track.as_u64());
+                w.u8(*layer);
+                w.u8(match kind {
+                    KeyframeRequestKind::Pli => 0,
+                    KeyframeRequestKind::Fir => 1,
+                });
+            }
+            NodeMessage::Media(packets) => {
+                w.u8(5);
+                w.u16(packets.len() as u16);
+                for p in packets {
+                    encode_packet(&mut w, p);
+                }
+            }
+            NodeMessage::Ping => w.u8(6),
+        }
+    }
+
+    /// Decode one message; packets get `received` as their arrival time.
+    pub fn decode(data: &[u8], received: Instant) -> Result<Self, DecodeError> {
+        let mut r = Reader(data);
+        let message = match r.u8()? {
+            1 => NodeMessage::Room(decode_room_event(&mut r)?),
+            2 => NodeMessage::SnapshotEnd,
+            3 => NodeMessage::Needs {
+                track: r.track()?,
+                layers: r.u8()?,
+            },
+            4 => NodeMessage::KeyframeRequest {
+                track: r.track()?,
+                layer: r.u8()?,
+                kind: match r.u8()? {
+                    0 => KeyframeRequestKind::Pli,
+                    1 => KeyframeRequestKind::Fir,
+                    _ => return Err(DecodeError("keyframe request kind")),
+                },
+            },
+            5 => {
+                let n = usize::from(r.u16()?);
+                if n > MAX_BATCH {
+                    return Err(DecodeError("media batch too large"));
+                }
+                let mut packets = Vec::with_capacity(n);
+                for _ in 0..n {
+                    packets.push(decode_packet(&mut r, received)?);
+                }
+                NodeMessage::Media(packets)
+            }
+            6 => NodeMessage::Ping,
+            _ => return Err(DecodeError("message type")),
+        };
+        if !r.0.is_empty() {
+            return Err(DecodeError("trailing bytes"));
+        }
+        Ok(message)
+    }
+}
+
+fn encode_room_event(w: &mut Writer<'_>, event: &RoomEvent) {
+    match event {
+        RoomEvent::Joined {
+            room,
+            participant,
+            name,
+        } => {
+            w.u8(1);
+            w.str(room);
+            w.u64(participant.as_u64());
+            w.str(name);
+        }
+        RoomEvent::Left { room, participant } => {
+            w.u8(2);
+            w.str(room);
+            w.u64(participant.as_u64());
+        }
+        RoomEvent::Published {
+            room,
+            participant,
+            track,
+            kind,
+            rids,
+            source,
+            muted,
+        } => {
+            w.u8(3);
+            w.str(room);
+            w.u64(participant.as_u64());
+            w.u64(track.as_u64());
+            w.u8(match kind {
+                MediaKind::Audio => 0,
+                MediaKind::Video => 1,
+            });
+            w.u8(rids.len().min(MAX_RIDS) as u8);
+            for rid in rids.iter().take(MAX_RIDS) {
+                w.str(rid);
+            }
+            w.u8(source_byte(*source));
+            w.u8(u8::from(*muted));
+        }
+        RoomEvent::Unpublished {
+            room,
+            participant,
+            track,
+        } => {
+            w.u8(4);
+            w.str(room);
+            w.u64(participant.as_u64());
+            w.u64(track.as_u64());
+        }
+        RoomEvent::Muted {
+            room,
+            participant,
+            track,
+            muted,
+        } => {
+            w.u8(5);
+            w.str(room);
+            w.u64(participant.as_u64());
+            w.u64(track.as_u64());
+            w.u8(u8::from(*muted));
+        }
+        RoomEvent::SourceChanged { track, source } => {
+            w.u8(6);
+            w.u64(track.as_u64());
+            w.u8(source_byte(*source));
+        }
+    }
+}
+
+fn decode_room_event(r: &mut Reader<'_>) -> Result<RoomEvent, DecodeError> {
+    Ok(match r.u8()? {
+        1 => RoomEvent::Joined {
+            room: r.str()?,
+            participant: r.participant()?,
+            name: r.str()?,
+        },
+        2 => RoomEvent::Left {
+            room: r.str()?,
+            participant: r.participant()?,
+        },
+        3 => {
+            let room = r.str()?;
+            let participant = r.participant()?;
+            let track = r.track()?;
+            let kind = match r.u8()? {
+                0 => MediaKind::Audio,
+                1 => MediaKind::Video,
+                _ => return Err(DecodeError("media kind")),
+            };
+            let n = usize::from(r.u8()?);
+            if n > MAX_RIDS {
+                return Err(DecodeError("too many rids"));
+            }
+            let mut rids = Vec::with_capacity(n);
+            for _ in 0..n {
+                rids.push(Rid::from(r.str()?.as_str()));
+            }
+            RoomEvent::Published {
+                room,
+                participant,
+                track,
+                kind,
+                rids,
+                source: r.source()?,
+                muted: r.bool()?,
+            }
+        }
+        4 => RoomEvent::Unpublished {
+            room: r.str()?,
+            participant: r.participant()?,
+            track: r.track()?,
+        },
+        5 => RoomEvent::Muted {
+            room: r.str()?,
+            participant: r.participant()?,
+            track: r.track()?,
+            muted: r.bool()?,
+        },
+        6 => RoomEvent::SourceChanged {
+            track: r.track()?,
+            source: r.source()?,
+        },
+        _ => return Err(DecodeError("room event type")),
+    })
+}
+
+fn encode_packet(w: &mut Writer<'_>, p: &RelayedPacket) {
+    w.u64(p.track.as_u64());
+    w.u8(p.layer.min(255) as u8);
+    w.u8(match p.codec {
+        ForwardedCodec::Opus => 0,
+        ForwardedCodec::Vp8 => 1,
+        ForwardedCodec::H264 => 2,
+    });
+    w.u32(*p.ssrc);
+    w.u64(p.seq);
+    w.u32(p.timestamp);
+    // Flags: marker, then which optional extensions follow.
+    let flags = u8::from(p.marker)
+        | u8::from(p.audio_level.is_some()) << 1
+        | u8::from(p.voice_activity.is_some()) << 2
+        | u8::from(p.voice_activity == Some(true)) << 3
+        | u8::from(p.video_orientation.is_some()) << 4;
+    w.u8(flags);
+    if let Some(level) = p.audio_level {
+        w.u8(level as u8);
+    }
+    if let Some(orientation) = p.video_orientation {
+        w.u8(orientation as u8);
+    }
+    w.bytes(&p.payload);
+}
+
+fn decode_packet(r: &mut Reader<'_>, received: Instant) -> Result<RelayedPacket, DecodeError> {
+    let track = r.track()?;
+    let layer = usize::from(r.u8()?);
+    let codec = match r.u8()? {
+        0 => ForwardedCodec::Opus,
+        1 => ForwardedCodec::Vp8,
+        2 => ForwardedCodec::H264,
+        _ => return Err(DecodeError("codec")),
+    };
+    let ssrc = Ssrc::from(r.u32()?);
+    let seq = r.u64()?;
+    let timestamp = r.u32()?;
+    let flags = r.u8()?;
+    let audio_level = (flags & 0x02 != 0).then(|| r.u8()).transpose()?;
+    let voice_activity = (flags & 0x04 != 0).then_some(flags & 0x08 != 0);
+    let video_orientation = (flags & 0x10 != 0)
+        .then(|| r.u8())
+        .transpose()?
+        .map(|o| VideoOrientation::from(o & 0x03));
+    let payload = r.bytes()?;
+    if payload.len() > MAX_PAYLOAD {
+        return Err(DecodeError("payload too large"));
+    }
+    Ok(RelayedPacket {
+        track,
+        layer,
+        codec,
+        ssrc,
+        seq,
+        timestamp,
+        marker: flags & 0x01 != 0,
+        received,
+        audio_level: audio_level.map(|l| l as i8),
+        voice_activity,
+        video_orientation,
+        payload: payload.to_vec(),
+    })
+}
+
+fn source_byte(source: TrackSource) -> u8 {
+    match source {
+        TrackSource::Camera => 0,
+        TrackSource::Screen => 1,
+    }
+}
+
+struct Writer<'a>(&'a mut Vec<u8>);
+
+impl Writer<'_> {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.u16(v.len().min(usize::from(u16::MAX)) as u16);
+        self.0
+            .extend_from_slice(&v[..v.len().min(usize::from(u16::MAX))]);
+    }
+    fn str(&mut self, v: &str) {
+        // Names are validated (and short) before they reach a room; cut at a char boundary
+        // anyway so that what is sent always decodes.
+        let mut end = v.len().min(MAX_NAME);
+        while !v.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.bytes(&v.as_bytes()[..end]);
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError("truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(b))
+    }
+    fn bool(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError("boolean")),
+        }
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = usize::from(self.u16()?);
+        self.take(n)
+    }
+    fn str(&mut self) -> Result<String, DecodeError> {
+        let b = self.bytes()?;
+        if b.len() > MAX_NAME {
+            return Err(DecodeError("name too long"));
+        }
+        String::from_utf8(b.to_vec()).map_err(|_| DecodeError("name not UTF-8"))
+    }
+    fn participant(&mut self) -> Result<ParticipantId, DecodeError> {
+        Ok(ParticipantId::from_u64(self.u64()?))
+    }
+    fn track(&mut self) -> Result<TrackId, DecodeError> {
+        Ok(TrackId::from_u64(self.u64()?))
+    }
+    fn source(&mut self) -> Result<TrackSource, DecodeError> {
+        match self.u8()? {
+            0 => Ok(TrackSource::Camera),
+            1 => Ok(TrackSource::Screen),
+            _ => Err(DecodeError("track source")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(message: &NodeMessage) -> NodeMessage {
+        let mut bytes = Vec::new();
+        message.encode(&mut bytes);
+        NodeMessage::decode(&bytes, Instant::now()).expect("decodes")
+    }
+
+    #[test]
+    fn room_events_and_media_round_trip() {
+        let published = NodeMessage::Room(RoomEvent::Published {
+            room: "räum".into(),
+            participant: ParticipantId::from_u64(0x1234_5678_9abc_de01),
+            track: TrackId::from_u64(42),
+            kind: MediaKind::Video,
+            rids: vec![Rid::from("q"), Rid::from("h"), Rid::from("f")],
+            source: TrackSource::Screen,
+            muted: true,
+        });
+        let text = format!("{:?}", round_trip(&published));
+        assert_eq!(text, format!("{published:?}"));
+
+        let packet = RelayedPacket {
+            track: TrackId::from_u64(7),
+            layer: 2,
+            codec: ForwardedCodec::Vp8,
+            ssrc: Ssrc::from(0xdead_beef),
+            seq: 1 << 40,
+            timestamp: 90_000,
+            marker: true,
+            received: Instant::now(),
+            audio_level: Some(-30),
+            voice_activity: Some(true),
+            video_orientation: None,
+            payload: vec![0x90, 0x80, 1, 2, 3],
+        };
+        let NodeMessage::Media(packets) = round_trip(&NodeMessage::Media(vec![packet.clone()]))
+        else {
+            panic!("not media");
+        };
+        let p = &packets[0];
+        assert_eq!(
+            (
+                p.track,
+                p.layer,
+                p.codec,
+                p.ssrc,
+                p.seq,
+                p.timestamp,
+                p.marker
+            ),
+            (
+                packet.track,
+                packet.layer,
+                packet.codec,
+                packet.ssrc,
+                packet.seq,
+                packet.timestamp,
+                packet.marker
+            )
+        );
+        assert_eq!(
+            (p.audio_level, p.voice_activity, &p.payload),
+            (Some(-30), Some(true), &packet.payload)
+        );
+    }
+
+    #[test]
+    fn truncated_and_trailing_bytes_are_refused() {
+        let mut bytes = Vec::new();
+        NodeMessage::Needs {
+            track: TrackId::from_u64(1),
+            layers: 3,
+        }
+        .encode(&mut bytes);
+        for cut in 0..bytes.len() {
+            assert!(NodeMessage::decode(&bytes[..cut], Instant::now()).is_err());
+        }
+        bytes.push(0);
+        assert_eq!(
+            NodeMessage::decode(&bytes, Instant::now()).unwrap_err(),
+            DecodeError("trailing bytes")
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = NodeMessage::decode(&data, Instant::now());
+        }
+    }
+}
