@@ -216,7 +216,7 @@ async fn a_track_crosses_to_another_worker_once() {
         .expect("publisher joins");
     let mut watchers = Vec::new();
     for i in 0..WATCHERS {
-        let mut config = ClientConfig::new(&url, "economy", &format!("W{i}"));
+        let mut config = ClientConfig::new(&url, "economy", format!("W{i}"));
         config.publish_audio = false;
         config.publish_video = false;
         watchers.push(TestClient::join(config).await.expect("watcher joins"));
