@@ -68,10 +68,10 @@ async fn participants_on_different_nodes_share_a_room() {
     let a = node(&redis, &[]).await;
     let b = node(&redis, &[]).await;
 
-    let ann = TestClient::join(ClientConfig::new(&a.ws_url(), "cluster", "Ann"))
+    let ann = TestClient::join(ClientConfig::new(a.ws_url(), "cluster", "Ann"))
         .await
         .expect("Ann joins on A");
-    let ben = TestClient::join(ClientConfig::new(&b.ws_url(), "cluster", "Ben"))
+    let ben = TestClient::join(ClientConfig::new(b.ws_url(), "cluster", "Ben"))
         .await
         .expect("Ben joins on B");
     ann.start_media();
@@ -79,7 +79,7 @@ async fn participants_on_different_nodes_share_a_room() {
     expect_media_from(&ben, &ann).await;
     expect_media_from(&ann, &ben).await;
 
-    let cat = TestClient::join(ClientConfig::new(&b.ws_url(), "cluster", "Cat"))
+    let cat = TestClient::join(ClientConfig::new(b.ws_url(), "cluster", "Cat"))
         .await
         .expect("Cat joins on B");
     let named: Vec<String> = cat.joined_message()["participants"]
@@ -121,13 +121,13 @@ async fn a_killed_node_is_noticed_and_the_others_keep_their_media() {
     let b = node(&redis, &[]).await;
     let mut c = node(&redis, &[]).await;
 
-    let ann = TestClient::join(ClientConfig::new(&a.ws_url(), "fault", "Ann"))
+    let ann = TestClient::join(ClientConfig::new(a.ws_url(), "fault", "Ann"))
         .await
         .expect("Ann joins on A");
-    let ben = TestClient::join(ClientConfig::new(&b.ws_url(), "fault", "Ben"))
+    let ben = TestClient::join(ClientConfig::new(b.ws_url(), "fault", "Ben"))
         .await
         .expect("Ben joins on B");
-    let cat = TestClient::join(ClientConfig::new(&c.ws_url(), "fault", "Cat"))
+    let cat = TestClient::join(ClientConfig::new(c.ws_url(), "fault", "Cat"))
         .await
         .expect("Cat joins on C");
     for client in [&ann, &ben, &cat] {
