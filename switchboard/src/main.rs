@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the SFU, signaling and the web client (http://127.0.0.1:8080 by default)
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Run only the STUN/TURN server (it is also embedded in `serve`)
     Turn(turn_cmd::TurnArgs),
     /// Mint an access token (JWT) with the server's API key and secret
