@@ -58,7 +58,7 @@ pub use event::{
     ResumeInfo, SfuEvent, SubscriptionStats, TrackInfo,
 };
 pub use ids::{ParticipantId, TrackId};
-pub use io::{SfuHandle, SfuServer, SfuServerConfig};
+pub use io::{PlaybackJoin, SfuHandle, SfuServer, SfuServerConfig};
 pub use metrics::{Counters, MetricsSnapshot};
 pub use policy::{Permissions, SfuLimits, ShardLoad};
 pub use str0m::media::MediaKind;

@@ -9,6 +9,7 @@ mod admin;
 mod allocate;
 mod forward;
 mod negotiate;
+mod single_offer;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -816,7 +817,7 @@ impl Sfu {
         }
     }
 
-    fn remove(&mut self, id: ParticipantId, _now: Instant) {
+    fn remove(&mut self, id: ParticipantId, now: Instant) {
         let Some(p) = self.participants.remove(&id) else {
             return;
         };
@@ -846,6 +847,7 @@ impl Sfu {
             }
         }
         tracing::info!(participant = %id, room = %p.room, "left");
+        self.end_playback_of(id, now);
         self.publish_load();
         self.renegotiate_room(&p.room, id);
     }
