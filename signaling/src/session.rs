@@ -174,7 +174,8 @@ impl Session {
         self.admission.client.ip()
     }
 
-    /// A join or resume on a draining server: refused, so the client goes elsewhere.
+    /// A resume on a draining server: refused, so the client goes elsewhere (joins are
+    /// refused by [`Admission::admit`]).
     fn refuse_if_draining(&self, id: Option<u64>) -> Option<Vec<Action>> {
         if !self.admission.drain.is_draining() {
             return None;
