@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use sfu::relay::{RelayedPacket, RoomEvent};
-use sfu::{ForwardedCodec, MediaKind, ParticipantId, Rid, TrackId, TrackSource};
+use sfu::{ForwardedCodec, H264Profile, MediaKind, ParticipantId, Rid, TrackId, TrackSource};
 use str0m::media::KeyframeRequestKind;
 use str0m::rtp::{Ssrc, VideoOrientation};
 
@@ -253,8 +253,12 @@ fn encode_packet(w: &mut Writer<'_>, p: &RelayedPacket) {
     w.u8(match p.codec {
         ForwardedCodec::Opus => 0,
         ForwardedCodec::Vp8 => 1,
-        ForwardedCodec::H264 => 2,
+        ForwardedCodec::H264(_) => 2,
     });
+    if let ForwardedCodec::H264(profile) = p.codec {
+        w.u8(profile.profile_idc());
+        w.u8(u8::from(profile.constrained_baseline()));
+    }
     w.u32(*p.ssrc);
     w.u64(p.seq);
     w.u32(p.timestamp);
@@ -280,7 +284,7 @@ fn decode_packet(r: &mut Reader<'_>, received: Instant) -> Result<RelayedPacket,
     let codec = match r.u8()? {
         0 => ForwardedCodec::Opus,
         1 => ForwardedCodec::Vp8,
-        2 => ForwardedCodec::H264,
+        2 => ForwardedCodec::H264(H264Profile::new(r.u8()?, r.bool()?)),
         _ => return Err(DecodeError("codec")),
     };
     let ssrc = Ssrc::from(r.u32()?);

@@ -11,7 +11,45 @@ use str0m::rtp::Vp8Descriptor;
 pub enum ForwardedCodec {
     Opus,
     Vp8,
-    H264,
+    /// H.264 in packetization mode 1, of one profile: a subscriber gets it on its payload
+    /// type of the same profile when it negotiated one.
+    H264(H264Profile),
+}
+
+/// The profile part of an H.264 `profile-level-id` (RFC 6184 8.1): the level does not
+/// matter to a decoder's choice of payload type, the profile (and whether a baseline is the
+/// constrained one) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H264Profile {
+    profile_idc: u8,
+    constrained_baseline: bool,
+}
+
+impl H264Profile {
+    pub fn new(profile_idc: u8, constrained_baseline: bool) -> Self {
+        Self {
+            profile_idc,
+            constrained_baseline,
+        }
+    }
+
+    pub fn profile_idc(self) -> u8 {
+        self.profile_idc
+    }
+
+    pub fn constrained_baseline(self) -> bool {
+        self.constrained_baseline
+    }
+
+    /// From a `profile-level-id` (absent: RFC 6184's default, baseline).
+    pub fn from_profile_level_id(profile_level_id: Option<u32>) -> Self {
+        let [_, profile_idc, profile_iop, _] = profile_level_id.unwrap_or(0x42_00_0a).to_be_bytes();
+        Self {
+            profile_idc,
+            // Constrained baseline is baseline (0x42) with constraint_set1_flag (0x40).
+            constrained_baseline: profile_idc == 0x42 && profile_iop & 0x40 != 0,
+        }
+    }
 }
 
 impl ForwardedCodec {
@@ -19,7 +57,6 @@ impl ForwardedCodec {
         match codec {
             Codec::Opus => Some(Self::Opus),
             Codec::Vp8 => Some(Self::Vp8),
-            Codec::H264 => Some(Self::H264),
             _ => None,
         }
     }
@@ -31,7 +68,7 @@ impl ForwardedCodec {
             Self::Vp8 => Vp8Descriptor::parse(payload)
                 .map(|d| d.starts_keyframe(payload))
                 .unwrap_or(false),
-            Self::H264 => h264_has_idr(payload),
+            Self::H264(_) => h264_starts_keyframe(payload),
         }
     }
 }
@@ -83,21 +120,30 @@ impl Vp8Header {
     }
 }
 
-/// Whether an H.264 RTP payload (RFC 6184) carries an IDR slice: as a single NAL unit, inside
-/// a STAP-A aggregate, or as the first fragment of an FU-A.
-fn h264_has_idr(payload: &[u8]) -> bool {
+/// Whether an H.264 RTP payload (RFC 6184) starts a keyframe: it carries a sequence
+/// parameter set or an IDR slice, as a single NAL unit, inside a STAP-A aggregate, or as the
+/// first fragment of an FU-A.
+///
+/// The SPS counts because a decoder needs the SPS and PPS before the IDR, and senders put
+/// them right before it: libwebrtc (Chromium) sends a STAP-A of SPS and PPS, then the IDR in
+/// FU-A fragments; x264 (OBS), GStreamer's `rtph264pay config-interval=-1` and ffmpeg's WHIP
+/// muxer repeat them before every IDR too. Switching at the IDR alone would drop the packet
+/// with the SPS and PPS of the new layer, whose resolution differs from the old one's, and
+/// leave the decoder unable to start.
+fn h264_starts_keyframe(payload: &[u8]) -> bool {
     const IDR: u8 = 5;
+    const SPS: u8 = 7;
     const STAP_A: u8 = 24;
     const FU_A: u8 = 28;
+    let starts = |nal_type: u8| nal_type == IDR || nal_type == SPS;
     let Some(&first) = payload.first() else {
         return false;
     };
     match first & 0x1f {
-        IDR => true,
         STAP_A => {
             let mut rest = &payload[1..];
             while let [hi, lo, nal, ..] = *rest {
-                if nal & 0x1f == IDR {
+                if starts(nal & 0x1f) {
                     return true;
                 }
                 let len = usize::from(u16::from_be_bytes([hi, lo]));
@@ -110,8 +156,8 @@ fn h264_has_idr(payload: &[u8]) -> bool {
         }
         FU_A => payload
             .get(1)
-            .is_some_and(|fu| fu & 0x80 != 0 && fu & 0x1f == IDR),
-        _ => false,
+            .is_some_and(|fu| fu & 0x80 != 0 && starts(fu & 0x1f)),
+        single => starts(single),
     }
 }
 
@@ -131,12 +177,17 @@ impl PayloadTypes {
             .params()
             .iter()
             .filter_map(|p| {
-                let codec = ForwardedCodec::from_str0m(p.spec().codec)?;
-                // H.264 comes in several profiles; forward packetization-mode 1 only, which
-                // every browser offers, so a subscriber can decode what a publisher sends.
-                if codec == ForwardedCodec::H264 && p.spec().format.packetization_mode != Some(1) {
-                    return None;
-                }
+                let spec = p.spec();
+                let codec = match spec.codec {
+                    // Packetization mode 1 only, which every browser and encoder offers: a
+                    // mode-0 receiver cannot take the FU-A and STAP-A packets others send.
+                    Codec::H264 if spec.format.packetization_mode == Some(1) => {
+                        ForwardedCodec::H264(H264Profile::from_profile_level_id(
+                            spec.format.profile_level_id,
+                        ))
+                    }
+                    other => ForwardedCodec::from_str0m(other)?,
+                };
                 Some((p.pt(), codec))
             })
             .collect();
@@ -147,10 +198,20 @@ impl PayloadTypes {
         self.entries.iter().find(|(p, _)| *p == pt).map(|(_, c)| *c)
     }
 
+    /// This peer's payload type for `codec`. For H.264, one of the same profile if it has
+    /// one, else any H.264 one: its decoder may still manage (Chromium's decodes every
+    /// profile on any H.264 payload type), and there is nothing better to send.
     pub fn pt(&self, codec: ForwardedCodec) -> Option<Pt> {
+        let same_codec = |c: &ForwardedCodec| {
+            matches!(
+                (c, codec),
+                (ForwardedCodec::H264(_), ForwardedCodec::H264(_))
+            )
+        };
         self.entries
             .iter()
             .find(|(_, c)| *c == codec)
+            .or_else(|| self.entries.iter().find(|(_, c)| same_codec(c)))
             .map(|(p, _)| *p)
     }
 }
@@ -210,21 +271,72 @@ mod tests {
         assert_eq!(Vp8Header::parse(&[]), None);
     }
 
+    const H264: ForwardedCodec = ForwardedCodec::H264(H264Profile {
+        profile_idc: 0x42,
+        constrained_baseline: true,
+    });
+
     #[test]
-    fn h264_idr_is_a_keyframe() {
+    fn h264_keyframes_start_at_the_sps_or_the_idr() {
         // Single NAL unit packet, type 5 (IDR slice).
-        assert!(ForwardedCodec::H264.starts_keyframe(&[0x65, 0x88, 0x84]));
-        // Type 1 (non-IDR slice).
-        assert!(!ForwardedCodec::H264.starts_keyframe(&[0x41, 0x9a]));
+        assert!(H264.starts_keyframe(&[0x65, 0x88, 0x84]));
+        // Type 1 (non-IDR slice), and a lone PPS (8).
+        assert!(!H264.starts_keyframe(&[0x41, 0x9a]));
+        assert!(!H264.starts_keyframe(&[0x68, 0xce]));
+        // A lone SPS (7): the start of a keyframe's access unit.
+        assert!(H264.starts_keyframe(&[0x67, 0x42, 0xe0, 0x1f]));
         // STAP-A with SPS (7), PPS (8) and an IDR.
         let stap = [
             0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x68, 0x00, 0x02, 0x65, 0x88,
         ];
-        assert!(ForwardedCodec::H264.starts_keyframe(&stap));
+        assert!(H264.starts_keyframe(&stap));
+        // STAP-A with SPS and PPS only, as libwebrtc sends before an IDR in FU-As.
+        let parameter_sets = [0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce];
+        assert!(H264.starts_keyframe(&parameter_sets));
+        // STAP-A with a PPS and a non-IDR slice.
+        assert!(!H264.starts_keyframe(&[0x78, 0x00, 0x01, 0x68, 0x00, 0x01, 0x41]));
         // STAP-A whose length field runs past the end is not a keyframe, and does not panic.
-        assert!(!ForwardedCodec::H264.starts_keyframe(&[0x78, 0xff, 0xff, 0x67]));
+        assert!(!H264.starts_keyframe(&[0x78, 0xff, 0xff, 0x61]));
+        assert!(!H264.starts_keyframe(&[0x78]));
+        assert!(!H264.starts_keyframe(&[]));
         // FU-A start fragment of an IDR, and a middle fragment of one.
-        assert!(ForwardedCodec::H264.starts_keyframe(&[0x7c, 0x85, 0x00]));
-        assert!(!ForwardedCodec::H264.starts_keyframe(&[0x7c, 0x05, 0x00]));
+        assert!(H264.starts_keyframe(&[0x7c, 0x85, 0x00]));
+        assert!(!H264.starts_keyframe(&[0x7c, 0x05, 0x00]));
+        assert!(!H264.starts_keyframe(&[0x7c]));
+    }
+
+    #[test]
+    fn h264_profiles_are_told_apart_by_profile_not_level() {
+        let cb = H264Profile::from_profile_level_id(Some(0x42e01f));
+        assert_eq!(cb, H264Profile::from_profile_level_id(Some(0x42e034)));
+        assert_eq!(cb, H264Profile::from_profile_level_id(Some(0x42c01f)));
+        let baseline = H264Profile::from_profile_level_id(Some(0x42001f));
+        assert_ne!(cb, baseline);
+        assert_eq!(baseline, H264Profile::from_profile_level_id(None));
+        let high = H264Profile::from_profile_level_id(Some(0x64001f));
+        assert_ne!(high, H264Profile::from_profile_level_id(Some(0x4d001f)));
+        assert_eq!(high, H264Profile::from_profile_level_id(Some(0x640c28)));
+    }
+
+    #[test]
+    fn h264_goes_out_on_the_same_profile_else_any_h264() {
+        let cb = ForwardedCodec::H264(H264Profile::from_profile_level_id(Some(0x42e01f)));
+        let high = ForwardedCodec::H264(H264Profile::from_profile_level_id(Some(0x64001f)));
+        let main = ForwardedCodec::H264(H264Profile::from_profile_level_id(Some(0x4d001f)));
+        let types = PayloadTypes {
+            entries: vec![
+                (Pt::from(111), ForwardedCodec::Opus),
+                (Pt::from(127), high),
+                (Pt::from(108), cb),
+            ],
+        };
+        assert_eq!(types.pt(cb), Some(Pt::from(108)));
+        assert_eq!(types.pt(high), Some(Pt::from(127)));
+        assert_eq!(
+            types.pt(main),
+            Some(Pt::from(127)),
+            "fallback: the first H.264"
+        );
+        assert_eq!(types.pt(ForwardedCodec::Vp8), None);
     }
 }

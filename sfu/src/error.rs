@@ -36,4 +36,6 @@ pub enum SfuError {
     PublishNotAllowed,
     #[error("track {0} was muted by an operator; only an operator can unmute it")]
     MutedByOperator(String),
+    #[error("nothing to play: {0}")]
+    NothingToPlay(String),
 }

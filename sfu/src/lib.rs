@@ -52,7 +52,7 @@ pub mod rewrite;
 mod room;
 mod track;
 
-pub use codec::ForwardedCodec;
+pub use codec::{ForwardedCodec, H264Profile};
 pub use engine::{RoomInfo, Sfu, SfuConfig, SfuOutput};
 pub use error::SfuError;
 pub use event::{
@@ -60,7 +60,7 @@ pub use event::{
     ResumeInfo, SfuEvent, SubscriptionStats, TrackInfo,
 };
 pub use ids::{ParticipantId, TrackId};
-pub use io::{RelayInbox, RelayPort, SfuHandle, SfuServer, SfuServerConfig};
+pub use io::{PlaybackJoin, RelayInbox, RelayPort, SfuHandle, SfuServer, SfuServerConfig};
 pub use metrics::{Counters, MetricsSnapshot};
 pub use policy::{Permissions, SfuLimits, ShardLoad};
 pub use str0m::media::MediaKind;

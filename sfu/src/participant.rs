@@ -82,6 +82,32 @@ pub struct Participant {
     pub permissions: Permissions,
     /// NACKs received so far per send stream (str0m's stats are cumulative).
     pub nacks_seen: HashMap<(Mid, Option<Rid>), u64>,
+    /// How it negotiates: renegotiated by the server, or once over HTTP (WHIP, WHEP).
+    pub kind: SessionKind,
+}
+
+/// How a participant negotiates, fixed at join.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SessionKind {
+    /// Our WebSocket protocol: the server renegotiates to add and remove the room's tracks.
+    #[default]
+    Interactive,
+    /// A WHIP publisher: one offer, answered once; it receives nothing (WHIP cannot
+    /// renegotiate).
+    Ingest,
+    /// A WHEP viewer: one recvonly offer, whose own audio and video m-lines carry the tracks
+    /// of the publisher it follows (WHEP cannot renegotiate either).
+    Playback(Playback),
+}
+
+/// What a WHEP viewer watches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Playback {
+    /// Whose tracks; the viewer is removed when this participant leaves.
+    pub publisher: ParticipantId,
+    /// The viewer's m-lines we send on, each carrying one of the publisher's tracks of its
+    /// kind while there is one (a slot without a down-track waits for the next).
+    pub slots: Vec<(Mid, str0m::media::MediaKind)>,
 }
 
 impl Participant {
@@ -146,6 +172,7 @@ impl Participant {
             dirty: false,
             permissions: Permissions::ALL,
             nacks_seen: HashMap::new(),
+            kind: SessionKind::Interactive,
         }
     }
 
@@ -202,4 +229,6 @@ pub enum RemovalReason {
     Removed,
     /// The operator closed its room (room API).
     RoomClosed,
+    /// A WHEP viewer's publisher left: there is nothing more to play.
+    PublisherLeft,
 }

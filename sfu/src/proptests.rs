@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use str0m::net::Protocol;
 
-use crate::codec::{ForwardedCodec, Vp8Header};
+use crate::codec::{ForwardedCodec, H264Profile, Vp8Header};
 use crate::demux::Demux;
 use crate::ids::ParticipantId;
 use crate::rewrite::{SeqRewriter, TsRewriter, Vp8Rewriter};
@@ -106,7 +106,11 @@ proptest! {
 
     #[test]
     fn codec_parsers_accept_any_payload(payload in proptest::collection::vec(any::<u8>(), 0..64)) {
-        for codec in [ForwardedCodec::Opus, ForwardedCodec::Vp8, ForwardedCodec::H264] {
+        for codec in [
+            ForwardedCodec::Opus,
+            ForwardedCodec::Vp8,
+            ForwardedCodec::H264(H264Profile::from_profile_level_id(Some(0x42e01f))),
+        ] {
             let _ = codec.starts_keyframe(&payload);
         }
         if let Some(h) = Vp8Header::parse(&payload) {

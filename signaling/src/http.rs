@@ -1,5 +1,5 @@
 //! HTTP routes: the web client (embedded in the binary), the WebSocket upgrade, health,
-//! `/metrics`, and the room API (`api.rs`).
+//! `/metrics`, the room API (`api.rs`), and WHIP and WHEP (`whip.rs`, `whep.rs`).
 
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use sfu::SfuHandle;
 use crate::auth::Auth;
 use crate::client_ip::{client_ip, IpNet};
 use crate::drain::Drain;
+use crate::http_session::HttpSessions;
 use crate::ip_limits::IpLimiter;
 use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, ServerMessage};
@@ -36,7 +37,7 @@ pub struct AppState {
     pub auth: Option<Auth>,
     limits: ConnectionLimits,
     /// Per-client-IP counts under `limits`.
-    ip_limits: Arc<IpLimiter>,
+    pub(crate) ip_limits: Arc<IpLimiter>,
     /// Peers whose `X-Forwarded-For` names the client (reverse proxies).
     pub trusted_proxies: Arc<[IpNet]>,
     /// Set to take the server out of service.
@@ -45,6 +46,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set when the server shuts down: every WebSocket closes with 1001.
     pub shutting_down: Arc<tokio::sync::watch::Sender<bool>>,
+    /// WHIP and WHEP sessions, by resource id.
+    pub http_sessions: Arc<HttpSessions>,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             trusted_proxies: Arc::new([]),
             drain,
             shutting_down: Arc::new(tokio::sync::watch::channel(false).0),
+            http_sessions: Arc::default(),
         }
     }
 
@@ -87,6 +91,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/stats", get(api_stats))
         .route("/api/drain", post(drain))
         .merge(crate::api::routes())
+        .merge(crate::whip::routes())
         .fallback(get(static_file))
         .with_state(state)
 }

@@ -10,17 +10,25 @@
 //! - `auth.rs`: access tokens (JWT, HS256); `api.rs`: the room API; `metrics.rs`: `/metrics`.
 //! - `client_ip.rs`: the client's address (behind trusted proxies); `ip_limits.rs`: per-IP
 //!   limits; `drain.rs`: taking the server out of service; `tls.rs`: HTTPS and WSS.
+//! - `whip.rs`: WHIP ingest (`POST /whip/{room}`) and the routes of both; `whep.rs`: WHEP
+//!   playback (`POST /whep/{room}[/{participant}]`); `http_session.rs`: the session resources
+//!   they create (`PATCH`, `DELETE`), admission, CORS, HTTP errors; `sdpfrag.rs`: trickle ICE
+//!   SDP fragments.
 
 mod api;
 pub mod auth;
 pub mod client_ip;
 pub mod drain;
 mod http;
+mod http_session;
 pub mod ip_limits;
 pub mod metrics;
 pub mod protocol;
+pub mod sdpfrag;
 pub mod session;
 pub mod tls;
+mod whep;
+mod whip;
 mod ws;
 
 pub use client_ip::IpNet;

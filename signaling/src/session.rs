@@ -56,6 +56,94 @@ pub struct Admission {
     pub client: ConnectionPermit,
 }
 
+/// Why [`Admission::admit`] refused a join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRefusal {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The token was valid, but not for this room: forbidden rather than unauthenticated.
+    pub wrong_room: bool,
+}
+
+impl JoinRefusal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            wrong_room: false,
+        }
+    }
+}
+
+impl Admission {
+    /// What every join passes before the SFU sees it, WebSocket or WHIP/WHEP alike: the
+    /// server is not draining, the room name is valid, the client's address has a join left
+    /// this minute, and with an API secret a valid token for `room`. Returns the display name
+    /// (the token's, if it has one) and what the participant may do.
+    pub fn admit(
+        &self,
+        auth: Option<&Auth>,
+        room: &str,
+        name: String,
+        token: Option<String>,
+    ) -> Result<(String, Permissions), JoinRefusal> {
+        let client = self.client.ip();
+        if self.drain.is_draining() {
+            tracing::info!(%client, "join refused: the server is draining");
+            return Err(JoinRefusal::new(
+                ErrorCode::ServerDraining,
+                "this server is being taken out of service: join again (elsewhere, or here later)",
+            ));
+        }
+        protocol::validate_room(room)
+            .map_err(|message| JoinRefusal::new(ErrorCode::InvalidRoom, message))?;
+        // Counted before the token is checked: a stream of joins with bad tokens from one
+        // address is as much a flood as one with good ones.
+        if !self.client.try_join() {
+            tracing::info!(%client, room, "join refused: too many joins from this address this minute");
+            return Err(JoinRefusal::new(
+                ErrorCode::TooManyJoins,
+                "too many joins from your address in the last minute: try again shortly",
+            ));
+        }
+        let (name, permissions) = match auth {
+            None => (name, Permissions::ALL),
+            Some(auth) => {
+                let Some(token) = token.filter(|t| !t.trim().is_empty()) else {
+                    tracing::info!(%client, room, "join refused: no access token");
+                    return Err(JoinRefusal::new(
+                        ErrorCode::Unauthorized,
+                        "this server needs an access token",
+                    ));
+                };
+                let claims = auth.verify(&token).map_err(|e| {
+                    tracing::info!(%client, room, error = %e, "join refused: bad access token");
+                    JoinRefusal::new(ErrorCode::Unauthorized, e.to_string())
+                })?;
+                if claims.room.as_deref() != Some(room) {
+                    tracing::info!(identity = %claims.sub, room, token_room = ?claims.room, "join refused: token for another room");
+                    return Err(JoinRefusal {
+                        wrong_room: true,
+                        ..JoinRefusal::new(
+                            ErrorCode::Unauthorized,
+                            format!("the access token does not grant room {room:?}"),
+                        )
+                    });
+                }
+                tracing::debug!(identity = %claims.sub, room, grants = ?claims.grants, "access token accepted");
+                let permissions = Permissions {
+                    can_publish: claims.grants.publish,
+                    can_subscribe: claims.grants.subscribe,
+                };
+                (claims.name.unwrap_or(name), permissions)
+            }
+        };
+        protocol::validate_name(&name)
+            .map_err(|message| JoinRefusal::new(ErrorCode::InvalidName, message))?;
+        Ok((name, permissions))
+    }
+}
+
 pub struct Session {
     sfu: SfuHandle,
     ice_servers: IceServerProvider,
@@ -86,7 +174,8 @@ impl Session {
         self.admission.client.ip()
     }
 
-    /// A join or resume on a draining server: refused, so the client goes elsewhere.
+    /// A resume on a draining server: refused, so the client goes elsewhere (joins are
+    /// refused by [`Admission::admit`]).
     fn refuse_if_draining(&self, id: Option<u64>) -> Option<Vec<Action>> {
         if !self.admission.drain.is_draining() {
             return None;
@@ -270,63 +359,20 @@ impl Session {
         name: String,
         token: Option<String>,
     ) -> Vec<Action> {
-        if let Some(refusal) = self.refuse_if_draining(id) {
-            return refusal;
-        }
-        if let Err(message) = protocol::validate_room(&room) {
-            return vec![Action::Send(ServerMessage::error(
-                id,
-                ErrorCode::InvalidRoom,
-                message,
-            ))];
-        }
-        // Counted before the token is checked: a stream of joins with bad tokens from one
-        // address is as much a flood as one with good ones.
-        if !self.admission.client.try_join() {
-            tracing::info!(client = %self.client_ip(), room, "join refused: too many joins from this address this minute");
-            return vec![Action::Send(ServerMessage::error(
-                id,
-                ErrorCode::TooManyJoins,
-                "too many joins from your address in the last minute: try again shortly",
-            ))];
-        }
-        let (name, permissions) = match &self.auth {
-            None => (name, Permissions::ALL),
-            Some(auth) => {
-                let Some(token) = token.filter(|t| !t.trim().is_empty()) else {
-                    return fatal(
-                        id,
-                        ErrorCode::Unauthorized,
-                        "this server needs an access token in the join's \"token\"",
-                    );
-                };
-                let claims = match auth.verify(&token) {
-                    Ok(claims) => claims,
-                    Err(e) => return fatal(id, ErrorCode::Unauthorized, e.to_string()),
-                };
-                if claims.room.as_deref() != Some(room.as_str()) {
-                    tracing::info!(identity = %claims.sub, room, token_room = ?claims.room, "join refused: token for another room");
-                    return fatal(
-                        id,
-                        ErrorCode::Unauthorized,
-                        format!("the access token does not grant room {room:?}"),
-                    );
-                }
-                tracing::debug!(identity = %claims.sub, room, grants = ?claims.grants, "access token accepted");
-                let permissions = Permissions {
-                    can_publish: claims.grants.publish,
-                    can_subscribe: claims.grants.subscribe,
-                };
-                (claims.name.unwrap_or(name), permissions)
+        let (name, permissions) = match self.admission.admit(self.auth.as_ref(), &room, name, token)
+        {
+            Ok(admitted) => admitted,
+            Err(refusal) if refusal.code == ErrorCode::Unauthorized => {
+                return fatal(id, refusal.code, refusal.message)
+            }
+            Err(refusal) => {
+                return vec![Action::Send(ServerMessage::error(
+                    id,
+                    refusal.code,
+                    refusal.message,
+                ))]
             }
         };
-        if let Err(message) = protocol::validate_name(&name) {
-            return vec![Action::Send(ServerMessage::error(
-                id,
-                ErrorCode::InvalidName,
-                message,
-            ))];
-        }
         match self.sfu.join(&room, &name, permissions).await {
             Ok((info, events)) => {
                 let participant = info.participant;
@@ -550,9 +596,10 @@ pub fn error_code(e: &SfuError) -> ErrorCode {
         SfuError::TooManyTracks(_) => ErrorCode::TooManyTracks,
         SfuError::PublishNotAllowed | SfuError::MutedByOperator(_) => ErrorCode::Forbidden,
         SfuError::UnknownSession => ErrorCode::UnknownSession,
-        SfuError::UnknownParticipant(_) | SfuError::UnknownRoom(_) | SfuError::Closed => {
-            ErrorCode::Internal
-        }
+        SfuError::UnknownParticipant(_)
+        | SfuError::UnknownRoom(_)
+        | SfuError::NothingToPlay(_)
+        | SfuError::Closed => ErrorCode::Internal,
     }
 }
 

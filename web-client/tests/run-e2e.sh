@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the Switchboard server, runs the browser end-to-end tests against it (e2e.mjs, ui.mjs,
-# simulcast.mjs; each only if the one before passed), stops the server and exits with the
+# simulcast.mjs, whip.mjs (WHIP and WHEP), ...; each only if the one before passed), stops the server and exits with the
 # first failing test's status. Meant to run in a loopback-only network namespace:
 #
 #   /work/shared/bin/loopback-only bash web-client/tests/run-e2e.sh      (from the repo root)
@@ -11,7 +11,7 @@
 # Env: SWITCHBOARD_BIN (default target/debug/switchboard, relative to the repo root),
 # SWITCHBOARD_URL (default http://127.0.0.1:8080; the server is told to listen there),
 # SWITCHBOARD_RTC_ADDR (default 127.0.0.1:50000), RUST_LOG (default info),
-# CHROMIUM_PATH (default /usr/bin/chromium), E2E_TESTS (default "e2e ui simulcast relay reconnect blackout restart": which of
+# CHROMIUM_PATH (default /usr/bin/chromium), E2E_TESTS (default "e2e ui simulcast whip relay reconnect blackout restart": which of
 # tests/*.mjs to run, in order). Server log: web-client/tests/test-results/server.log.
 set -uo pipefail
 
@@ -80,7 +80,7 @@ passed=0
 failed=0
 export SWITCHBOARD_BIN="$bin"  # restart.mjs runs (and restarts) a server of its own
 export SWITCHBOARD_SERVER_PID="$server_pid" SWITCHBOARD_RTC_ADDR="$rtc_addr"  # blackout.mjs
-for test in ${E2E_TESTS:-e2e ui simulcast relay reconnect blackout restart}; do
+for test in ${E2E_TESTS:-e2e ui simulcast whip relay reconnect blackout restart}; do
   start=$(date +%s)
   (cd "$here" && node "$test.mjs")
   rc=$?

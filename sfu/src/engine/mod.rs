@@ -10,6 +10,7 @@ mod allocate;
 mod forward;
 mod negotiate;
 mod relay;
+mod single_offer;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -851,7 +852,7 @@ impl Sfu {
         }
     }
 
-    fn remove(&mut self, id: ParticipantId, _now: Instant) {
+    fn remove(&mut self, id: ParticipantId, now: Instant) {
         let Some(p) = self.participants.remove(&id) else {
             return;
         };
@@ -886,6 +887,7 @@ impl Sfu {
             }
         }
         tracing::info!(participant = %id, room = %p.room, "left");
+        self.end_playback_of(id, now);
         self.publish_load();
         self.renegotiate_room(&p.room, id);
     }

@@ -7,6 +7,7 @@ use str0m::media::{Direction, MediaAdded, MediaChanged, MediaKind, Rid};
 use super::{Sfu, SfuOutput};
 use crate::event::{OfferedTrack, SfuEvent, TrackInfo};
 use crate::ids::{ParticipantId, TrackId};
+use crate::participant::SessionKind;
 use crate::relay::RoomEvent;
 use crate::track::{DownTrack, TrackSource, UpTrack};
 
@@ -17,6 +18,12 @@ impl Sfu {
         };
         if p.downtracks.contains_key(&media.mid) {
             return; // a transceiver the server offered; activated when its answer arrives
+        }
+        if matches!(p.kind, SessionKind::Playback(_)) {
+            if media.direction.is_sending() {
+                self.add_playback_slot(id, media.mid, media.kind);
+            }
+            return;
         }
         if !media.direction.is_receiving() || p.published.contains_key(&media.mid) {
             return;
@@ -54,6 +61,7 @@ impl Sfu {
             participant: id,
             track: info.clone(),
         });
+        self.bind_playback_followers(id);
         // The publisher's other new tracks come as more `MediaAdded` in the same drain.
         self.renegotiate_room_after_drain(&room, id);
     }
@@ -124,9 +132,14 @@ impl Sfu {
     /// Bring a participant's down-tracks in line with what its room publishes: add the missing,
     /// stop the ended, and send one offer for all of it. One offer is in flight at a time.
     pub(super) fn renegotiate(&mut self, id: ParticipantId) {
-        let Some(p) = self.participants.get(&id) else {
+        let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
+        if p.kind != SessionKind::Interactive {
+            // WHIP and WHEP peers take no offers: their m-lines stay as they offered them.
+            p.mids_to_stop.clear();
+            return;
+        }
         if !p.negotiation.established {
             return;
         }

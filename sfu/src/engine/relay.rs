@@ -26,7 +26,7 @@ impl Sfu {
         }
         for message in messages {
             match message {
-                RelayMessage::Room(event) => self.apply_room_event(from, event),
+                RelayMessage::Room(event) => self.apply_room_event(from, event, now),
                 RelayMessage::Needs { track, layers } => self.set_relay_needs(from, track, layers),
                 RelayMessage::KeyframeRequest { track, layer, kind } => {
                     if self.tracks.get(&track).is_some_and(|t| t.origin.is_none()) {
@@ -150,7 +150,7 @@ impl Sfu {
         tracing::debug!(track = %track, worker = from, layers, "relay needs");
     }
 
-    fn apply_room_event(&mut self, from: WorkerIndex, event: RoomEvent) {
+    fn apply_room_event(&mut self, from: WorkerIndex, event: RoomEvent, now: Instant) {
         match event {
             RoomEvent::Joined {
                 room,
@@ -195,6 +195,7 @@ impl Sfu {
                     self.rooms.remove(&room);
                     tracing::info!(room = %room, "room closed");
                 }
+                self.end_playback_of(participant, now);
                 self.renegotiate_room_after_drain(&room, participant);
             }
             RoomEvent::Published {
@@ -230,6 +231,7 @@ impl Sfu {
                     participant,
                     track: info.clone(),
                 });
+                self.bind_playback_followers(participant);
                 self.renegotiate_room_after_drain(&room, participant);
             }
             RoomEvent::Unpublished {

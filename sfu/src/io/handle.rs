@@ -45,6 +45,15 @@ pub(crate) struct WorkerHandle {
     pub(crate) metrics: Arc<Mutex<MetricsSnapshot>>,
 }
 
+/// A WHEP viewer that joined: its answer, whom it watches, and its events.
+#[derive(Debug)]
+pub struct PlaybackJoin {
+    pub info: JoinInfo,
+    pub answer: String,
+    pub publisher: ParticipantId,
+    pub events: mpsc::UnboundedReceiver<SfuEvent>,
+}
+
 #[derive(Clone)]
 pub struct SfuHandle {
     workers: Arc<[WorkerHandle]>,
@@ -142,6 +151,65 @@ impl SfuHandle {
         .await??;
         drop(claim);
         Ok((info, rx))
+    }
+
+    /// Join `room` as a WHIP publisher and answer its offer, in one step on the room's
+    /// worker (see [`Sfu::join_ingest`]).
+    pub async fn join_ingest(
+        &self,
+        room: &str,
+        name: &str,
+        permissions: Permissions,
+        offer: String,
+    ) -> Result<(JoinInfo, String, mpsc::UnboundedReceiver<SfuEvent>), SfuError> {
+        let (events, rx) = mpsc::unbounded_channel();
+        let claim = self.placement.claim(room, &self.load);
+        let worker = &self.workers[claim.worker().min(self.workers.len() - 1)];
+        let (room, name) = (room.to_owned(), name.to_owned());
+        let (info, answer) = Self::call_on(worker, move |w| {
+            let joined = w
+                .sfu
+                .join_ingest(&room, &name, permissions, &offer, w.now)?;
+            w.subscribers.insert(joined.0.participant, events);
+            Ok(joined)
+        })
+        .await??;
+        drop(claim);
+        Ok((info, answer, rx))
+    }
+
+    /// Join `room` as a WHEP viewer of `publisher` (`None`: the room's default, see
+    /// [`Sfu::playback_source`]) and answer its recvonly offer; returns whom it watches.
+    /// The room must exist.
+    pub async fn join_playback(
+        &self,
+        room: &str,
+        name: &str,
+        permissions: Permissions,
+        publisher: Option<ParticipantId>,
+        offer: String,
+    ) -> Result<PlaybackJoin, SfuError> {
+        let (events, rx) = mpsc::unbounded_channel();
+        // Any worker knows the whole room (its directory): the viewer goes where there is
+        // room, and its publisher's media is relayed to it if need be.
+        let claim = self.placement.claim(room, &self.load);
+        let worker = &self.workers[claim.worker().min(self.workers.len() - 1)];
+        let (room, name) = (room.to_owned(), name.to_owned());
+        let (info, answer, publisher) = Self::call_on(worker, move |w| {
+            let joined =
+                w.sfu
+                    .join_playback(&room, &name, permissions, publisher, &offer, w.now)?;
+            w.subscribers.insert(joined.0.participant, events);
+            Ok(joined)
+        })
+        .await??;
+        drop(claim);
+        Ok(PlaybackJoin {
+            info,
+            answer,
+            publisher,
+            events: rx,
+        })
     }
 
     pub async fn accept_offer(

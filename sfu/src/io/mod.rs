@@ -6,5 +6,5 @@ mod handle;
 mod server;
 mod tcp;
 
-pub use handle::{SfuHandle, SfuStats};
+pub use handle::{PlaybackJoin, SfuHandle, SfuStats};
 pub use server::{RelayInbox, RelayPort, SfuServer, SfuServerConfig};

@@ -5,6 +5,7 @@
 pub mod redis;
 pub mod shaper;
 pub mod str0m_peer;
+pub mod whip;
 pub mod ws;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
