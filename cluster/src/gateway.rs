@@ -14,13 +14,15 @@
 //!   told that its participants left.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use sfu::relay::{has_layer, LayerMask, RelayMessage, RelayedPacket, RoomEvent, WorkerIndex};
 use sfu::{ParticipantId, RelayInbox, TrackId};
 
 use crate::link::LinkSender;
 use crate::wire::NodeMessage;
-use crate::NodeId;
+use crate::{ClusterStats, NodeId};
 
 /// A participant of this node, as the gateway tells other nodes about it.
 #[derive(Debug, Clone)]
@@ -55,11 +57,11 @@ pub struct Gateway {
     node_needs: HashMap<TrackId, (Vec<(NodeId, LayerMask)>, LayerMask)>,
     /// Per node linking up: the members its snapshot has named so far.
     snapshots: HashMap<NodeId, HashSet<ParticipantId>>,
-    pub dropped_media_batches: u64,
+    stats: Arc<ClusterStats>,
 }
 
 impl Gateway {
-    pub fn new(index: WorkerIndex, workers: Vec<RelayInbox>) -> Self {
+    pub fn new(index: WorkerIndex, workers: Vec<RelayInbox>, stats: Arc<ClusterStats>) -> Self {
         Self {
             index,
             workers,
@@ -71,7 +73,7 @@ impl Gateway {
             worker_needs: HashMap::new(),
             node_needs: HashMap::new(),
             snapshots: HashMap::new(),
-            dropped_media_batches: 0,
+            stats,
         }
     }
 
@@ -237,8 +239,15 @@ impl Gateway {
         }
         for (node, batch) in batches {
             if let Some(link) = self.links.get(&node) {
-                if !link.send_media(NodeMessage::Media(batch)) {
-                    self.dropped_media_batches += 1;
+                let packets = batch.len() as u64;
+                if link.send_media(NodeMessage::Media(batch)) {
+                    self.stats
+                        .packets_to_nodes
+                        .fetch_add(packets, Ordering::Relaxed);
+                } else {
+                    self.stats
+                        .media_batches_dropped
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%node, "relay link behind, media dropped");
                 }
             }
@@ -271,6 +280,9 @@ impl Gateway {
         }
         self.snapshots.insert(node, HashSet::new());
         self.links.insert(node, link);
+        self.stats
+            .linked_nodes
+            .store(self.links.len(), Ordering::Relaxed);
     }
 
     /// The link to `node` ended. Its participants stay until it links again (and says who is
@@ -281,6 +293,9 @@ impl Gateway {
         }
         tracing::info!(%node, "relay link down");
         self.links.remove(&node);
+        self.stats
+            .linked_nodes
+            .store(self.links.len(), Ordering::Relaxed);
         self.snapshots.remove(&node);
         let tracks: Vec<TrackId> = self.node_needs.keys().copied().collect();
         for track in tracks {
@@ -292,6 +307,10 @@ impl Gateway {
     pub fn node_dead(&mut self, node: NodeId) {
         tracing::warn!(%node, "node gone: its participants left");
         self.links.remove(&node);
+        self.stats.nodes_lost.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .linked_nodes
+            .store(self.links.len(), Ordering::Relaxed);
         self.snapshots.remove(&node);
         let gone: Vec<ParticipantId> = self
             .remote
@@ -456,6 +475,9 @@ impl Gateway {
     }
 
     fn media_from_node(&mut self, node: NodeId, packets: Vec<RelayedPacket>) {
+        self.stats
+            .packets_from_nodes
+            .fetch_add(packets.len() as u64, Ordering::Relaxed);
         let mut batches: HashMap<WorkerIndex, Vec<RelayedPacket>> = HashMap::new();
         for packet in packets {
             if self.remote_tracks.get(&packet.track) != Some(&node) {
@@ -473,7 +495,9 @@ impl Gateway {
         for (worker, batch) in batches {
             if let Some(inbox) = self.workers.get(usize::from(worker)) {
                 if !inbox.send_media(batch) {
-                    self.dropped_media_batches += 1;
+                    self.stats
+                        .media_batches_dropped
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
         }

@@ -65,6 +65,21 @@ impl fmt::Debug for NodeId {
     }
 }
 
+/// Counters of a node's part in the cluster, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ClusterStats {
+    /// Nodes this one has a relay link with now.
+    pub linked_nodes: AtomicUsize,
+    /// RTP packets sent to other nodes (once per packet per node that needs it).
+    pub packets_to_nodes: AtomicU64,
+    /// RTP packets received from other nodes.
+    pub packets_from_nodes: AtomicU64,
+    /// Media batches dropped because a link or a worker was behind.
+    pub media_batches_dropped: AtomicU64,
+    /// Nodes found dead (link down and registry key expired).
+    pub nodes_lost: AtomicU64,
+}
+
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
     /// `redis://host:port` (or `rediss://`, `redis+unix://`).
@@ -96,6 +111,7 @@ pub enum ClusterError {
 pub struct Cluster {
     pub node: NodeId,
     pub relay_addr: SocketAddr,
+    pub stats: Arc<ClusterStats>,
     stop: watch::Sender<bool>,
     left: Option<tokio::sync::oneshot::Receiver<()>>,
 }
@@ -147,7 +163,8 @@ impl Cluster {
             stop_rx.clone(),
             left_tx,
         ));
-        let gateway = Gateway::new(port.index, port.workers.clone());
+        let stats = Arc::new(ClusterStats::default());
+        let gateway = Gateway::new(port.index, port.workers.clone(), Arc::clone(&stats));
         tokio::spawn(
             GatewayLoop {
                 node,
@@ -166,6 +183,7 @@ impl Cluster {
         Ok(Self {
             node,
             relay_addr,
+            stats,
             stop,
             left: Some(left),
         })

@@ -41,8 +41,8 @@ pub fn open_window(c: &mut Counters) {
 
 /// The SFU phase: every peer of `plan` against `server`. Must run inside a `LocalSet`.
 pub async fn run_sfu(plan: &Plan, server: &Server, s: &PhaseSettings) -> PhaseReport {
-    let rss_start = procstat::rss_kib(server.pid);
-    let shared = Rc::new(Shared::new(server.ws_url.clone()));
+    let rss_start = server.rss_kib();
+    let shared = Rc::new(Shared::new(server.ws_urls.clone()));
     let total = plan.peers.len();
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(total);
@@ -102,15 +102,13 @@ pub async fn run_sfu(plan: &Plan, server: &Server, s: &PhaseSettings) -> PhaseRe
     let settled_after = settle_start.elapsed();
 
     open_window(&mut shared.counters.borrow_mut());
-    let server_cpu0 = procstat::process_cpu(server.pid).unwrap_or_default();
+    let server_cpu0 = server.cpu().unwrap_or_default();
     let self_cpu0 = procstat::self_cpu().unwrap_or_default();
     let machine0 = procstat::machine_busy().unwrap_or_default();
     let window_start = Instant::now();
     while window_start.elapsed() < s.duration {
         tokio::time::sleep(Duration::from_secs(1).min(s.duration)).await;
-        let cpu = procstat::process_cpu(server.pid)
-            .unwrap_or_default()
-            .saturating_sub(server_cpu0);
+        let cpu = server.cpu().unwrap_or_default().saturating_sub(server_cpu0);
         let own = procstat::self_cpu()
             .unwrap_or_default()
             .saturating_sub(self_cpu0);
@@ -130,16 +128,14 @@ pub async fn run_sfu(plan: &Plan, server: &Server, s: &PhaseSettings) -> PhaseRe
     }
     let window = window_start.elapsed();
     shared.counters.borrow_mut().recording = false;
-    let server_cpu = procstat::process_cpu(server.pid)
-        .unwrap_or_default()
-        .saturating_sub(server_cpu0);
+    let server_cpu = server.cpu().unwrap_or_default().saturating_sub(server_cpu0);
     let loadgen_cpu = procstat::self_cpu()
         .unwrap_or_default()
         .saturating_sub(self_cpu0);
     let machine_cpu = procstat::machine_busy()
         .unwrap_or_default()
         .saturating_sub(machine0);
-    let peak = procstat::peak_rss_kib(server.pid);
+    let peak = server.peak_rss_kib();
     report::end_progress();
 
     shared.stop.set(true);

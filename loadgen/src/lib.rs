@@ -64,6 +64,11 @@ pub struct BenchArgs {
     /// media workers (through the relay) [default: the server's]
     #[arg(long)]
     pub worker_spill_margin: Option<usize>,
+    /// Spawn a cluster of this many nodes sharing a `redis-server` started for the run, and
+    /// spread the peers over them in turn (the first publisher on the first node); the
+    /// server's CPU and memory are the nodes' sum
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
     /// Send video as three simulcast layers (q, h, f)
     #[arg(long, overrides_with = "no_simulcast")]
     pub simulcast: bool,
@@ -198,16 +203,24 @@ pub async fn run_once(args: &BenchArgs, n: usize) -> anyhow::Result<RunReport> {
     let sfu = {
         let server = match (&args.server, args.server_pid) {
             (Some(url), Some(pid)) => server::Server::existing(url.clone(), pid),
+            _ if args.nodes > 1 => {
+                server::Server::spawn_cluster(
+                    args.nodes,
+                    args.media_workers,
+                    args.worker_spill_margin,
+                )
+                .await?
+            }
             _ => server::Server::spawn(args.media_workers, args.worker_spill_margin).await?,
         };
         eprintln!(
-            "{:?} N={n} x {} room(s): {} peers ({} publishing), {} streams, server pid {}",
+            "{:?} N={n} x {} room(s): {} peers ({} publishing), {} streams, server pid(s) {:?}",
             args.scenario,
             args.rooms.max(1),
             plan.peers.len(),
             plan.publishers,
             plan.expected_streams,
-            server.pid
+            server.pids
         );
         driver::run_sfu(&plan, &server, &settings).await
         // A spawned server is stopped here, before the floor runs on the same cores.
@@ -228,6 +241,7 @@ pub async fn run_once(args: &BenchArgs, n: usize) -> anyhow::Result<RunReport> {
         // Applied only to a server the bench spawns.
         media_workers: args.media_workers.filter(|_| args.server.is_none()),
         worker_spill_margin: args.worker_spill_margin.filter(|_| args.server.is_none()),
+        nodes: if args.server.is_none() { args.nodes } else { 1 },
         simulcast: traffic.simulcast,
         publishers: plan.publishers,
         receive_only_peers: plan.subscribers_only,
@@ -321,7 +335,7 @@ async fn soak(args: &BenchArgs, minutes: f64) -> anyhow::Result<()> {
         "soak: {} participant slots for {minutes} min, mean lifetime {:?}, server pid {}",
         plan.peers.len(),
         settings.churn,
-        server.pid
+        server.pid()
     );
     let report = soak::run(&plan.peers, &server, &settings).await?;
     println!(

@@ -56,11 +56,14 @@ pub struct PeerSpec {
     /// The size this peer shows every received video at (`video_size`), as a browser's tile
     /// would report; `None` sends nothing and the server assumes "large".
     pub view: Option<(u32, u32)>,
+    /// Which of the server's nodes (`Shared::ws_urls`) this peer connects to.
+    pub node: usize,
 }
 
 /// What every peer shares with the driver. Single-threaded: `Rc`/`Cell`, no locks.
 pub struct Shared {
-    pub ws_url: String,
+    /// One signaling URL per node of the server under test (one, unless `--nodes`).
+    pub ws_urls: Vec<String>,
     pub counters: SharedCounters,
     pub stop: Cell<bool>,
     pub connected: Cell<usize>,
@@ -73,9 +76,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(ws_url: String) -> Self {
+    pub fn new(ws_urls: Vec<String>) -> Self {
         Self {
-            ws_url,
+            ws_urls,
             counters: Default::default(),
             stop: Cell::new(false),
             connected: Cell::new(0),
@@ -84,6 +87,11 @@ impl Shared {
             send_drops: Cell::new(0),
             ice_restarts: Cell::new(0),
         }
+    }
+
+    /// The signaling URL of `node` (wrapping around the nodes there are).
+    pub fn ws_url(&self, node: usize) -> &str {
+        &self.ws_urls[node % self.ws_urls.len().max(1)]
     }
 }
 
@@ -152,9 +160,10 @@ impl Peer {
         std_socket.set_nonblocking(true)?;
         let socket = UdpSocket::from_std(std_socket)?;
         let local = socket.local_addr()?;
+        let url = shared.ws_url(spec.node).to_owned();
         let (ws, _) = tokio::time::timeout(
             SIGNALING_TIMEOUT,
-            tokio_tungstenite::connect_async(shared.ws_url.as_str()),
+            tokio_tungstenite::connect_async(url.as_str()),
         )
         .await
         .map_err(|_| PeerError::Timeout("WebSocket connect"))??;
@@ -531,9 +540,10 @@ impl Peer {
     /// Drop the WebSocket without a close frame, as a network change would, then connect
     /// again and `resume` the session; media goes on throughout.
     pub async fn reconnect(&mut self) -> Result<(), PeerError> {
+        let url = self.shared.ws_url(self.spec.node).to_owned();
         let (ws, _) = tokio::time::timeout(
             SIGNALING_TIMEOUT,
-            tokio_tungstenite::connect_async(self.shared.ws_url.as_str()),
+            tokio_tungstenite::connect_async(url.as_str()),
         )
         .await
         .map_err(|_| PeerError::Timeout("WebSocket reconnect"))??;

@@ -153,6 +153,8 @@ pub struct RunReport {
     pub media_workers: Option<usize>,
     /// The spawned server's `--worker-spill-margin`; `None` is its default.
     pub worker_spill_margin: Option<usize>,
+    /// Nodes of the spawned server (a cluster when more than one).
+    pub nodes: usize,
     pub simulcast: bool,
     pub publishers: usize,
     pub receive_only_peers: usize,

@@ -153,6 +153,9 @@ impl Plan {
             simulcast: traffic.simulcast,
             keyframe_interval: traffic.keyframe_interval,
             view: traffic.view,
+            // With several nodes (`--nodes`), peers take turns: the first publisher on
+            // node 0, and so on.
+            node: i,
             seed: 0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d),
         };
         // (audio, video) per publisher, then the number of receive-only peers.

@@ -100,7 +100,7 @@ pub async fn run(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut idle = sample(server, -1.0).await;
     idle.t_s = 0.0;
-    let shared = Rc::new(Shared::new(server.ws_url.clone()));
+    let shared = Rc::new(Shared::new(server.ws_urls.clone()));
     let churn = Rc::new(Churn::default());
     let start = Instant::now();
     let end = start + settings.duration;
@@ -211,9 +211,9 @@ fn growth_pct(samples: &[Sample], f: fn(&Sample) -> u64) -> f64 {
 async fn sample(server: &Server, t_s: f64) -> Sample {
     Sample {
         t_s,
-        rss_kib: procstat::rss_kib(server.pid).unwrap_or(0),
-        fds: procstat::open_fds(server.pid).unwrap_or(0),
-        threads: procstat::threads(server.pid).unwrap_or(0),
+        rss_kib: procstat::rss_kib(server.pid()).unwrap_or(0),
+        fds: procstat::open_fds(server.pid()).unwrap_or(0),
+        threads: procstat::threads(server.pid()).unwrap_or(0),
         participants: server.participants().await.unwrap_or(0),
     }
 }

@@ -110,6 +110,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     if !config.trusted_proxies.is_empty() {
         tracing::info!(proxies = ?config.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(), "client addresses are read from X-Forwarded-For behind these proxies");
     }
+    if let Some(cluster) = &cluster {
+        state
+            .metrics
+            .register_collector(Box::new(ClusterCollector(Arc::clone(&cluster.stats))));
+    }
     if let Some(stats) = turn_stats {
         state
             .metrics
@@ -368,6 +373,54 @@ impl Collector for TurnCollector {
             None,
             refused.metric_type(),
         )?)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct ClusterCollector(Arc<cluster::ClusterStats>);
+
+impl Collector for ClusterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = &self.0;
+        let linked = ConstGauge::new(stats.linked_nodes.load(Relaxed) as i64);
+        linked.encode(encoder.encode_descriptor(
+            "switchboard_cluster_linked_nodes",
+            "Other nodes this node has a relay link with",
+            None,
+            linked.metric_type(),
+        )?)?;
+        for (name, help, value) in [
+            (
+                "switchboard_cluster_packets_to_nodes",
+                "RTP packets sent to other nodes (once per packet per node that needs it)",
+                &stats.packets_to_nodes,
+            ),
+            (
+                "switchboard_cluster_packets_from_nodes",
+                "RTP packets received from other nodes",
+                &stats.packets_from_nodes,
+            ),
+            (
+                "switchboard_cluster_media_batches_dropped",
+                "Relayed media batches dropped because a link or a media worker was behind",
+                &stats.media_batches_dropped,
+            ),
+            (
+                "switchboard_cluster_nodes_lost",
+                "Nodes found dead (relay link down and registry key expired)",
+                &stats.nodes_lost,
+            ),
+        ] {
+            let counter = ConstCounter::new(value.load(Relaxed));
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
         Ok(())
     }
 }

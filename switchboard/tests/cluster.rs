@@ -14,9 +14,15 @@ const SECRET: &str = "cluster-test-secret-0123456789";
 
 /// A node of the cluster whose registry is `redis`.
 async fn node(redis: &TestRedis, extra: &[&str]) -> TestServer {
+    node_with_relay(redis, extra).await.0
+}
+
+/// A node, and the port its relay listens on.
+async fn node_with_relay(redis: &TestRedis, extra: &[&str]) -> (TestServer, u16) {
     let relay = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port");
+    let port = relay.port();
     let url = redis.url();
     let relay = relay.to_string();
     let mut args = vec![
@@ -28,7 +34,25 @@ async fn node(redis: &TestRedis, extra: &[&str]) -> TestServer {
         relay.as_str(),
     ];
     args.extend_from_slice(extra);
-    TestServer::start_with(&args).await
+    (TestServer::start_with(&args).await, port)
+}
+
+/// Audio packets `client` has received from `from` so far.
+fn audio_from(client: &TestClient, from: &TestClient) -> u64 {
+    client.stats().audio_packets_from(&from.participant_id())
+}
+
+/// `client` receives `more` audio packets from `from` within `within`.
+async fn audio_flows(client: &TestClient, from: &TestClient, more: u64, within: Duration) {
+    let start = audio_from(client, from);
+    let id = from.participant_id();
+    let what = format!("{} hearing {} again", client.name(), from.name());
+    client
+        .wait_until(&what, within, |s: &ReceivedStats| {
+            s.audio_packets_from(&id) >= start + more
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// `client` receives intact audio and video from `from`.
@@ -180,4 +204,163 @@ async fn a_killed_node_is_noticed_and_the_others_keep_their_media() {
     }
     ann.leave().await;
     ben.leave().await;
+}
+
+/// Redis stopped for 10 s and started again empty: the call between two nodes never stops,
+/// a participant joins meanwhile (a join does not need Redis) and gets media from the other
+/// node, and a node started after Redis is back is found and linked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_survive_a_redis_outage_and_the_registry_is_rebuilt() {
+    let mut redis = TestRedis::start().await;
+    let a = node(&redis, &[]).await;
+    let b = node(&redis, &[]).await;
+    let ann = TestClient::join(ClientConfig::new(a.ws_url(), "outage", "Ann"))
+        .await
+        .expect("Ann joins on A");
+    let ben = TestClient::join(ClientConfig::new(b.ws_url(), "outage", "Ben"))
+        .await
+        .expect("Ben joins on B");
+    ann.start_media();
+    ben.start_media();
+    expect_media_from(&ben, &ann).await;
+    expect_media_from(&ann, &ben).await;
+
+    redis.kill();
+    let stopped = Instant::now();
+    let before = (audio_from(&ann, &ben), audio_from(&ben, &ann));
+    let dan = TestClient::join(ClientConfig::new(b.ws_url(), "outage", "Dan"))
+        .await
+        .expect("a join while Redis is down");
+    dan.start_media();
+    expect_media_from(&dan, &ann).await;
+    expect_media_from(&ann, &dan).await;
+    let left = stopped + Duration::from_secs(10);
+    tokio::time::sleep(left.saturating_duration_since(Instant::now())).await;
+    let down_for = stopped.elapsed().as_secs_f64();
+    for (what, got) in [
+        ("Ann from Ben", audio_from(&ann, &ben) - before.0),
+        ("Ben from Ann", audio_from(&ben, &ann) - before.1),
+    ] {
+        assert!(
+            got as f64 >= 40.0 * down_for,
+            "{what}: {got} audio packets in the {down_for:.1} s without Redis"
+        );
+    }
+
+    redis.restart().await;
+    let c = node(&redis, &[]).await;
+    let cat = TestClient::join(ClientConfig::new(c.ws_url(), "outage", "Cat"))
+        .await
+        .expect("Cat joins on the new node");
+    cat.start_media();
+    expect_media_from(&cat, &ann).await;
+    expect_media_from(&ben, &cat).await;
+    for client in [ann, ben, cat, dan] {
+        client.leave().await;
+    }
+}
+
+/// The relay link between two nodes blocked for 10 s (iptables, inside the test's own
+/// namespace): it is rebuilt on its own once the path opens, media flows again, and nobody is
+/// told anyone left (the node was never dead: Redis kept seeing it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_relay_link_is_rebuilt() {
+    let redis = TestRedis::start().await;
+    let (a, relay_a) = node_with_relay(&redis, &[]).await;
+    let (b, relay_b) = node_with_relay(&redis, &[]).await;
+    let ann = TestClient::join(ClientConfig::new(a.ws_url(), "link", "Ann"))
+        .await
+        .expect("Ann joins on A");
+    let ben = TestClient::join(ClientConfig::new(b.ws_url(), "link", "Ben"))
+        .await
+        .expect("Ben joins on B");
+    ann.start_media();
+    ben.start_media();
+    expect_media_from(&ben, &ann).await;
+    expect_media_from(&ann, &ben).await;
+
+    let rules: Vec<Vec<String>> = [relay_a, relay_b]
+        .iter()
+        .flat_map(|port| {
+            ["--dport", "--sport"].map(|side| {
+                ["INPUT", "-p", "tcp", side, &port.to_string(), "-j", "DROP"]
+                    .map(str::to_owned)
+                    .to_vec()
+            })
+        })
+        .collect();
+    let iptables = |op: &str| {
+        for rule in &rules {
+            let status = std::process::Command::new("iptables")
+                .arg(op)
+                .args(rule)
+                .status()
+                .expect("run iptables (scripts/install-test-deps installs it)");
+            assert!(status.success(), "iptables {op} {rule:?}");
+        }
+    };
+    iptables("-I");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    iptables("-D");
+    let opened = Instant::now();
+    audio_flows(&ann, &ben, 100, Duration::from_secs(15)).await;
+    audio_flows(&ben, &ann, 100, Duration::from_secs(15)).await;
+    eprintln!(
+        "media flowed again {:?} after the path opened",
+        opened.elapsed()
+    );
+    expect_media_from(&ben, &ann).await;
+    let (ann_id, ben_id) = (ann.participant_id(), ben.participant_id());
+    assert!(!ann.stats().saw_left(&ben_id), "Ann was told Ben left");
+    assert!(!ben.stats().saw_left(&ann_id), "Ben was told Ann left");
+    ann.leave().await;
+    ben.leave().await;
+}
+
+/// A track crosses to another node once: one publisher on node A and four watchers on node
+/// B; the packets A sends to B number what one watcher receives, not four times that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_track_crosses_to_another_node_once() {
+    const WATCHERS: usize = 4;
+    let redis = TestRedis::start().await;
+    let a = node(&redis, &[]).await;
+    let b = node(&redis, &[]).await;
+    let publisher = TestClient::join(ClientConfig::new(a.ws_url(), "economy", "Pub"))
+        .await
+        .expect("publisher joins on A");
+    let mut watchers = Vec::new();
+    for i in 0..WATCHERS {
+        let mut config = ClientConfig::new(b.ws_url(), "economy", format!("W{i}"));
+        config.publish_audio = false;
+        config.publish_video = false;
+        watchers.push(TestClient::join(config).await.expect("watcher joins on B"));
+    }
+    publisher.start_media();
+    for watcher in &watchers {
+        expect_media_from(watcher, &publisher).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent = common::ws::scrape(a.http_addr).await["switchboard_cluster_packets_to_nodes_total"];
+    let received =
+        common::ws::scrape(b.http_addr).await["switchboard_cluster_packets_from_nodes_total"];
+    let id = publisher.participant_id();
+    let per_watcher: Vec<u64> = watchers
+        .iter()
+        .map(|w| w.stats().audio_packets_from(&id) + w.stats().video_packets_from(&id))
+        .collect();
+    let most = *per_watcher.iter().max().expect("watchers") as f64;
+    eprintln!("A sent B {sent} packets, B received {received}; watchers got {per_watcher:?}");
+    assert!(sent > 0.0, "nothing crossed");
+    assert!(
+        (sent - received).abs() <= sent * 0.1 + 50.0,
+        "sent {sent}, received {received}"
+    );
+    assert!(
+        sent <= most * 1.1 + 100.0 && sent >= most * 0.7,
+        "A sent {sent} packets to B while one watcher received at most {most}"
+    );
+    publisher.leave().await;
+    for watcher in watchers {
+        watcher.leave().await;
+    }
 }
