@@ -81,6 +81,15 @@ impl Gateway {
         self.links.contains_key(&node)
     }
 
+    pub fn link(&self, node: NodeId) -> Option<&LinkSender> {
+        self.links.get(&node)
+    }
+
+    /// The nodes linked now.
+    pub fn linked_nodes(&self) -> Vec<NodeId> {
+        self.links.keys().copied().collect()
+    }
+
     pub fn link_generation(&self, node: NodeId) -> Option<u64> {
         self.links.get(&node).map(|l| l.generation)
     }
@@ -116,6 +125,11 @@ impl Gateway {
                     }
                 }
                 RelayMessage::Needs { track, layers } => self.worker_needs(worker, track, layers),
+                RelayMessage::Operator(action) => {
+                    for link in self.links.values() {
+                        link.send(NodeMessage::Operator(action.clone()));
+                    }
+                }
                 RelayMessage::KeyframeRequest { track, layer, kind } => {
                     if let Some(link) = self
                         .remote_tracks
@@ -405,6 +419,12 @@ impl Gateway {
             }
             NodeMessage::Media(packets) => self.media_from_node(node, packets),
             NodeMessage::Ping => {}
+            NodeMessage::Operator(action) => {
+                tracing::info!(%node, ?action, "operator action from another node");
+                self.tell_workers(vec![RelayMessage::Operator(action)]);
+            }
+            // Answered by the gateway's task, which can wait for the workers.
+            NodeMessage::StatsRequest { .. } | NodeMessage::StatsReply { .. } => {}
         }
     }
 

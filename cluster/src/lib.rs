@@ -22,20 +22,22 @@ pub mod link;
 pub mod registry;
 pub mod wire;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sfu::RelayPort;
+use sfu::{ParticipantStats, RelayPort, SfuHandle};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use gateway::Gateway;
 use link::LinkEvent;
 use registry::{Membership, NodeEntry, Registry, HEARTBEAT};
+use wire::NodeMessage;
 
 /// A node of the cluster: random at each start.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -105,6 +107,25 @@ pub enum ClusterError {
     WeakSecret,
 }
 
+/// Asks the other nodes for their participants (for `/api/stats`).
+#[derive(Clone)]
+pub struct StatsSource(mpsc::UnboundedSender<oneshot::Sender<Vec<ParticipantStats>>>);
+
+impl StatsSource {
+    /// Every participant of the other nodes and what it receives: what the nodes answer
+    /// within a second.
+    pub async fn fetch(&self) -> Vec<ParticipantStats> {
+        let (reply, answer) = oneshot::channel();
+        if self.0.send(reply).is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+}
+
+/// How long `/api/stats` waits for the other nodes' participants.
+const STATS_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A running cluster membership. Dropping it leaves the tasks running with the runtime; call
 /// [`Cluster::leave`] at a clean shutdown so that the others do not wait for the key to
 /// expire.
@@ -114,12 +135,17 @@ pub struct Cluster {
     pub stats: Arc<ClusterStats>,
     stop: watch::Sender<bool>,
     left: Option<tokio::sync::oneshot::Receiver<()>>,
+    stats_requests: mpsc::UnboundedSender<oneshot::Sender<Vec<ParticipantStats>>>,
 }
 
 impl Cluster {
     /// Join the cluster: listen for relay links, register in Redis, link to every other node,
     /// and relay between them and this node's media workers through `port`.
-    pub async fn start(config: ClusterConfig, port: RelayPort) -> Result<Self, ClusterError> {
+    pub async fn start(
+        config: ClusterConfig,
+        port: RelayPort,
+        sfu: SfuHandle,
+    ) -> Result<Self, ClusterError> {
         if config.secret.len() < 16 {
             return Err(ClusterError::WeakSecret);
         }
@@ -165,6 +191,7 @@ impl Cluster {
         ));
         let stats = Arc::new(ClusterStats::default());
         let gateway = Gateway::new(port.index, port.workers.clone(), Arc::clone(&stats));
+        let (stats_requests, stats_rx) = mpsc::unbounded_channel();
         tokio::spawn(
             GatewayLoop {
                 node,
@@ -176,8 +203,11 @@ impl Cluster {
                 participants,
                 known: HashSet::new(),
                 dialing: HashSet::new(),
+                sfu,
+                pending_stats: HashMap::new(),
+                next_stats_id: 1,
             }
-            .run(port, link_rx, membership_rx, stop_rx),
+            .run(port, link_rx, membership_rx, stats_rx, stop_rx),
         );
         tracing::info!(%node, relay = %relay_addr, %advertise, "joined the cluster");
         Ok(Self {
@@ -186,7 +216,13 @@ impl Cluster {
             stats,
             stop,
             left: Some(left),
+            stats_requests,
         })
+    }
+
+    /// Where `/api/stats` gets the other nodes' participants.
+    pub fn stats_source(&self) -> StatsSource {
+        StatsSource(self.stats_requests.clone())
     }
 
     /// Leave at a clean shutdown: stop relaying and remove this node from Redis (waits at
@@ -301,6 +337,18 @@ struct GatewayLoop {
     known: HashSet<NodeId>,
     /// Nodes being dialled now.
     dialing: HashSet<NodeId>,
+    /// This node's SFU, to answer the others' stats requests.
+    sfu: SfuHandle,
+    pending_stats: HashMap<u64, PendingStats>,
+    next_stats_id: u64,
+}
+
+/// A stats request of this node, waiting for the other nodes' replies.
+struct PendingStats {
+    waiting_for: HashSet<NodeId>,
+    collected: Vec<ParticipantStats>,
+    reply: oneshot::Sender<Vec<ParticipantStats>>,
+    deadline: Instant,
 }
 
 impl GatewayLoop {
@@ -309,10 +357,19 @@ impl GatewayLoop {
         mut port: RelayPort,
         mut links: mpsc::UnboundedReceiver<LinkEvent>,
         mut membership: mpsc::Receiver<Membership>,
+        mut stats_requests: mpsc::UnboundedReceiver<oneshot::Sender<Vec<ParticipantStats>>>,
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
+            let stats_deadline = self
+                .pending_stats
+                .values()
+                .map(|p| p.deadline)
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
+                Some(reply) = stats_requests.recv() => self.request_stats(reply),
+                _ = tokio::time::sleep_until(stats_deadline) => self.expire_stats(),
                 Some((worker, messages)) = port.control.recv() => {
                     self.gateway.handle_worker_messages(worker, messages);
                     self.participants.store(self.gateway.local_participants(), Ordering::Relaxed);
@@ -333,10 +390,72 @@ impl GatewayLoop {
                 self.known.insert(node);
                 self.gateway.link_up(node, sender);
             }
+            LinkEvent::Message(node, NodeMessage::StatsRequest { id }) => {
+                let (sfu, link) = (self.sfu.clone(), self.gateway.link(node).cloned());
+                tokio::spawn(async move {
+                    let stats = sfu.all_stats().await.unwrap_or_default();
+                    if let Some(link) = link {
+                        link.send(NodeMessage::StatsReply { id, stats });
+                    }
+                });
+            }
+            LinkEvent::Message(node, NodeMessage::StatsReply { id, stats }) => {
+                if let Some(pending) = self.pending_stats.get_mut(&id) {
+                    if pending.waiting_for.remove(&node) {
+                        pending.collected.extend(stats);
+                    }
+                    if pending.waiting_for.is_empty() {
+                        if let Some(done) = self.pending_stats.remove(&id) {
+                            let _ = done.reply.send(done.collected);
+                        }
+                    }
+                }
+            }
             LinkEvent::Message(node, message) => self.gateway.handle_node_message(node, message),
             LinkEvent::Down(node, generation) => {
                 self.dialing.remove(&node);
                 self.gateway.link_down(node, generation);
+            }
+        }
+    }
+
+    fn request_stats(&mut self, reply: oneshot::Sender<Vec<ParticipantStats>>) {
+        let nodes = self.gateway.linked_nodes();
+        if nodes.is_empty() {
+            let _ = reply.send(Vec::new());
+            return;
+        }
+        let id = self.next_stats_id;
+        self.next_stats_id += 1;
+        for node in &nodes {
+            if let Some(link) = self.gateway.link(*node) {
+                link.send(NodeMessage::StatsRequest { id });
+            }
+        }
+        self.pending_stats.insert(
+            id,
+            PendingStats {
+                waiting_for: nodes.into_iter().collect(),
+                collected: Vec::new(),
+                reply,
+                deadline: Instant::now() + STATS_TIMEOUT,
+            },
+        );
+    }
+
+    /// Answer the requests whose time is up with what arrived.
+    fn expire_stats(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .pending_stats
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(done) = self.pending_stats.remove(&id) {
+                tracing::warn!(missing = ?done.waiting_for, "stats: nodes did not answer in time");
+                let _ = done.reply.send(done.collected);
             }
         }
     }

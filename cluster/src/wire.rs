@@ -4,8 +4,11 @@
 
 use std::time::Instant;
 
-use sfu::relay::{RelayedPacket, RoomEvent};
-use sfu::{ForwardedCodec, H264Profile, MediaKind, ParticipantId, Rid, TrackId, TrackSource};
+use sfu::relay::{OperatorAction, RelayedPacket, RoomEvent};
+use sfu::{
+    ForwardedCodec, H264Profile, LayerReason, MediaKind, ParticipantId, ParticipantStats, Rid,
+    SubscriptionStats, TrackId, TrackSource,
+};
 use str0m::media::KeyframeRequestKind;
 use str0m::rtp::{Ssrc, VideoOrientation};
 
@@ -39,6 +42,16 @@ pub enum NodeMessage {
     Media(Vec<RelayedPacket>),
     /// Nothing to say; keeps the link's liveness check fed.
     Ping,
+    /// An operator's action through the room API of the sender, for the receiver's own
+    /// participants and tracks.
+    Operator(OperatorAction),
+    /// The sender's `/api/stats` wants the receiver's participants.
+    StatsRequest { id: u64 },
+    /// The receiver's own participants and what they receive, for request `id`.
+    StatsReply {
+        id: u64,
+        stats: Vec<ParticipantStats>,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -76,6 +89,38 @@ impl NodeMessage {
                 }
             }
             NodeMessage::Ping => w.u8(6),
+            NodeMessage::Operator(action) => {
+                w.u8(7);
+                match action {
+                    OperatorAction::RemoveParticipant { room, participant } => {
+                        w.u8(1);
+                        w.str(room);
+                        w.u64(participant.as_u64());
+                    }
+                    OperatorAction::MuteTrack { room, track, muted } => {
+                        w.u8(2);
+                        w.str(room);
+                        w.u64(track.as_u64());
+                        w.u8(u8::from(*muted));
+                    }
+                    OperatorAction::CloseRoom { room } => {
+                        w.u8(3);
+                        w.str(room);
+                    }
+                }
+            }
+            NodeMessage::StatsRequest { id } => {
+                w.u8(8);
+                w.u64(*id);
+            }
+            NodeMessage::StatsReply { id, stats } => {
+                w.u8(9);
+                w.u64(*id);
+                w.u32(stats.len() as u32);
+                for p in stats {
+                    encode_stats(&mut w, p);
+                }
+            }
         }
     }
 
@@ -110,6 +155,33 @@ impl NodeMessage {
                 NodeMessage::Media(packets)
             }
             6 => NodeMessage::Ping,
+            7 => NodeMessage::Operator(match r.u8()? {
+                1 => OperatorAction::RemoveParticipant {
+                    room: r.str()?,
+                    participant: r.participant()?,
+                },
+                2 => OperatorAction::MuteTrack {
+                    room: r.str()?,
+                    track: r.track()?,
+                    muted: r.bool()?,
+                },
+                3 => OperatorAction::CloseRoom { room: r.str()? },
+                _ => return Err(DecodeError("operator action")),
+            }),
+            8 => NodeMessage::StatsRequest { id: r.u64()? },
+            9 => {
+                let id = r.u64()?;
+                let n = r.u32()? as usize;
+                // Each entry takes at least 30 bytes: a count past that is a lie.
+                if n > r.0.len() / 30 {
+                    return Err(DecodeError("stats count"));
+                }
+                let mut stats = Vec::with_capacity(n);
+                for _ in 0..n {
+                    stats.push(decode_stats(&mut r)?);
+                }
+                NodeMessage::StatsReply { id, stats }
+            }
             _ => return Err(DecodeError("message type")),
         };
         if !r.0.is_empty() {
@@ -317,6 +389,84 @@ fn decode_packet(r: &mut Reader<'_>, received: Instant) -> Result<RelayedPacket,
     })
 }
 
+fn encode_stats(w: &mut Writer<'_>, p: &ParticipantStats) {
+    w.u64(p.participant.as_u64());
+    w.str(&p.name);
+    w.str(&p.room);
+    w.u64(p.estimate_bps);
+    w.u16(p.subscriptions.len().min(usize::from(u16::MAX)) as u16);
+    for s in p.subscriptions.iter().take(usize::from(u16::MAX)) {
+        w.u64(s.publisher.as_u64());
+        w.u64(s.track.as_u64());
+        w.u8(match s.kind {
+            MediaKind::Audio => 0,
+            MediaKind::Video => 1,
+        });
+        for layer in [&s.current_layer, &s.target_layer] {
+            match layer {
+                Some(rid) => {
+                    w.u8(1);
+                    w.str(rid);
+                }
+                None => w.u8(0),
+            }
+        }
+        w.u8(u8::from(s.paused));
+        let reason = LayerReason::ALL
+            .iter()
+            .position(|r| r.as_str() == s.reason)
+            .map_or(u8::MAX, |i| i as u8);
+        w.u8(reason);
+        w.u64(s.bitrate_bps);
+    }
+}
+
+fn decode_stats(r: &mut Reader<'_>) -> Result<ParticipantStats, DecodeError> {
+    let participant = r.participant()?;
+    let name = r.str()?;
+    let room = r.str()?;
+    let estimate_bps = r.u64()?;
+    let n = usize::from(r.u16()?);
+    let mut subscriptions = Vec::with_capacity(n.min(r.0.len() / 20));
+    for _ in 0..n {
+        let publisher = r.participant()?;
+        let track = r.track()?;
+        let kind = match r.u8()? {
+            0 => MediaKind::Audio,
+            1 => MediaKind::Video,
+            _ => return Err(DecodeError("media kind")),
+        };
+        let mut layers = [None, None];
+        for layer in &mut layers {
+            if r.bool()? {
+                *layer = Some(r.str()?);
+            }
+        }
+        let [current_layer, target_layer] = layers;
+        let paused = r.bool()?;
+        let reason = LayerReason::ALL
+            .get(usize::from(r.u8()?))
+            .map_or("unknown", |r| r.as_str());
+        subscriptions.push(SubscriptionStats {
+            publisher,
+            track,
+            kind,
+            current_layer,
+            target_layer,
+            paused,
+            reason,
+            bitrate_bps: r.u64()?,
+        });
+    }
+    Ok(ParticipantStats {
+        participant,
+        name,
+        room,
+        estimate_bps,
+        subscriptions,
+    })
+}
+
 fn source_byte(source: TrackSource) -> u8 {
     match source {
         TrackSource::Camera => 0,
@@ -483,6 +633,28 @@ mod tests {
             (p.audio_level, p.voice_activity, &p.payload),
             (Some(-30), Some(true), &packet.payload)
         );
+    }
+
+    #[test]
+    fn operator_actions_round_trip() {
+        for action in [
+            OperatorAction::RemoveParticipant {
+                room: "r".into(),
+                participant: ParticipantId::from_u64(9),
+            },
+            OperatorAction::MuteTrack {
+                room: "r".into(),
+                track: TrackId::from_u64(3),
+                muted: true,
+            },
+            OperatorAction::CloseRoom { room: "r".into() },
+        ] {
+            let NodeMessage::Operator(back) = round_trip(&NodeMessage::Operator(action.clone()))
+            else {
+                panic!("not an operator action");
+            };
+            assert_eq!(back, action);
+        }
     }
 
     #[test]

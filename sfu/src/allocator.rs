@@ -59,6 +59,14 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub const ALL: [Reason; 5] = [
+        Self::Hidden,
+        Self::Bandwidth,
+        Self::FitsShownSize,
+        Self::Best,
+        Self::BandwidthLimited,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Hidden => "hidden by the subscriber",

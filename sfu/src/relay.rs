@@ -75,10 +75,30 @@ pub enum RoomEvent {
     },
 }
 
+/// What an operator (the room API) does to a room, carried to the workers (and nodes) whose
+/// participants it concerns: each applies it to its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperatorAction {
+    RemoveParticipant {
+        room: String,
+        participant: ParticipantId,
+    },
+    MuteTrack {
+        room: String,
+        track: TrackId,
+        muted: bool,
+    },
+    CloseRoom {
+        room: String,
+    },
+}
+
 /// A control message from one worker to another.
 #[derive(Debug, Clone)]
 pub enum RelayMessage {
     Room(RoomEvent),
+    /// An operator's action, for this worker's own participants and tracks.
+    Operator(OperatorAction),
     /// The layers of `track` the sender's subscribers need now; 0 stops the track.
     Needs {
         track: TrackId,

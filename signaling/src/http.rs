@@ -48,7 +48,17 @@ pub struct AppState {
     pub shutting_down: Arc<tokio::sync::watch::Sender<bool>>,
     /// WHIP and WHEP sessions, by resource id.
     pub http_sessions: Arc<HttpSessions>,
+    /// The other nodes' participants for `/api/stats`, when this server is in a cluster.
+    pub remote_stats: Option<RemoteStats>,
 }
+
+/// Where `/api/stats` gets the participants of the other nodes of a cluster.
+pub type RemoteStats = Arc<
+    dyn Fn() -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Vec<sfu::ParticipantStats>> + Send>,
+        > + Send
+        + Sync,
+>;
 
 impl AppState {
     /// Development mode with default limits.
@@ -65,6 +75,7 @@ impl AppState {
             drain,
             shutting_down: Arc::new(tokio::sync::watch::channel(false).0),
             http_sessions: Arc::default(),
+            remote_stats: None,
         }
     }
 
@@ -230,8 +241,13 @@ async fn api_stats(State(state): State<AppState>, headers: HeaderMap) -> Respons
     } else {
         None
     };
+    let remote = match &state.remote_stats {
+        Some(remote) => remote().await,
+        None => Vec::new(),
+    };
     match state.sfu.all_stats().await {
-        Ok(all) => {
+        Ok(mut all) => {
+            all.extend(remote);
             let participants: Vec<serde_json::Value> = all
                 .iter()
                 .filter(|p| claims.as_ref().is_none_or(|c| c.administers(&p.room)))

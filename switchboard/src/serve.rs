@@ -43,6 +43,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                     key_prefix: "switchboard:".into(),
                 },
                 port,
+                media.handle(),
             )
             .await
             .context("joining the cluster")?,
@@ -114,6 +115,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         state
             .metrics
             .register_collector(Box::new(ClusterCollector(Arc::clone(&cluster.stats))));
+        let source = cluster.stats_source();
+        state.remote_stats = Some(Arc::new(move || {
+            let source = source.clone();
+            Box::pin(async move { source.fetch().await })
+        }));
     }
     if let Some(stats) = turn_stats {
         state

@@ -364,3 +364,118 @@ async fn a_track_crosses_to_another_node_once() {
         watcher.leave().await;
     }
 }
+
+/// The room API of any node acts on the whole cluster: node A lists the room with the
+/// participants of both nodes, mutes a track published on node B (everyone is told, and its
+/// media stops), removes a participant of node B, and closes the room on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_room_api_of_one_node_acts_on_the_whole_cluster() {
+    use common::ws::{http_json, key_flags, token, ADMIN, PUBLISH_SUBSCRIBE};
+    let redis = TestRedis::start().await;
+    let a = node(&redis, &key_flags()).await;
+    let b = node(&redis, &key_flags()).await;
+    let join = |server: &TestServer, name: &str| {
+        let mut config = ClientConfig::new(server.ws_url(), "ops", name);
+        config.token = Some(token(name, Some("ops"), PUBLISH_SUBSCRIBE));
+        config.publish_video = false;
+        TestClient::join(config)
+    };
+    let ann = join(&a, "ann").await.expect("Ann joins on A");
+    let ben = join(&b, "ben").await.expect("Ben joins on B");
+    let cat = join(&b, "cat").await.expect("Cat joins on B");
+    for client in [&ann, &ben, &cat] {
+        client.start_media();
+    }
+    audio_flows(&ann, &ben, 50, MEDIA_TIMEOUT).await;
+    let admin = token("ops", Some("ops"), ADMIN);
+
+    let (status, body) = http_json(a.http_addr, "GET", "/api/rooms/ops", Some(&admin), None).await;
+    assert_eq!(status, 200, "{body}");
+    let listed = body.to_string();
+    for client in [&ann, &ben, &cat] {
+        assert!(listed.contains(&client.participant_id()), "{body}");
+    }
+
+    // /api/stats on A names everyone, with what each receives.
+    let (status, stats) = http_json(a.http_addr, "GET", "/api/stats", Some(&admin), None).await;
+    assert_eq!(status, 200, "{stats}");
+    for client in [&ann, &ben, &cat] {
+        let entry = stats["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["participant_id"] == client.participant_id().as_str())
+            .unwrap_or_else(|| panic!("{} missing from /api/stats: {stats}", client.name()));
+        assert_eq!(
+            entry["subscriptions"].as_array().map(Vec::len),
+            Some(2),
+            "{}: one audio track from each other participant: {entry}",
+            client.name()
+        );
+    }
+
+    // Mute Ben's audio (on B) through A.
+    let track_id = body["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["participant_id"] == ben.participant_id().as_str())
+        .and_then(|p| p["tracks"][0]["track_id"].as_str())
+        .map(str::to_owned);
+    let track_id = track_id.unwrap_or_else(|| panic!("Ben's track in {body}"));
+    let path = format!("/api/rooms/ops/tracks/{track_id}/mute");
+    let (status, body) = http_json(
+        a.http_addr,
+        "POST",
+        &path,
+        Some(&admin),
+        Some(r#"{"muted":true}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for client in [&ann, &cat] {
+        client
+            .wait_for_message("track_muted", Duration::from_secs(5), |m| {
+                m["type"] == "track_muted" && m["track_id"] == track_id.as_str()
+            })
+            .await
+            .expect("told of the mute");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let muted_at = audio_from(&ann, &ben);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        audio_from(&ann, &ben) <= muted_at + 5,
+        "Ben's audio still reaches Ann after the operator muted it"
+    );
+
+    // Remove Cat (on B) through A.
+    let path = format!("/api/rooms/ops/participants/{}", cat.participant_id());
+    let (status, body) = http_json(a.http_addr, "DELETE", &path, Some(&admin), None).await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    let cat_id = cat.participant_id();
+    ann.wait_until(
+        "told that Cat was removed",
+        Duration::from_secs(5),
+        |s: &ReceivedStats| s.saw_left(&cat_id),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}"));
+
+    // Close the room through A: Ben (on B) is removed too.
+    let (status, body) =
+        http_json(a.http_addr, "DELETE", "/api/rooms/ops", Some(&admin), None).await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let health = b.health().await.expect("B answers");
+        if health["participants"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B still has participants: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

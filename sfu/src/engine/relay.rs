@@ -9,9 +9,12 @@ use str0m::media::Mid;
 
 use super::forward::IncomingPacket;
 use super::{Sfu, SfuOutput};
+use crate::event::RemovalReason;
 use crate::event::{ParticipantInfo, SfuEvent, TrackInfo};
 use crate::ids::TrackId;
-use crate::relay::{with_layer, LayerMask, RelayMessage, RelayedPacket, RoomEvent, WorkerIndex};
+use crate::relay::{
+    with_layer, LayerMask, OperatorAction, RelayMessage, RelayedPacket, RoomEvent, WorkerIndex,
+};
 use crate::room::RemoteMember;
 use crate::track::UpTrack;
 
@@ -28,6 +31,7 @@ impl Sfu {
             match message {
                 RelayMessage::Room(event) => self.apply_room_event(from, event, now),
                 RelayMessage::Needs { track, layers } => self.set_relay_needs(from, track, layers),
+                RelayMessage::Operator(action) => self.apply_operator_action(&action, now),
                 RelayMessage::KeyframeRequest { track, layer, kind } => {
                     if self.tracks.get(&track).is_some_and(|t| t.origin.is_none()) {
                         self.request_keyframe(track, layer, kind, now);
@@ -61,6 +65,27 @@ impl Sfu {
         }
         if !self.dirty.is_empty() {
             self.receive_pending.get_or_insert(now);
+        }
+    }
+
+    /// An operator's action from elsewhere: applied to this worker's own participants and
+    /// tracks (the others are told by theirs).
+    pub fn apply_operator_action(&mut self, action: &OperatorAction, now: Instant) {
+        let result = match action {
+            OperatorAction::RemoveParticipant { room, participant } => self
+                .remove_participant(room, *participant, RemovalReason::Removed, now)
+                .map(|()| 1),
+            OperatorAction::MuteTrack { room, track, muted } => {
+                self.mute_track(room, *track, *muted, now).map(|()| 1)
+            }
+            OperatorAction::CloseRoom { room } => self.close_room(room, now),
+        };
+        match result {
+            Ok(done) => {
+                tracing::info!(?action, done, "operator action from another worker applied")
+            }
+            // Most workers have nothing to do with a given action.
+            Err(e) => tracing::trace!(?action, error = %e, "operator action not for this worker"),
         }
     }
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::server::RelayInbox;
 use crate::engine::{RoomInfo, Sfu};
 use crate::error::SfuError;
 use crate::event::RemovalReason;
@@ -16,6 +17,7 @@ use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::MetricsSnapshot;
 use crate::placement::RoomPlacement;
 use crate::policy::{Permissions, ShardLoad};
+use crate::relay::{OperatorAction, RelayMessage};
 use crate::track::TrackSource;
 
 /// Counts for health checks and leak tests.
@@ -59,6 +61,9 @@ pub struct SfuHandle {
     workers: Arc<[WorkerHandle]>,
     placement: Arc<RoomPlacement>,
     load: Arc<ShardLoad>,
+    /// The relay slot after the workers (a cluster gateway), for operator actions on other
+    /// nodes' participants.
+    gateway: Option<RelayInbox>,
 }
 
 impl SfuHandle {
@@ -66,11 +71,22 @@ impl SfuHandle {
         workers: Vec<WorkerHandle>,
         placement: Arc<RoomPlacement>,
         load: Arc<ShardLoad>,
+        gateway: Option<RelayInbox>,
     ) -> Self {
         Self {
             workers: workers.into(),
             placement,
             load,
+            gateway,
+        }
+    }
+
+    /// Pass an operator action to the other nodes (through the gateway), when the room has
+    /// members there that it concerns. `false` when there is no cluster.
+    fn tell_other_nodes(&self, action: OperatorAction) -> bool {
+        match &self.gateway {
+            Some(gateway) => gateway.send_control(0, vec![RelayMessage::Operator(action)]),
+            None => false,
         }
     }
 
@@ -375,21 +391,56 @@ impl SfuHandle {
         participant: ParticipantId,
     ) -> Result<(), SfuError> {
         let name = room.to_owned();
-        self.call(participant, move |w| {
-            w.sfu
-                .remove_participant(&name, participant, RemovalReason::Removed, w.now)
-        })
-        .await?
+        let local = self
+            .call(participant, move |w| {
+                w.sfu
+                    .remove_participant(&name, participant, RemovalReason::Removed, w.now)
+            })
+            .await?;
+        match local {
+            Err(SfuError::UnknownParticipant(_))
+                if self.is_remote_member(room, participant).await? =>
+            {
+                self.tell_other_nodes(OperatorAction::RemoveParticipant {
+                    room: room.to_owned(),
+                    participant,
+                });
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Whether `participant` is a member of `room` on another node (in the directory, and
+    /// there is a cluster).
+    async fn is_remote_member(
+        &self,
+        room: &str,
+        participant: ParticipantId,
+    ) -> Result<bool, SfuError> {
+        if self.gateway.is_none() {
+            return Ok(false);
+        }
+        let members = self.room_participants(room).await?;
+        Ok(members.iter().any(|m| m.id == participant))
     }
 
     /// Remove everyone in `room` ([`RemovalReason::RoomClosed`]), on every worker; returns
     /// how many.
     pub async fn close_room(&self, room: &str) -> Result<usize, SfuError> {
+        // Everyone in the room, on every worker and node: all of them are removed.
+        let everyone = self.room_participants(room).await?.len();
         let name = room.to_owned();
         let per_worker = self
             .call_all(move |w| w.sfu.close_room(&name, w.now))
             .await?;
-        first_success(per_worker, |counts| counts.sum())
+        let here: usize = first_success(per_worker, |counts| counts.sum()).unwrap_or(0);
+        if self.tell_other_nodes(OperatorAction::CloseRoom {
+            room: room.to_owned(),
+        }) {
+            return Ok(everyone.max(here));
+        }
+        Ok(here)
     }
 
     /// Mute (or unmute) a track of `room` on the operator's behalf.
@@ -404,7 +455,26 @@ impl SfuHandle {
         let per_worker = self
             .call_all(move |w| w.sfu.mute_track(&name, track, muted, w.now))
             .await?;
-        first_success(per_worker, |_| ())
+        let local = first_success(per_worker, |_| ());
+        if local.is_ok() || self.gateway.is_none() {
+            return local;
+        }
+        // Published on another node, if the directory has it in this room.
+        let in_room = self
+            .room_participants(room)
+            .await?
+            .iter()
+            .any(|m| m.tracks.iter().any(|t| t.id == track));
+        if in_room
+            && self.tell_other_nodes(OperatorAction::MuteTrack {
+                room: room.to_owned(),
+                track,
+                muted,
+            })
+        {
+            return Ok(());
+        }
+        local
     }
 }
 

@@ -366,7 +366,14 @@ impl SfuServer {
         }
         tracing::info!(%udp_addr, %advertised, ice_tcp = config.ice_tcp, workers = worker_count, "media listening");
         Ok(Self {
-            handle: SfuHandle::new(handles, placement, load),
+            handle: SfuHandle::new(
+                handles,
+                placement,
+                load,
+                relay_port
+                    .as_ref()
+                    .and_then(|_| relay_inboxes.last().cloned()),
+            ),
             udp_addr,
             threads,
             relay_port,
