@@ -523,3 +523,192 @@ impl Gateway {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sfu::{ForwardedCodec, MediaKind, TrackSource};
+    use std::time::Instant;
+    use str0m::rtp::Ssrc;
+    use tokio::sync::mpsc;
+
+    type Control = mpsc::UnboundedReceiver<(WorkerIndex, Vec<RelayMessage>)>;
+    type Media = mpsc::Receiver<Vec<RelayedPacket>>;
+
+    /// A gateway at slot 2 in front of two workers whose inboxes the test reads.
+    fn gateway() -> (Gateway, Vec<(Control, Media)>) {
+        let mut inboxes = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..2 {
+            let (control, control_rx) = mpsc::unbounded_channel();
+            let (media, media_rx) = mpsc::channel(16);
+            inboxes.push(RelayInbox::from_channels(control, media));
+            receivers.push((control_rx, media_rx));
+        }
+        let gateway = Gateway::new(2, inboxes, Arc::new(ClusterStats::default()));
+        (gateway, receivers)
+    }
+
+    fn link(generation: u64) -> (LinkSender, mpsc::UnboundedReceiver<NodeMessage>) {
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let (media, _media_rx) = mpsc::channel(16);
+        (
+            LinkSender::from_channels(control, media, generation),
+            control_rx,
+        )
+    }
+
+    /// Room events a worker was given, as short strings.
+    fn room_events(rx: &mut Control) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Ok((from, messages)) = rx.try_recv() {
+            assert_eq!(from, 2, "sent as the gateway's slot");
+            for message in messages {
+                match message {
+                    RelayMessage::Room(RoomEvent::Joined { participant, .. }) => {
+                        seen.push(format!("joined {participant}"))
+                    }
+                    RelayMessage::Room(RoomEvent::Left { participant, .. }) => {
+                        seen.push(format!("left {participant}"))
+                    }
+                    RelayMessage::Room(RoomEvent::Published { track, .. }) => {
+                        seen.push(format!("published {track}"))
+                    }
+                    other => seen.push(format!("{other:?}")),
+                }
+            }
+        }
+        seen
+    }
+
+    fn needs_sent(rx: &mut mpsc::UnboundedReceiver<NodeMessage>) -> Vec<(TrackId, u8)> {
+        let mut sent = Vec::new();
+        while let Ok(message) = rx.try_recv() {
+            if let NodeMessage::Needs { track, layers } = message {
+                sent.push((track, layers));
+            }
+        }
+        sent
+    }
+
+    fn joined(p: ParticipantId) -> NodeMessage {
+        NodeMessage::Room(RoomEvent::Joined {
+            room: "r".into(),
+            participant: p,
+            name: "n".into(),
+        })
+    }
+
+    fn published(p: ParticipantId, t: TrackId) -> NodeMessage {
+        NodeMessage::Room(RoomEvent::Published {
+            room: "r".into(),
+            participant: p,
+            track: t,
+            kind: MediaKind::Video,
+            rids: Vec::new(),
+            source: TrackSource::Camera,
+            muted: false,
+        })
+    }
+
+    fn packet(track: TrackId, layer: usize) -> RelayedPacket {
+        RelayedPacket {
+            track,
+            layer,
+            codec: ForwardedCodec::Vp8,
+            ssrc: Ssrc::from(1),
+            seq: 1,
+            timestamp: 0,
+            marker: false,
+            received: Instant::now(),
+            audio_level: None,
+            voice_activity: None,
+            video_orientation: None,
+            payload: vec![0x10, 0],
+        }
+    }
+
+    #[test]
+    fn a_relinked_node_is_settled_by_its_snapshot() {
+        let (mut gw, mut workers) = gateway();
+        let node = NodeId(7);
+        let (p1, p2) = (
+            ParticipantId::from_u64(0x100),
+            ParticipantId::from_u64(0x200),
+        );
+        let t1 = TrackId::from_u64(1);
+        let (sender, _rx) = link(1);
+        gw.link_up(node, sender);
+        for message in [
+            joined(p1),
+            published(p1, t1),
+            joined(p1),
+            NodeMessage::SnapshotEnd,
+        ] {
+            gw.handle_node_message(node, message);
+        }
+        for (control, _) in &mut workers {
+            assert_eq!(
+                room_events(control),
+                [format!("joined {p1}"), format!("published {t1}")],
+                "each event once, the repeated join filtered"
+            );
+        }
+
+        // The link breaks; meanwhile p1 leaves and p2 joins over there. Linked again, the
+        // node's snapshot names only p2: p1 has left.
+        gw.link_down(node, 1);
+        let (sender, _rx) = link(2);
+        gw.link_up(node, sender);
+        for message in [joined(p2), NodeMessage::SnapshotEnd] {
+            gw.handle_node_message(node, message);
+        }
+        for (control, _) in &mut workers {
+            assert_eq!(
+                room_events(control),
+                [format!("joined {p2}"), format!("left {p1}")]
+            );
+        }
+
+        // Declared dead: everyone it had left.
+        gw.node_dead(node);
+        for (control, _) in &mut workers {
+            assert_eq!(room_events(control), [format!("left {p2}")]);
+        }
+        assert!(!gw.linked(node));
+    }
+
+    #[test]
+    fn workers_needs_are_merged_per_track_and_media_goes_where_needed() {
+        let (mut gw, mut workers) = gateway();
+        let node = NodeId(9);
+        let p = ParticipantId::from_u64(0x300);
+        let t = TrackId::from_u64(5);
+        let (sender, mut link_rx) = link(1);
+        gw.link_up(node, sender);
+        gw.handle_node_message(node, joined(p));
+        gw.handle_node_message(node, published(p, t));
+
+        let needs = |layers| vec![RelayMessage::Needs { track: t, layers }];
+        gw.handle_worker_messages(0, needs(0b001));
+        gw.handle_worker_messages(1, needs(0b100));
+        gw.handle_worker_messages(1, needs(0b100)); // no change: nothing sent
+        gw.handle_worker_messages(0, needs(0));
+        assert_eq!(
+            needs_sent(&mut link_rx),
+            [(t, 0b001), (t, 0b101), (t, 0b100)],
+            "the union, each time it changes"
+        );
+
+        gw.handle_node_message(node, NodeMessage::Media(vec![packet(t, 2), packet(t, 0)]));
+        let (_, media0) = &mut workers[0];
+        assert!(media0.try_recv().is_err(), "worker 0 needs nothing now");
+        let (_, media1) = &mut workers[1];
+        let got = media1.try_recv().expect("worker 1 gets its layer");
+        assert_eq!(got.iter().map(|p| p.layer).collect::<Vec<_>>(), [2]);
+
+        // Media that the node does not own is not passed on.
+        gw.handle_node_message(NodeId(10), NodeMessage::Media(vec![packet(t, 2)]));
+        assert!(media1.try_recv().is_err());
+    }
+}

@@ -71,6 +71,20 @@ pub struct LinkSender {
 }
 
 impl LinkSender {
+    /// A sender over channels of one's own, for tests of what is sent on a link.
+    #[cfg(test)]
+    pub(crate) fn from_channels(
+        control: mpsc::UnboundedSender<NodeMessage>,
+        media: mpsc::Sender<NodeMessage>,
+        generation: u64,
+    ) -> Self {
+        Self {
+            control,
+            media,
+            generation,
+        }
+    }
+
     pub fn send(&self, message: NodeMessage) {
         let _ = self.control.send(message);
     }

@@ -57,8 +57,9 @@ pub struct SfuConfig {
     /// Which media worker this `Sfu` is, when several share one socket; carried in the low
     /// byte of every `ParticipantId` it hands out.
     pub shard: u8,
-    /// Keep the ufrag changes for `take_route_updates`, for a router in front of several
-    /// workers.
+    /// A router in front of several workers routes datagrams (one table for all of them):
+    /// keep no routing table here, hand the ufrag changes to `take_route_updates`, and take
+    /// datagrams through [`Sfu::handle_routed`].
     pub report_routes: bool,
     /// The other workers' rooms and pending joins, when several share the server-wide
     /// limits.
@@ -205,8 +206,7 @@ impl Sfu {
         );
         participant.permissions = permissions;
         self.counters.joins += 1;
-        self.demux.add_peer(participant.ice_ufrag.clone(), id);
-        self.report_route(|| RouteUpdate::Add(participant.ice_ufrag.clone(), id));
+        self.update_route(RouteUpdate::Add(participant.ice_ufrag.clone(), id));
         if let Some(placement) = &self.config.placement {
             placement.joined(room, usize::from(self.config.shard));
         }
@@ -326,8 +326,7 @@ impl Sfu {
         p.refresh_payload_types();
         if let Some(old) = restarted_from {
             tracing::info!(participant = %id, "ICE restart");
-            self.demux.rename_peer(&old, ufrag.clone(), id);
-            self.report_route(|| RouteUpdate::Rename(old, ufrag, id));
+            self.update_route(RouteUpdate::Rename(old, ufrag, id));
         }
         self.mark_dirty(id);
         self.drive(now);
@@ -576,6 +575,19 @@ impl Sfu {
             tracing::trace!(%source, ?proto, len = data.len(), "datagram from an unknown peer dropped");
             return;
         };
+        self.handle_routed(now, id, proto, source, destination, data);
+    }
+
+    /// A datagram a router (see [`SfuConfig::report_routes`]) found to be `id`'s.
+    pub fn handle_routed(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
         let Ok(receive) = Receive::new(proto, source, destination, data) else {
             tracing::debug!(%source, len = data.len(), "unparseable datagram dropped");
             return;
@@ -654,9 +666,13 @@ impl Sfu {
         std::mem::take(&mut self.route_updates)
     }
 
-    fn report_route(&mut self, update: impl FnOnce() -> RouteUpdate) {
+    /// Keep the one routing table: this `Sfu`'s own, or, behind a router
+    /// ([`SfuConfig::report_routes`]), the router's, which the update is queued for.
+    fn update_route(&mut self, update: RouteUpdate) {
         if self.config.report_routes {
-            self.route_updates.push(update());
+            self.route_updates.push(update);
+        } else {
+            self.demux.apply(update);
         }
     }
 
@@ -857,8 +873,7 @@ impl Sfu {
             return;
         };
         self.timeouts.remove(&(p.next_timeout, id));
-        self.demux.remove_peer(&p.ice_ufrag, id);
-        self.report_route(|| RouteUpdate::Remove(p.ice_ufrag.clone(), id));
+        self.update_route(RouteUpdate::Remove(p.ice_ufrag.clone(), id));
         for track_id in p.published.values() {
             self.unpublish(*track_id);
         }

@@ -125,8 +125,8 @@ impl Sfu {
         }
     }
 
-    /// For each relayed track, the layers this worker's subscribers are on or moving to; ask
-    /// the publisher's worker for them when that changed.
+    /// For each relayed track, the layers this worker's subscribers are on or moving to, and
+    /// the lowest; ask the publisher's worker for them when that changed.
     pub(super) fn update_relay_needs(&mut self) {
         self.relay_needs_changed = false;
         let mut needs: HashMap<TrackId, LayerMask> = HashMap::new();
@@ -135,7 +135,11 @@ impl Sfu {
                 let Some(track) = self.tracks.get(&d.track).filter(|t| t.origin.is_some()) else {
                     continue;
                 };
-                let mask = needs.entry(track.id).or_default();
+                // The lowest layer always flows while anyone here subscribes: it is cheap,
+                // keeps its measured rate and size known here (a paused video is offered
+                // by what it really takes, not a nominal guess), and a subscriber that must
+                // step down or resume never waits for another worker to start it.
+                let mask = needs.entry(track.id).or_insert(with_layer(0, 0));
                 for layer in [d.target_layer(), d.current_layer()].into_iter().flatten() {
                     *mask = with_layer(*mask, layer);
                 }

@@ -90,6 +90,15 @@ pub struct RelayInbox {
 }
 
 impl RelayInbox {
+    /// An inbox over channels of one's own: for a relay slot driven outside `SfuServer`
+    /// (tests of a gateway, say).
+    pub fn from_channels(
+        control: mpsc::UnboundedSender<(WorkerIndex, Vec<RelayMessage>)>,
+        media: mpsc::Sender<Vec<RelayedPacket>>,
+    ) -> Self {
+        Self { control, media }
+    }
+
     /// Hand over control messages from `from`; `false` if the worker is gone.
     pub fn send_control(&self, from: WorkerIndex, messages: Vec<RelayMessage>) -> bool {
         self.control.send((from, messages)).is_ok()
@@ -133,8 +142,8 @@ struct Inbound {
 /// Datagrams for one worker from one receive batch, in one buffer.
 struct RoutedDatagrams {
     bytes: Vec<u8>,
-    /// Source and end offset in `bytes` of each datagram.
-    datagrams: Vec<(SocketAddr, usize)>,
+    /// Source, peer and end offset in `bytes` of each datagram.
+    datagrams: Vec<(SocketAddr, ParticipantId, usize)>,
 }
 
 impl RoutedDatagrams {
@@ -145,23 +154,26 @@ impl RoutedDatagrams {
         }
     }
 
-    fn push(&mut self, source: SocketAddr, data: &[u8]) {
+    fn push(&mut self, source: SocketAddr, peer: ParticipantId, data: &[u8]) {
         self.bytes.extend_from_slice(data);
-        self.datagrams.push((source, self.bytes.len()));
+        self.datagrams.push((source, peer, self.bytes.len()));
     }
 
-    fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+    fn iter(&self) -> impl Iterator<Item = (SocketAddr, ParticipantId, &[u8])> {
         let mut start = 0;
-        self.datagrams.iter().filter_map(move |&(source, end)| {
-            let data = self.bytes.get(start..end)?;
-            start = end;
-            Some((source, data))
-        })
+        self.datagrams
+            .iter()
+            .filter_map(move |&(source, peer, end)| {
+                let data = self.bytes.get(start..end)?;
+                start = end;
+                Some((source, peer, data))
+            })
     }
 }
 
-/// Worker 0's view of which worker owns each peer, kept in step with every worker's own
-/// demultiplexer through the route updates they send.
+/// With several workers, the one routing table: which peer each datagram is for (and so
+/// which worker owns it, from the peer's id), kept up to date by the route updates the
+/// workers send. The workers keep no table of their own.
 struct Router {
     demux: Demux,
     updates: mpsc::UnboundedReceiver<RouteUpdate>,
@@ -178,11 +190,15 @@ impl Router {
         }
     }
 
-    /// The worker owning the peer this datagram comes from, learning its address from a
-    /// STUN request; `None` for a peer nobody knows.
-    fn worker_of(&mut self, proto: Protocol, source: SocketAddr, data: &[u8]) -> Option<usize> {
-        let peer = self.demux.route(proto, source, data)?;
-        Some(usize::from(peer.shard()))
+    /// The peer this datagram comes from, learning its address from a STUN request; `None`
+    /// for a peer nobody knows. Its worker is `peer.shard()`.
+    fn peer_of(
+        &mut self,
+        proto: Protocol,
+        source: SocketAddr,
+        data: &[u8],
+    ) -> Option<ParticipantId> {
+        self.demux.route(proto, source, data)
     }
 
     /// Hand each worker what this batch routed to it.
@@ -539,11 +555,15 @@ impl MediaLoop {
                         };
                         match receiver.router.as_mut() {
                             None => self.receive(now, Protocol::Udp, source, data),
-                            Some(router) => match router.worker_of(Protocol::Udp, source, data) {
-                                Some(0) => self.receive(now, Protocol::Udp, source, data),
-                                Some(worker) => {
-                                    if let Some(routed) = router.routed.get_mut(worker) {
-                                        routed.push(source, data);
+                            Some(router) => match router.peer_of(Protocol::Udp, source, data) {
+                                Some(peer) if peer.shard() == 0 => {
+                                    self.receive_routed(now, peer, Protocol::Udp, source, data)
+                                }
+                                Some(peer) => {
+                                    if let Some(routed) =
+                                        router.routed.get_mut(usize::from(peer.shard()))
+                                    {
+                                        routed.push(source, peer, data);
                                     }
                                 }
                                 None => {
@@ -576,6 +596,18 @@ impl MediaLoop {
             .handle_receive(now, proto, source, self.advertised, data);
     }
 
+    fn receive_routed(
+        &mut self,
+        now: Instant,
+        peer: ParticipantId,
+        proto: Protocol,
+        source: SocketAddr,
+        data: &[u8],
+    ) {
+        self.sfu
+            .handle_routed(now, peer, proto, source, self.advertised, data);
+    }
+
     /// An ICE-TCP event on worker 0: connections are known to every worker (any may send
     /// on one), frames go to the worker owning the peer.
     fn route_tcp(&mut self, receiver: &mut Receiver, event: TcpEvent) {
@@ -585,15 +617,18 @@ impl MediaLoop {
         };
         router.apply_updates();
         match event {
-            TcpEvent::Frame(peer, frame) => match router.worker_of(Protocol::Tcp, peer, &frame) {
-                Some(0) => self.handle_tcp(TcpEvent::Frame(peer, frame)),
-                Some(worker) => {
-                    if let Some(inbox) = router.workers.get(worker) {
-                        let _ = inbox.tcp.send(TcpEvent::Frame(peer, frame));
+            TcpEvent::Frame(source, frame) => match router.peer_of(Protocol::Tcp, source, &frame) {
+                Some(peer) if peer.shard() == 0 => {
+                    self.receive_routed(Instant::now(), peer, Protocol::Tcp, source, &frame)
+                }
+                Some(peer) => {
+                    if let Some(inbox) = router.workers.get(usize::from(peer.shard())) {
+                        let _ = inbox.tcp.send(TcpEvent::RoutedFrame(source, peer, frame));
                     }
                 }
-                None => tracing::trace!(%peer, "ICE-TCP frame from an unknown peer dropped"),
+                None => tracing::trace!(%source, "ICE-TCP frame from an unknown peer dropped"),
             },
+            TcpEvent::RoutedFrame(..) => {}
             TcpEvent::Opened(peer, writer) => {
                 for inbox in router.workers.iter().skip(1) {
                     let _ = inbox.tcp.send(TcpEvent::Opened(peer, writer.clone()));
@@ -611,8 +646,8 @@ impl MediaLoop {
 
     fn handle_routed(&mut self, routed: RoutedDatagrams) {
         let now = Instant::now();
-        for (source, data) in routed.iter() {
-            self.receive(now, Protocol::Udp, source, data);
+        for (source, peer, data) in routed.iter() {
+            self.receive_routed(now, peer, Protocol::Udp, source, data);
         }
     }
 
@@ -630,14 +665,11 @@ impl MediaLoop {
             TcpEvent::Opened(peer, writer) => {
                 self.tcp_conns.insert(peer, writer);
             }
-            TcpEvent::Frame(peer, frame) => {
-                self.sfu.handle_receive(
-                    Instant::now(),
-                    Protocol::Tcp,
-                    peer,
-                    self.advertised,
-                    &frame,
-                );
+            TcpEvent::Frame(source, frame) => {
+                self.receive(Instant::now(), Protocol::Tcp, source, &frame);
+            }
+            TcpEvent::RoutedFrame(source, peer, frame) => {
+                self.receive_routed(Instant::now(), peer, Protocol::Tcp, source, &frame);
             }
             TcpEvent::Closed(peer) => {
                 self.tcp_conns.remove(&peer);

@@ -7,6 +7,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::ids::ParticipantId;
+
 /// Frames a connection may have queued toward the peer before it counts as stalled.
 const WRITE_QUEUE: usize = 256;
 /// A connection that carries nothing for this long is closed. A live ICE-TCP path carries
@@ -17,6 +19,8 @@ const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 pub(crate) enum TcpEvent {
     Opened(SocketAddr, mpsc::Sender<Vec<u8>>),
     Frame(SocketAddr, Vec<u8>),
+    /// A frame worker 0's router found to be this peer's (several workers only).
+    RoutedFrame(SocketAddr, ParticipantId, Vec<u8>),
     Closed(SocketAddr),
 }
 
