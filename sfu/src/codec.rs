@@ -4,7 +4,6 @@
 
 use str0m::format::{Codec, CodecConfig};
 use str0m::media::Pt;
-use str0m::rtp::Vp8Descriptor;
 
 /// Codecs the SFU forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,21 +64,23 @@ impl ForwardedCodec {
     pub fn starts_keyframe(self, payload: &[u8]) -> bool {
         match self {
             Self::Opus => true,
-            Self::Vp8 => Vp8Descriptor::parse(payload)
-                .map(|d| d.starts_keyframe(payload))
-                .unwrap_or(false),
+            Self::Vp8 => Vp8Header::parse(payload).is_some_and(|h| h.starts_keyframe(payload)),
             Self::H264(_) => h264_starts_keyframe(payload),
         }
     }
 }
 
-/// The VP8 payload descriptor fields the forwarder rewrites (RFC 7741 4.2), and where the
-/// VP8 payload itself starts.
+/// The VP8 payload descriptor (RFC 7741 4.2), parsed once per packet: the fields the
+/// forwarder rewrites, where they are, and where the VP8 payload itself starts. Each
+/// subscriber's copy of the payload is rewritten in place ([`Vp8Header::rewrite`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Vp8Header {
     pub picture_id: Option<u16>,
     pub tl0: Option<u8>,
     pub descriptor_len: usize,
+    /// Offset of the picture ID, and whether it has 15 bits (else 7).
+    picture_id_at: Option<(usize, bool)>,
+    tl0_at: Option<usize>,
 }
 
 impl Vp8Header {
@@ -90,14 +91,18 @@ impl Vp8Header {
             picture_id: None,
             tl0: None,
             descriptor_len: 0,
+            picture_id_at: None,
+            tl0_at: None,
         };
         if first & 0x80 != 0 {
             let ext = *payload.get(at)?;
             at += 1;
             if ext & 0x80 != 0 {
                 let hi = *payload.get(at)?;
+                let long = hi & 0x80 != 0;
+                header.picture_id_at = Some((at, long));
                 at += 1;
-                header.picture_id = Some(if hi & 0x80 != 0 {
+                header.picture_id = Some(if long {
                     let lo = *payload.get(at)?;
                     at += 1;
                     (u16::from(hi & 0x7f) << 8) | u16::from(lo)
@@ -107,6 +112,7 @@ impl Vp8Header {
             }
             if ext & 0x40 != 0 {
                 header.tl0 = Some(*payload.get(at)?);
+                header.tl0_at = Some(at);
                 at += 1;
             }
             if ext & 0x30 != 0 {
@@ -117,6 +123,42 @@ impl Vp8Header {
             descriptor_len: at,
             ..header
         })
+    }
+
+    /// Whether `payload` (the one this was parsed from) starts a keyframe: the start of
+    /// partition 0 (S=1, PID=0) with the payload header's P bit clear.
+    pub fn starts_keyframe(&self, payload: &[u8]) -> bool {
+        let Some(&first) = payload.first() else {
+            return false;
+        };
+        first & 0x10 != 0
+            && first & 0x07 == 0
+            && payload
+                .get(self.descriptor_len)
+                .is_some_and(|header| header & 0x01 == 0)
+    }
+
+    /// Write a rewritten picture ID and TL0PICIDX into `payload`, a copy of the one this was
+    /// parsed from. A field the packet does not carry stays absent; a picture ID too large
+    /// for a 7-bit field leaves that field as it was (the rewriter counts in 15 bits, and
+    /// senders that use 7 bits do not switch sources).
+    pub fn rewrite(&self, payload: &mut [u8], picture_id: Option<u16>, tl0: Option<u8>) {
+        if let (Some((at, long)), Some(id)) = (self.picture_id_at, picture_id) {
+            if long {
+                if let Some(field) = payload.get_mut(at..at + 2) {
+                    field.copy_from_slice(&(0x8000 | (id & 0x7fff)).to_be_bytes());
+                }
+            } else if id <= 0x7f {
+                if let Some(field) = payload.get_mut(at) {
+                    *field = id as u8;
+                }
+            }
+        }
+        if let (Some(at), Some(tl0)) = (self.tl0_at, tl0) {
+            if let Some(field) = payload.get_mut(at) {
+                *field = tl0;
+            }
+        }
     }
 }
 
@@ -237,25 +279,47 @@ mod tests {
     }
 
     #[test]
+    fn vp8_fields_are_rewritten_in_place_and_nothing_else() {
+        // X, I (15-bit 0x0123), L (tl0 7), T (tid byte), then a keyframe payload header.
+        let p = [0x90, 0xe0, 0x81, 0x23, 0x07, 0x20, 0x00, 0xaa];
+        let h = Vp8Header::parse(&p).expect("parses");
+        assert!(h.starts_keyframe(&p));
+        let mut copy = p;
+        h.rewrite(&mut copy, Some(0x7abc), Some(42));
+        assert_eq!(copy, [0x90, 0xe0, 0xfa, 0xbc, 42, 0x20, 0x00, 0xaa]);
+        let again = Vp8Header::parse(&copy).expect("still parses");
+        assert_eq!((again.picture_id, again.tl0), (Some(0x7abc), Some(42)));
+        // A 7-bit field takes a value that fits, and keeps its own otherwise.
+        let p = [0x80, 0x80, 0x05, 0x01];
+        let h = Vp8Header::parse(&p).expect("parses");
+        assert!(!h.starts_keyframe(&p), "S bit clear");
+        let mut copy = p;
+        h.rewrite(&mut copy, Some(0x11), None);
+        assert_eq!(copy, [0x80, 0x80, 0x11, 0x01]);
+        h.rewrite(&mut copy, Some(0x1234), None);
+        assert_eq!(copy, [0x80, 0x80, 0x11, 0x01]);
+        // Fields the packet does not carry are not added.
+        let p = [0x10, 0x00];
+        let h = Vp8Header::parse(&p).expect("parses");
+        assert!(h.starts_keyframe(&p));
+        let mut copy = p;
+        h.rewrite(&mut copy, Some(3), Some(4));
+        assert_eq!(copy, p);
+    }
+
+    #[test]
     fn vp8_descriptor_fields_are_read() {
         // X, I (15-bit 0x0123), L (tl0 7), T (tid byte), then payload.
         let p = [0x90, 0xe0, 0x81, 0x23, 0x07, 0x20, 0xaa];
+        let fields = |h: Vp8Header| (h.picture_id, h.tl0, h.descriptor_len);
         assert_eq!(
-            Vp8Header::parse(&p),
-            Some(Vp8Header {
-                picture_id: Some(0x123),
-                tl0: Some(7),
-                descriptor_len: 6
-            })
+            Vp8Header::parse(&p).map(fields),
+            Some((Some(0x123), Some(7), 6))
         );
         // 7-bit picture id, nothing else.
         assert_eq!(
-            Vp8Header::parse(&[0x80, 0x80, 0x05, 0xaa]),
-            Some(Vp8Header {
-                picture_id: Some(5),
-                tl0: None,
-                descriptor_len: 3
-            })
+            Vp8Header::parse(&[0x80, 0x80, 0x05, 0xaa]).map(fields),
+            Some((Some(5), None, 3))
         );
         // No extension at all.
         assert_eq!(

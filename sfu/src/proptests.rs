@@ -119,6 +119,35 @@ proptest! {
         }
     }
 
+    /// Rewriting a subscriber's copy keeps the descriptor's shape and the VP8 payload, and
+    /// the copy reads back with the new fields.
+    #[test]
+    fn vp8_rewrite_changes_only_its_fields(
+        payload in proptest::collection::vec(any::<u8>(), 0..64),
+        picture_id in 0u16..0x8000,
+        tl0 in any::<u8>(),
+    ) {
+        if let Some(h) = Vp8Header::parse(&payload) {
+            let mut copy = payload.clone();
+            h.rewrite(&mut copy, Some(picture_id), Some(tl0));
+            let again = Vp8Header::parse(&copy).expect("a rewritten descriptor still parses");
+            prop_assert_eq!(again.descriptor_len, h.descriptor_len);
+            prop_assert_eq!(&copy[h.descriptor_len..], &payload[h.descriptor_len..]);
+            prop_assert_eq!(again.starts_keyframe(&copy), h.starts_keyframe(&payload));
+            if let Some(old) = h.tl0 {
+                prop_assert_eq!(again.tl0, Some(tl0), "tl0 was {}", old);
+            }
+            match h.picture_id {
+                None => prop_assert_eq!(again.picture_id, None),
+                Some(old) if old > 0x7f || payload[2] & 0x80 != 0 => {
+                    prop_assert_eq!(again.picture_id, Some(picture_id))
+                }
+                Some(_) if picture_id <= 0x7f => prop_assert_eq!(again.picture_id, Some(picture_id)),
+                Some(old) => prop_assert_eq!(again.picture_id, Some(old)),
+            }
+        }
+    }
+
     #[test]
     fn rewriters_take_any_sequence(
         initial_seq in any::<u16>(),

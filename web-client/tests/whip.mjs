@@ -124,12 +124,17 @@ function httpPeers() {
 
   window.__remove = async (location) => (await fetch(location, { method: 'DELETE' })).status;
 
-  // Inbound RTP of `pc`: per kind, codec, packets, frames decoded, size.
+  // Inbound RTP of `pc`: per kind, codec, packets, frames decoded, size. Per kind, the
+  // stream that carried the most payload: a page that publishes also has an inbound stream
+  // on its own sendrecv m-line that only ever carries the server's probing padding.
   window.__inbound = async (pc) => {
     const out = {};
+    const most = {};
     const stats = await pc.getStats();
     stats.forEach((r) => {
       if (r.type !== 'inbound-rtp') return;
+      if ((most[r.kind] ?? -1) >= (r.bytesReceived ?? 0)) return;
+      most[r.kind] = r.bytesReceived ?? 0;
       const codec = r.codecId && stats.get(r.codecId);
       out[r.kind] = {
         codec: codec ? codec.mimeType : null,
@@ -246,16 +251,30 @@ async function main() {
       return { ok: !!(sub && ['q', 'h', 'f'].includes(sub.current_layer)), detail: sub || null };
     }, TIMEOUT_MS);
     log(`Watch gets Studio's layer ${watchView.current_layer}`);
-    // The layer Watch started on (the lowest) is not where the server settled: an H.264 layer
-    // switch happened, and decoding went on across it (SPS and PPS went out before the IDR).
-    const switches = await waitFor('an H.264 layer switch', async () => {
+    // Force an H.264 layer switch: Watch's window shrinks, so Studio's tile wants the lowest
+    // layer, whatever the bandwidth. (Waiting for an upward switch depended on whether the
+    // estimate let Watch start on q, and sometimes it started higher and never switched.)
+    const switchesBefore = async () => {
       const text = await (await fetch(`${BASE}/metrics`)).text();
       const m = /^switchboard_layer_switches_total (\d+)/m.exec(text);
-      const n = m ? Number(m[1]) : 0;
-      return { ok: n > 0, detail: n };
+      return m ? Number(m[1]) : 0;
+    };
+    const before = await switchesBefore();
+    if (watchView.current_layer !== 'q') {
+      await watch.setViewportSize({ width: 360, height: 240 });
+    } else {
+      // Already on q: a large window asks for a higher layer instead.
+      await watch.setViewportSize({ width: 1920, height: 1080 });
+    }
+    const switches = await waitFor('an H.264 layer switch', async () => {
+      const n = await switchesBefore();
+      const me = (await apiStats()).find((p) => p.name === 'Watch');
+      const sub = me && me.subscriptions.find((x) => x.kind === 'video');
+      const moved = sub && sub.current_layer && sub.current_layer !== watchView.current_layer;
+      return { ok: n > before && Boolean(moved), detail: { switches: n, before, now: sub || null } };
     }, TIMEOUT_MS);
     await keepsPlaying('Watch after the switch', watch, 'window.__e2ePeerConnections.find((pc) => pc.connectionState === "connected")', 'video', 'video/H264');
-    log(`layer switches so far: ${switches}`);
+    log(`layer switch: ${JSON.stringify(switches)}`);
 
     // 4. WHEP of the room's default publisher: Studio.
     const viewer = await open('Viewer', `${ORIGIN}/`);

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, VideoOrientation, Vp8Descriptor};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, VideoOrientation};
 
 use super::Sfu;
 use crate::codec::{ForwardedCodec, Vp8Header};
@@ -139,10 +139,16 @@ impl Sfu {
             return;
         };
         let payload = packet.payload;
-        let starts_keyframe = codec.starts_keyframe(payload);
+        // The VP8 descriptor is parsed here, once: the keyframe test, the layer's frame size,
+        // and each subscriber's rewrite all come from this one parse.
         let vp8 = (codec == ForwardedCodec::Vp8)
             .then(|| Vp8Header::parse(payload))
             .flatten();
+        let starts_keyframe = match (codec, vp8) {
+            (ForwardedCodec::Vp8, Some(h)) => h.starts_keyframe(payload),
+            (ForwardedCodec::Vp8, None) => false,
+            _ => codec.starts_keyframe(payload),
+        };
         if let Some(state) = track.layers.get_mut(layer) {
             state.rate.record(payload.len());
             state.last_packet = Some(now);
@@ -158,8 +164,6 @@ impl Sfu {
             let loudness = 127.0 - f32::from(level.unsigned_abs().min(127));
             track.loudness = 0.9 * track.loudness + 0.1 * loudness;
         }
-        // Parsed once per packet; each subscriber gets its own fixed-size patch from it.
-        let descriptor = vp8.and_then(|_| Vp8Descriptor::parse(payload).ok());
         let info = PacketInfo {
             layer,
             ssrc,
@@ -210,24 +214,15 @@ impl Sfu {
             if layer_before.is_some() && layer_before != downtrack.current_layer() {
                 self.counters.layer_switches += 1;
             }
-            let mut write =
-                RtpWrite::new(pt, seq.into(), timestamp, packet.received, payload.to_vec())
-                    .marker(packet.marker)
-                    .ext_vals(exts.clone())
-                    .nackable(nackable);
-            if let Some(descriptor) = &descriptor {
-                let mut patch = descriptor.patch();
-                if let Some(p) = picture_id {
-                    patch = patch.picture_id(p);
-                }
-                if let Some(t) = tl0 {
-                    patch = patch.tl0_pic_idx(t);
-                }
-                match patch.build() {
-                    Ok(patch) => write = write.vp8_patch(patch),
-                    Err(e) => tracing::trace!(error = ?e, "VP8 descriptor left as received"),
-                }
+            // Each subscriber's copy is its own, so its VP8 fields are rewritten in place.
+            let mut data = payload.to_vec();
+            if let Some(h) = &vp8 {
+                h.rewrite(&mut data, picture_id, tl0);
             }
+            let write = RtpWrite::new(pt, seq.into(), timestamp, packet.received, data)
+                .marker(packet.marker)
+                .ext_vals(exts.clone())
+                .nackable(nackable);
             if let Some(stream) = subscriber.rtc.direct_api().stream_tx(&tx_ssrc) {
                 stream.write_rtp(write);
             }
