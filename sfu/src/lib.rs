@@ -50,14 +50,15 @@ mod rate;
 pub mod relay;
 pub mod rewrite;
 mod room;
+pub mod speakers;
 mod track;
 
 pub use codec::{ForwardedCodec, H264Profile};
 pub use engine::{RoomInfo, Sfu, SfuConfig, SfuOutput};
 pub use error::SfuError;
 pub use event::{
-    JoinInfo, LayerReason, OfferedTrack, ParticipantInfo, ParticipantStats, RemovalReason,
-    ResumeInfo, SfuEvent, SubscriptionStats, TrackInfo,
+    ActiveSpeaker, JoinInfo, LayerReason, OfferedTrack, ParticipantInfo, ParticipantStats,
+    RemovalReason, ResumeInfo, SfuEvent, SubscriptionStats, TrackInfo,
 };
 pub use ids::{ParticipantId, TrackId};
 pub use io::{PlaybackJoin, RelayInbox, RelayPort, SfuHandle, SfuServer, SfuServerConfig};

@@ -282,6 +282,14 @@ pub struct SubscriptionJson {
     pub bitrate_bps: u64,
 }
 
+/// One active speaker: its participant id and the linear amplitude of its smoothed audio level
+/// (1.0 = 0 dBov).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActiveSpeakerJson {
+    pub participant_id: String,
+    pub level: f32,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
@@ -343,6 +351,10 @@ pub enum ServerMessage {
     Stats {
         estimate_bps: u64,
         subscriptions: Vec<SubscriptionJson>,
+    },
+    /// Loudest first; empty when nobody speaks.
+    ActiveSpeakers {
+        speakers: Vec<ActiveSpeakerJson>,
     },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -456,6 +468,17 @@ mod tests {
         }
         .to_json();
         assert_eq!(json, r#"{"type":"participant_left","participant_id":"P1"}"#);
+        let json = ServerMessage::ActiveSpeakers {
+            speakers: vec![ActiveSpeakerJson {
+                participant_id: "P2".into(),
+                level: 0.25,
+            }],
+        }
+        .to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"active_speakers","speakers":[{"participant_id":"P2","level":0.25}]}"#
+        );
     }
 
     #[test]

@@ -15,8 +15,9 @@ use crate::auth::Auth;
 use crate::drain::Drain;
 use crate::ip_limits::ConnectionPermit;
 use crate::protocol::{
-    self, ClientMessage, ErrorCode, IceServer, OfferedTrackJson, ParticipantJson, PermissionsJson,
-    Request, ServerMessage, SubscriptionJson, TrackJson, TrackSourceJson, MAX_VIDEO_DIMENSION,
+    self, ActiveSpeakerJson, ClientMessage, ErrorCode, IceServer, OfferedTrackJson,
+    ParticipantJson, PermissionsJson, Request, ServerMessage, SubscriptionJson, TrackJson,
+    TrackSourceJson, MAX_VIDEO_DIMENSION,
 };
 
 /// Close code when the server removed the participant on its own (media timeouts).
@@ -478,6 +479,15 @@ impl Session {
             } => ServerMessage::Stats {
                 estimate_bps,
                 subscriptions: subscriptions.iter().map(subscription_json).collect(),
+            },
+            SfuEvent::ActiveSpeakers { speakers, .. } => ServerMessage::ActiveSpeakers {
+                speakers: speakers
+                    .iter()
+                    .map(|s| ActiveSpeakerJson {
+                        participant_id: s.participant.to_string(),
+                        level: s.level,
+                    })
+                    .collect(),
             },
             SfuEvent::Connected { .. } => return Vec::new(),
             SfuEvent::Removed { reason, .. } => {

@@ -115,6 +115,8 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
 /// How long the server holds its next offer back for a participant whose offer collided
 /// with the server's, waiting for that participant to offer again.
 const GLARE_YIELD: Duration = Duration::from_secs(2);
+/// Each room's active speakers are re-evaluated this often.
+const SPEAKERS_INTERVAL: Duration = Duration::from_millis(250);
 /// Every participant gets a `Stats` event this often.
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// Due timeouts a drain handles itself before leaving the rest to `handle_timeout`, so a
@@ -137,6 +139,7 @@ pub struct Sfu {
     route_updates: Vec<RouteUpdate>,
     outputs: VecDeque<SfuOutput>,
     next_housekeeping: Instant,
+    next_speakers: Instant,
     next_stats: Instant,
     counters: Counters,
     /// Tracks an operator muted: their media is not forwarded until unmuted.
@@ -166,6 +169,7 @@ impl Sfu {
             route_updates: Vec::new(),
             outputs: VecDeque::new(),
             next_housekeeping: now + HOUSEKEEPING_INTERVAL,
+            next_speakers: now + SPEAKERS_INTERVAL,
             next_stats: now + STATS_INTERVAL,
             counters: Counters::default(),
             operator_muted: HashSet::new(),
@@ -627,6 +631,10 @@ impl Sfu {
             self.end_glare_yields(now);
             self.allocation_tick(now);
         }
+        if now >= self.next_speakers {
+            self.next_speakers = now + SPEAKERS_INTERVAL;
+            self.report_speakers(now);
+        }
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
             self.emit_stats();
@@ -644,6 +652,7 @@ impl Sfu {
             .map(|(at, _)| *at)
             .unwrap_or(self.next_housekeeping)
             .min(self.next_housekeeping)
+            .min(self.next_speakers)
     }
 
     /// The next thing to do: a datagram to send or an event to deliver. Call it until `None`
