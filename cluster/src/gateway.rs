@@ -203,6 +203,8 @@ impl Gateway {
                     }
                 }
             }
+            // Not state: nothing to keep for a node that links later.
+            RoomEvent::Data { .. } => {}
             RoomEvent::SourceChanged { track, source } => {
                 for member in self.local.values_mut() {
                     for (t, published) in &mut member.tracks {
@@ -487,6 +489,12 @@ impl Gateway {
             }
             RoomEvent::Muted { track, .. } | RoomEvent::SourceChanged { track, .. } => {
                 if self.remote_tracks.get(track) != Some(&node) {
+                    return None;
+                }
+            }
+            // Only from the sender's own node: a node cannot speak for another's members.
+            RoomEvent::Data { data, .. } => {
+                if self.remote.get(&data.from)?.node != node {
                     return None;
                 }
             }

@@ -3,6 +3,7 @@
 use str0m::media::MediaKind;
 
 pub use crate::allocator::Reason as LayerReason;
+use crate::data::AppData;
 use crate::ids::{ParticipantId, TrackId};
 pub use crate::participant::RemovalReason;
 pub use crate::speakers::ActiveSpeaker;
@@ -140,6 +141,10 @@ pub enum SfuEvent {
         to: ParticipantId,
         speakers: Vec<ActiveSpeaker>,
     },
+    /// Application data for this participant from another member of its room
+    /// ([`Sfu::send_data`](crate::Sfu::send_data)); `data.from` and `data.name` are the
+    /// sender as the SFU knows it.
+    Data { to: ParticipantId, data: AppData },
     /// ICE and DTLS completed: media can flow.
     Connected { to: ParticipantId },
     /// The SFU removed this participant on its own (its media timed out or closed).
@@ -163,6 +168,7 @@ impl SfuEvent {
             | Self::PublisherLayers { to, .. }
             | Self::Stats { to, .. }
             | Self::ActiveSpeakers { to, .. }
+            | Self::Data { to, .. }
             | Self::Connected { to }
             | Self::Removed { to, .. } => *to,
         }

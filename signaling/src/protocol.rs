@@ -47,6 +47,12 @@ pub enum ClientMessage {
         participant_id: String,
         resume_token: String,
     },
+    /// Application data for the room, or for the participants in `to`.
+    Data {
+        #[serde(default)]
+        to: Option<Vec<String>>,
+        payload: Value,
+    },
     Leave,
     Ping,
 }
@@ -67,6 +73,7 @@ const CLIENT_TYPES: &[&str] = &[
     "video_size",
     "track_source",
     "resume",
+    "data",
     "leave",
     "ping",
 ];
@@ -212,6 +219,7 @@ error_codes! {
     TooManyConnections => "too_many_connections",
     TooManyJoins => "too_many_joins",
     ServerDraining => "server_draining",
+    PayloadTooLarge => "payload_too_large",
 }
 
 impl Serialize for ErrorCode {
@@ -356,6 +364,15 @@ pub enum ServerMessage {
     ActiveSpeakers {
         speakers: Vec<ActiveSpeakerJson>,
     },
+    /// Application data from `participant_id` (stamped by the server); `to` is present when
+    /// the sender addressed chosen participants rather than the whole room.
+    Data {
+        participant_id: String,
+        name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<Vec<String>>,
+        payload: Value,
+    },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<u64>,
@@ -410,6 +427,21 @@ mod tests {
                 .message,
             ClientMessage::Candidate { candidate: None }
         );
+        assert_eq!(
+            parse_request(r#"{"type":"data","payload":{"text":"hi"}}"#)
+                .unwrap()
+                .message,
+            ClientMessage::Data {
+                to: None,
+                payload: serde_json::json!({"text": "hi"})
+            }
+        );
+        assert!(matches!(
+            parse_request(r#"{"type":"data","to":["P1"],"payload":"hi"}"#)
+                .unwrap()
+                .message,
+            ClientMessage::Data { to: Some(_), .. }
+        ));
         assert!(matches!(
             parse_request(r#"{"type":"mute","mid":"0","muted":true}"#)
                 .unwrap()
@@ -437,6 +469,15 @@ mod tests {
         );
         assert_eq!(
             code(r#"{"type":"track_source","mid":"1","source":"hologram"}"#),
+            ErrorCode::BadJson
+        );
+        assert_eq!(code(r#"{"type":"data"}"#), ErrorCode::BadJson);
+        assert_eq!(
+            code(r#"{"type":"data","to":"P1","payload":1}"#),
+            ErrorCode::BadJson
+        );
+        assert_eq!(
+            code(r#"{"type":"data","to":[5],"payload":1}"#),
             ErrorCode::BadJson
         );
         let err = parse_request(r#"{"type":"offer","id":9}"#).unwrap_err();

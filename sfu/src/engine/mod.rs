@@ -7,6 +7,7 @@
 
 mod admin;
 mod allocate;
+mod data;
 mod forward;
 mod negotiate;
 mod relay;
