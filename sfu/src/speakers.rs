@@ -45,8 +45,8 @@ pub enum MemberAudio {
 pub struct SpeakerDetector {
     /// When each member was last above the threshold.
     last_loud: HashMap<ParticipantId, Instant>,
-    /// The ids last reported, in order.
-    reported: Vec<ParticipantId>,
+    /// The list last reported, in order.
+    reported: Vec<ActiveSpeaker>,
     reported_at: Option<Instant>,
 }
 
@@ -78,8 +78,12 @@ impl SpeakerDetector {
             }
         }
         speaking.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let ids: Vec<ParticipantId> = speaking.iter().map(|(id, _)| *id).collect();
-        if ids == self.reported {
+        let unchanged = speaking.len() == self.reported.len()
+            && speaking
+                .iter()
+                .zip(&self.reported)
+                .all(|((id, _), reported)| *id == reported.participant);
+        if unchanged {
             return None;
         }
         let too_soon = self
@@ -88,17 +92,20 @@ impl SpeakerDetector {
         if too_soon {
             return None;
         }
-        self.reported = ids;
+        self.reported = speaking
+            .into_iter()
+            .map(|(participant, loudness)| ActiveSpeaker {
+                participant,
+                level: amplitude(loudness),
+            })
+            .collect();
         self.reported_at = Some(now);
-        Some(
-            speaking
-                .into_iter()
-                .map(|(participant, loudness)| ActiveSpeaker {
-                    participant,
-                    level: amplitude(loudness),
-                })
-                .collect(),
-        )
+        Some(self.reported.clone())
+    }
+
+    /// The list last reported: what a member who joins now is told first.
+    pub fn current(&self) -> &[ActiveSpeaker] {
+        &self.reported
     }
 }
 
@@ -241,5 +248,6 @@ mod tests {
             .unwrap();
         assert_eq!(list[0].level, 1.0);
         assert_eq!(list[1].level, 0.1);
+        assert_eq!(detector.current(), list.as_slice(), "kept for late joiners");
     }
 }

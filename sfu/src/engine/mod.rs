@@ -228,11 +228,16 @@ impl Sfu {
                     participant: info.clone(),
                 }));
         }
-        self.rooms
-            .entry(room.to_owned())
-            .or_default()
-            .participants
-            .push(id);
+        let joined_room = self.rooms.entry(room.to_owned()).or_default();
+        joined_room.participants.push(id);
+        // Who speaks now, rather than nothing until the list next changes.
+        if !joined_room.speakers.current().is_empty() {
+            self.outputs
+                .push_back(SfuOutput::Event(SfuEvent::ActiveSpeakers {
+                    to: id,
+                    speakers: joined_room.speakers.current().to_vec(),
+                }));
+        }
         self.broadcast(RoomEvent::Joined {
             room: room.to_owned(),
             participant: id,
