@@ -134,8 +134,10 @@ async fn data_limits_and_malformed_messages_get_clear_errors() {
         delivered += 1;
     }
     assert_eq!(delivered + limited, 60, "each message delivered or refused");
+    // A burst's worth (40, one spent before), plus what the rate (20/s) gave back while the
+    // 60 were sent: a slow machine may take a few hundred ms over them.
     assert!(
-        (39..=41).contains(&delivered),
+        (39..=50).contains(&delivered),
         "about a burst's worth delivered: {delivered} ({limited} limited)"
     );
 }
