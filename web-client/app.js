@@ -12,6 +12,7 @@ import { Call } from './call.js';
 import { TileGrid, parseTileSize } from './tiles.js';
 import { SizeReporter } from './sizes.js';
 import { StatsStore } from './stats.js';
+import { ChatPanel } from './chat.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -144,6 +145,27 @@ const grid = new TileGrid($('grid'), {
   onAudioBlocked: () => { $('audio-button').hidden = false; },
   stats,
   fixedTile: options.fixedTile,
+});
+
+const chat = new ChatPanel({
+  panel: $('chat-panel'),
+  toggle: $('chat-button'),
+  // Sent with an id so that a refusal (`rate_limited`, `forbidden`, ...) comes back as an
+  // `error` message and is shown.
+  send: (payload) => {
+    const s = session;
+    if (!s || !s.signaling || s.signaling.state !== 'open') {
+      toast('Not connected: the message was not sent.');
+      return false;
+    }
+    try {
+      s.signaling.send({ type: 'data', payload }, { withId: true });
+      return true;
+    } catch (e) {
+      toast(`The message was not sent (${e.message || e}).`);
+      return false;
+    }
+  },
 });
 
 function showView(which) {
@@ -427,6 +449,12 @@ function onServerMessage(s, msg) {
       stats.debug.paused[msg.track_id] = { paused: Boolean(msg.paused), reason: msg.reason };
       grid.setPaused(msg.track_id, Boolean(msg.paused), msg.reason);
       break;
+    case 'active_speakers':
+      grid.setSpeaking(new Set((msg.speakers || []).map((sp) => sp.participant_id)), s.participantId);
+      break;
+    case 'data':
+      if (!chat.receive(msg)) console.debug('switchboard: data that is not chat', msg.payload);
+      break;
     case 'stats':
       stats.update(msg);
       grid.refreshStats();
@@ -465,6 +493,7 @@ function teardown(s) {
   clearInterval(s.keepalive);
   if (s.call) s.call.close();
   grid.clear();
+  chat.clear();
   if (s.sizes) s.sizes.close();
   grid.setSizeReporter(null);
   stats.clear();

@@ -5,6 +5,8 @@
 // is no picture, and a caption with the name and mute badges. A screen-share tile holds a
 // <video data-screen-of="NAME">, is twice as wide and comes first.
 //
+// A tile whose participant speaks (`active_speakers`) has the class `speaking`: a ring.
+//
 // Remote tiles also carry an info button that opens the server's view of that video (`stats`),
 // and a "paused" overlay for `video_paused`. Every remote video is reported to `sizes`
 // (sizes.js) while it has a track.
@@ -134,6 +136,12 @@ class Tile {
     }
     if (kind === 'video' && !track) this.setPaused(false);
     this.refresh();
+  }
+
+  setSpeaking(speaking) {
+    this.root.classList.toggle('speaking', speaking);
+    if (speaking) this.root.dataset.speaking = '';
+    else delete this.root.dataset.speaking;
   }
 
   setMuted(kind, muted) {
@@ -338,6 +346,15 @@ export class TileGrid {
   setMuted(participantId, kind, muted) {
     const tile = this.tiles.get(participantId);
     if (tile) tile.setMuted(kind, muted);
+  }
+
+  /**
+   * `active_speakers`: rings the tiles of the participants in `ids` (a Set of participant
+   * ids; `localId` is ours, shown on our own tile) and no others.
+   */
+  setSpeaking(ids, localId) {
+    for (const [id, tile] of this.tiles) tile.setSpeaking(ids.has(id));
+    if (this.localTile) this.localTile.setSpeaking(ids.has(localId));
   }
 
   /** Mutes the tile showing `trackId` if it is a screen share; returns whether it was one. */

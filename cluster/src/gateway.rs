@@ -203,6 +203,8 @@ impl Gateway {
                     }
                 }
             }
+            // Not state: nothing to keep for a node that links later.
+            RoomEvent::Data { .. } => {}
             RoomEvent::SourceChanged { track, source } => {
                 for member in self.local.values_mut() {
                     for (t, published) in &mut member.tracks {
@@ -490,6 +492,12 @@ impl Gateway {
                     return None;
                 }
             }
+            // Only from the sender's own node: a node cannot speak for another's members.
+            RoomEvent::Data { data, .. } => {
+                if self.remote.get(&data.from)?.node != node {
+                    return None;
+                }
+            }
         }
         Some(event)
     }
@@ -676,6 +684,36 @@ mod tests {
             assert_eq!(room_events(control), [format!("left {p2}")]);
         }
         assert!(!gw.linked(node));
+    }
+
+    #[test]
+    fn data_passes_only_from_the_node_of_its_sender() {
+        let (mut gw, mut workers) = gateway();
+        let (honest, liar) = (NodeId(3), NodeId(4));
+        let p = ParticipantId::from_u64(0x400);
+        let (sender, _rx) = link(1);
+        gw.link_up(honest, sender);
+        let (sender, _rx2) = link(1);
+        gw.link_up(liar, sender);
+        gw.handle_node_message(honest, joined(p));
+        let data = |text: &str| {
+            NodeMessage::Room(RoomEvent::Data {
+                room: "r".into(),
+                data: sfu::AppData {
+                    from: p,
+                    name: "n".into(),
+                    to: None,
+                    payload: text.into(),
+                },
+            })
+        };
+        gw.handle_node_message(liar, data("forged"));
+        gw.handle_node_message(honest, data("real"));
+        for (control, _) in &mut workers {
+            let events = room_events(control);
+            assert_eq!(events.len(), 2, "{events:?}");
+            assert!(events[1].contains("real") && !events[1].contains("forged"));
+        }
     }
 
     #[test]

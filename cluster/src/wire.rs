@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use sfu::data::{AppData, MAX_DATA_BYTES};
 use sfu::relay::{OperatorAction, RelayedPacket, RoomEvent};
 use sfu::{
     ForwardedCodec, H264Profile, LayerReason, MediaKind, ParticipantId, ParticipantStats, Rid,
@@ -20,6 +21,8 @@ const MAX_RIDS: usize = 8;
 const MAX_PAYLOAD: usize = 1500;
 /// Most packets in one media message.
 const MAX_BATCH: usize = 1024;
+/// Most recipients named by one data message (more than a 64 KiB signaling message can name).
+const MAX_RECIPIENTS: usize = 8192;
 
 /// One message between two nodes.
 #[derive(Debug, Clone)]
@@ -259,6 +262,25 @@ fn encode_room_event(w: &mut Writer<'_>, event: &RoomEvent) {
             w.u64(track.as_u64());
             w.u8(source_byte(*source));
         }
+        RoomEvent::Data { room, data } => {
+            w.u8(7);
+            w.str(room);
+            w.u64(data.from.as_u64());
+            w.str(&data.name);
+            match &data.to {
+                None => w.u8(0),
+                Some(to) => {
+                    w.u8(1);
+                    let n = to.len().min(MAX_RECIPIENTS);
+                    w.u16(n as u16);
+                    for p in &to[..n] {
+                        w.u64(p.as_u64());
+                    }
+                }
+            }
+            // The engine refuses larger payloads, so this length fits its u16.
+            w.bytes(data.payload.as_bytes());
+        }
     }
 }
 
@@ -315,6 +337,39 @@ fn decode_room_event(r: &mut Reader<'_>) -> Result<RoomEvent, DecodeError> {
             track: r.track()?,
             source: r.source()?,
         },
+        7 => {
+            let room = r.str()?;
+            let from = r.participant()?;
+            let name = r.str()?;
+            let to = if r.bool()? {
+                let n = usize::from(r.u16()?);
+                if n > MAX_RECIPIENTS {
+                    return Err(DecodeError("too many recipients"));
+                }
+                let mut to = Vec::with_capacity(n);
+                for _ in 0..n {
+                    to.push(r.participant()?);
+                }
+                Some(to)
+            } else {
+                None
+            };
+            let payload = r.bytes()?;
+            if payload.len() > MAX_DATA_BYTES {
+                return Err(DecodeError("data payload too large"));
+            }
+            let payload =
+                std::str::from_utf8(payload).map_err(|_| DecodeError("data not UTF-8"))?;
+            RoomEvent::Data {
+                room,
+                data: AppData {
+                    from,
+                    name,
+                    to,
+                    payload: payload.into(),
+                },
+            }
+        }
         _ => return Err(DecodeError("room event type")),
     })
 }
@@ -633,6 +688,30 @@ mod tests {
             (p.audio_level, p.voice_activity, &p.payload),
             (Some(-30), Some(true), &packet.payload)
         );
+    }
+
+    #[test]
+    fn data_round_trips_to_the_room_and_to_chosen_participants() {
+        for to in [
+            None,
+            Some(vec![ParticipantId::from_u64(2), ParticipantId::from_u64(3)]),
+        ] {
+            let data = AppData {
+                from: ParticipantId::from_u64(0xfeed_0001),
+                name: "Zoë".into(),
+                to,
+                payload: format!(r#"{{"text":"{}"}}"#, "é".repeat(MAX_DATA_BYTES / 2 - 6)).into(),
+            };
+            let message = NodeMessage::Room(RoomEvent::Data {
+                room: "r".into(),
+                data: data.clone(),
+            });
+            let NodeMessage::Room(RoomEvent::Data { room, data: back }) = round_trip(&message)
+            else {
+                panic!("not data");
+            };
+            assert_eq!((room.as_str(), back), ("r", data));
+        }
     }
 
     #[test]

@@ -210,7 +210,14 @@ pub fn run(duration: Duration, bob_silent_after: Option<Duration>) -> CallSummar
                             frame_no * 960,
                             str0m::media::Frequency::FORTY_EIGHT_KHZ,
                         );
-                        let _ = writer.write(pt, now, time, vec![0xf8, frame_no as u8, 0xfe, 0xed]);
+                        // A talking level (RFC 6464, -20 dBov): the SFU reports Alice as
+                        // the active speaker.
+                        let _ = writer.audio_level(-20, true).write(
+                            pt,
+                            now,
+                            time,
+                            vec![0xf8, frame_no as u8, 0xfe, 0xed],
+                        );
                         frame_no += 1;
                     }
                 }

@@ -38,4 +38,10 @@ pub enum SfuError {
     MutedByOperator(String),
     #[error("nothing to play: {0}")]
     NothingToPlay(String),
+    #[error("this participant may not send data (it needs the publish grant)")]
+    DataNotAllowed,
+    #[error("a data payload is at most {max} bytes; this one is {size}")]
+    DataTooLarge { size: usize, max: usize },
+    #[error("too many data messages; the next is allowed in {wait_ms} ms")]
+    DataRateLimited { wait_ms: u64 },
 }

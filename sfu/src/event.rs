@@ -3,8 +3,10 @@
 use str0m::media::MediaKind;
 
 pub use crate::allocator::Reason as LayerReason;
+use crate::data::AppData;
 use crate::ids::{ParticipantId, TrackId};
 pub use crate::participant::RemovalReason;
+pub use crate::speakers::ActiveSpeaker;
 
 /// What one subscriber receives of one track, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +135,16 @@ pub enum SfuEvent {
         estimate_bps: u64,
         subscriptions: Vec<SubscriptionStats>,
     },
+    /// The room's active speakers changed: loudest first, empty when nobody speaks (see
+    /// [`speakers`](crate::speakers) for the rules).
+    ActiveSpeakers {
+        to: ParticipantId,
+        speakers: Vec<ActiveSpeaker>,
+    },
+    /// Application data for this participant from another member of its room
+    /// ([`Sfu::send_data`](crate::Sfu::send_data)); `data.from` and `data.name` are the
+    /// sender as the SFU knows it.
+    Data { to: ParticipantId, data: AppData },
     /// ICE and DTLS completed: media can flow.
     Connected { to: ParticipantId },
     /// The SFU removed this participant on its own (its media timed out or closed).
@@ -155,6 +167,8 @@ impl SfuEvent {
             | Self::VideoPaused { to, .. }
             | Self::PublisherLayers { to, .. }
             | Self::Stats { to, .. }
+            | Self::ActiveSpeakers { to, .. }
+            | Self::Data { to, .. }
             | Self::Connected { to }
             | Self::Removed { to, .. } => *to,
         }

@@ -11,6 +11,9 @@
 //!   [`Sfu::poll_output`]: datagrams to send and [`SfuEvent`]s for participants' signaling.
 //!   Control it with [`Sfu::join`], [`Sfu::accept_offer`], [`Sfu::accept_answer`],
 //!   [`Sfu::add_remote_candidate`], [`Sfu::set_muted`] and [`Sfu::leave`]. One owner, no locks.
+//!   Participants exchange application data with [`Sfu::send_data`] (stamped with the sender,
+//!   limited in size and rate: [`data`]); who speaks in each room comes as
+//!   [`SfuEvent::ActiveSpeakers`] ([`speakers`]).
 //! - [`SfuServer`] runs one such core per media worker thread (one per core by default; a
 //!   room may span workers, see [`relay`]) behind one UDP socket and an ICE-TCP listener on the same
 //!   port, and hands out a cloneable [`SfuHandle`] for async code.
@@ -33,6 +36,7 @@
 
 pub mod allocator;
 mod codec;
+pub mod data;
 mod demux;
 mod engine;
 mod error;
@@ -50,14 +54,16 @@ mod rate;
 pub mod relay;
 pub mod rewrite;
 mod room;
+pub mod speakers;
 mod track;
 
 pub use codec::{ForwardedCodec, H264Profile};
+pub use data::AppData;
 pub use engine::{RoomInfo, Sfu, SfuConfig, SfuOutput};
 pub use error::SfuError;
 pub use event::{
-    JoinInfo, LayerReason, OfferedTrack, ParticipantInfo, ParticipantStats, RemovalReason,
-    ResumeInfo, SfuEvent, SubscriptionStats, TrackInfo,
+    ActiveSpeaker, JoinInfo, LayerReason, OfferedTrack, ParticipantInfo, ParticipantStats,
+    RemovalReason, ResumeInfo, SfuEvent, SubscriptionStats, TrackInfo,
 };
 pub use ids::{ParticipantId, TrackId};
 pub use io::{PlaybackJoin, RelayInbox, RelayPort, SfuHandle, SfuServer, SfuServerConfig};

@@ -12,6 +12,7 @@ use str0m::rtp::Ssrc;
 use str0m::{Candidate, IceCreds, Rtc};
 
 use crate::codec::PayloadTypes;
+use crate::data::DataBudget;
 use crate::event::OfferedTrack;
 use crate::ids::{ParticipantId, TrackId};
 use crate::policy::Permissions;
@@ -84,6 +85,8 @@ pub struct Participant {
     pub nacks_seen: HashMap<(Mid, Option<Rid>), u64>,
     /// How it negotiates: renegotiated by the server, or once over HTTP (WHIP, WHEP).
     pub kind: SessionKind,
+    /// Application data it may still send now (`data.rs`).
+    pub data_budget: DataBudget,
 }
 
 /// How a participant negotiates, fixed at join.
@@ -173,6 +176,7 @@ impl Participant {
             permissions: Permissions::ALL,
             nacks_seen: HashMap::new(),
             kind: SessionKind::Interactive,
+            data_budget: DataBudget::default(),
         }
     }
 

@@ -27,6 +27,7 @@ use str0m::media::{KeyframeRequestKind, MediaKind, Rid};
 use str0m::rtp::{Ssrc, VideoOrientation};
 
 use crate::codec::ForwardedCodec;
+use crate::data::AppData;
 use crate::ids::{ParticipantId, TrackId};
 use crate::track::TrackSource;
 
@@ -72,6 +73,11 @@ pub enum RoomEvent {
     SourceChanged {
         track: TrackId,
         source: TrackSource,
+    },
+    /// Application data from a member of the sender's (`data.rs`), for the recipients here.
+    Data {
+        room: String,
+        data: AppData,
     },
 }
 

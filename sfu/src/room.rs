@@ -3,11 +3,14 @@
 //! Tracks live with their publishers (`Sfu::tracks`), relayed ones included.
 
 use crate::ids::{ParticipantId, TrackId};
+use crate::speakers::SpeakerDetector;
 
 #[derive(Debug, Default)]
 pub struct Room {
     pub participants: Vec<ParticipantId>,
     pub remote: Vec<RemoteMember>,
+    /// Who speaks, from every member's audio this worker receives.
+    pub speakers: SpeakerDetector,
 }
 
 /// A member of the room whose connection lives on another worker.

@@ -47,6 +47,12 @@ pub enum ClientMessage {
         participant_id: String,
         resume_token: String,
     },
+    /// Application data for the room, or for the participants in `to`.
+    Data {
+        #[serde(default)]
+        to: Option<Vec<String>>,
+        payload: Value,
+    },
     Leave,
     Ping,
 }
@@ -67,6 +73,7 @@ const CLIENT_TYPES: &[&str] = &[
     "video_size",
     "track_source",
     "resume",
+    "data",
     "leave",
     "ping",
 ];
@@ -212,6 +219,7 @@ error_codes! {
     TooManyConnections => "too_many_connections",
     TooManyJoins => "too_many_joins",
     ServerDraining => "server_draining",
+    PayloadTooLarge => "payload_too_large",
 }
 
 impl Serialize for ErrorCode {
@@ -282,6 +290,14 @@ pub struct SubscriptionJson {
     pub bitrate_bps: u64,
 }
 
+/// One active speaker: its participant id and the linear amplitude of its smoothed audio level
+/// (1.0 = 0 dBov).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ActiveSpeakerJson {
+    pub participant_id: String,
+    pub level: f32,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
@@ -344,6 +360,19 @@ pub enum ServerMessage {
         estimate_bps: u64,
         subscriptions: Vec<SubscriptionJson>,
     },
+    /// Loudest first; empty when nobody speaks.
+    ActiveSpeakers {
+        speakers: Vec<ActiveSpeakerJson>,
+    },
+    /// Application data from `participant_id` (stamped by the server); `to` is present when
+    /// the sender addressed chosen participants rather than the whole room.
+    Data {
+        participant_id: String,
+        name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<Vec<String>>,
+        payload: Value,
+    },
     Pong {
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<u64>,
@@ -398,6 +427,21 @@ mod tests {
                 .message,
             ClientMessage::Candidate { candidate: None }
         );
+        assert_eq!(
+            parse_request(r#"{"type":"data","payload":{"text":"hi"}}"#)
+                .unwrap()
+                .message,
+            ClientMessage::Data {
+                to: None,
+                payload: serde_json::json!({"text": "hi"})
+            }
+        );
+        assert!(matches!(
+            parse_request(r#"{"type":"data","to":["P1"],"payload":"hi"}"#)
+                .unwrap()
+                .message,
+            ClientMessage::Data { to: Some(_), .. }
+        ));
         assert!(matches!(
             parse_request(r#"{"type":"mute","mid":"0","muted":true}"#)
                 .unwrap()
@@ -425,6 +469,15 @@ mod tests {
         );
         assert_eq!(
             code(r#"{"type":"track_source","mid":"1","source":"hologram"}"#),
+            ErrorCode::BadJson
+        );
+        assert_eq!(code(r#"{"type":"data"}"#), ErrorCode::BadJson);
+        assert_eq!(
+            code(r#"{"type":"data","to":"P1","payload":1}"#),
+            ErrorCode::BadJson
+        );
+        assert_eq!(
+            code(r#"{"type":"data","to":[5],"payload":1}"#),
             ErrorCode::BadJson
         );
         let err = parse_request(r#"{"type":"offer","id":9}"#).unwrap_err();
@@ -456,6 +509,17 @@ mod tests {
         }
         .to_json();
         assert_eq!(json, r#"{"type":"participant_left","participant_id":"P1"}"#);
+        let json = ServerMessage::ActiveSpeakers {
+            speakers: vec![ActiveSpeakerJson {
+                participant_id: "P2".into(),
+                level: 0.25,
+            }],
+        }
+        .to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"active_speakers","speakers":[{"participant_id":"P2","level":0.25}]}"#
+        );
     }
 
     #[test]

@@ -15,8 +15,9 @@ use crate::auth::Auth;
 use crate::drain::Drain;
 use crate::ip_limits::ConnectionPermit;
 use crate::protocol::{
-    self, ClientMessage, ErrorCode, IceServer, OfferedTrackJson, ParticipantJson, PermissionsJson,
-    Request, ServerMessage, SubscriptionJson, TrackJson, TrackSourceJson, MAX_VIDEO_DIMENSION,
+    self, ActiveSpeakerJson, ClientMessage, ErrorCode, IceServer, OfferedTrackJson,
+    ParticipantJson, PermissionsJson, Request, ServerMessage, SubscriptionJson, TrackJson,
+    TrackSourceJson, MAX_VIDEO_DIMENSION,
 };
 
 /// Close code when the server removed the participant on its own (media timeouts).
@@ -339,6 +340,9 @@ impl Session {
                     Err(e) => sfu_error(id, p, e),
                 }
             }
+            (ClientMessage::Data { to, payload }, Some(p)) => {
+                self.send_data(id, p, to, payload).await
+            }
             (ClientMessage::TrackSource { mid, source }, Some(p)) => {
                 let source = match source {
                     TrackSourceJson::Camera => TrackSource::Camera,
@@ -349,6 +353,42 @@ impl Session {
                     Err(e) => sfu_error(id, p, e),
                 }
             }
+        }
+    }
+
+    /// A client's `data`: its recipients parsed, its payload carried as JSON text. The
+    /// engine checks the grant, size and rate, and stamps the sender.
+    async fn send_data(
+        &mut self,
+        id: Option<u64>,
+        participant: ParticipantId,
+        to: Option<Vec<String>>,
+        payload: serde_json::Value,
+    ) -> Vec<Action> {
+        let to = match to {
+            None => None,
+            Some(ids) => {
+                let mut parsed = Vec::with_capacity(ids.len());
+                for text in &ids {
+                    let Some(recipient) = ParticipantId::parse(text) else {
+                        return vec![Action::Send(ServerMessage::error(
+                            id,
+                            ErrorCode::BadJson,
+                            format!(
+                                "data: \"to\" names no participant: {:?}",
+                                text.chars().take(40).collect::<String>()
+                            ),
+                        ))];
+                    };
+                    parsed.push(recipient);
+                }
+                Some(parsed)
+            }
+        };
+        let text: Arc<str> = payload.to_string().into();
+        match self.sfu.send_data(participant, to, text).await {
+            Ok(()) => Vec::new(),
+            Err(e) => sfu_error(id, participant, e),
         }
     }
 
@@ -479,6 +519,25 @@ impl Session {
                 estimate_bps,
                 subscriptions: subscriptions.iter().map(subscription_json).collect(),
             },
+            SfuEvent::ActiveSpeakers { speakers, .. } => ServerMessage::ActiveSpeakers {
+                speakers: speakers
+                    .iter()
+                    .map(|s| ActiveSpeakerJson {
+                        participant_id: s.participant.to_string(),
+                        level: s.level,
+                    })
+                    .collect(),
+            },
+            SfuEvent::Data { data, .. } => ServerMessage::Data {
+                participant_id: data.from.to_string(),
+                name: data.name,
+                to: data
+                    .to
+                    .map(|ids| ids.iter().map(ToString::to_string).collect()),
+                // Our signaling sends JSON text; an embedder's plain text arrives as a string.
+                payload: serde_json::from_str(&data.payload)
+                    .unwrap_or_else(|_| serde_json::Value::String(data.payload.to_string())),
+            },
             SfuEvent::Connected { .. } => return Vec::new(),
             SfuEvent::Removed { reason, .. } => {
                 self.state = State::Left;
@@ -594,7 +653,11 @@ pub fn error_code(e: &SfuError) -> ErrorCode {
         SfuError::TooManyRooms(_) => ErrorCode::TooManyRooms,
         SfuError::TooManyPendingJoins(_) => ErrorCode::ServerBusy,
         SfuError::TooManyTracks(_) => ErrorCode::TooManyTracks,
-        SfuError::PublishNotAllowed | SfuError::MutedByOperator(_) => ErrorCode::Forbidden,
+        SfuError::PublishNotAllowed | SfuError::MutedByOperator(_) | SfuError::DataNotAllowed => {
+            ErrorCode::Forbidden
+        }
+        SfuError::DataTooLarge { .. } => ErrorCode::PayloadTooLarge,
+        SfuError::DataRateLimited { .. } => ErrorCode::RateLimited,
         SfuError::UnknownSession => ErrorCode::UnknownSession,
         SfuError::UnknownParticipant(_)
         | SfuError::UnknownRoom(_)

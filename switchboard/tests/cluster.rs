@@ -479,3 +479,56 @@ async fn the_room_api_of_one_node_acts_on_the_whole_cluster() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// App data from a participant on node A reaches the room's members on node B, stamped by
+/// A (a member of B cannot be named as its sender), and only the chosen ones when addressed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_data_crosses_nodes_stamped_by_the_senders_node() {
+    use common::ws::{connect, join, recv_type, send};
+    use serde_json::json;
+    let redis = TestRedis::start().await;
+    let a = node(&redis, &[]).await;
+    let b = node(&redis, &[]).await;
+    let mut ann = connect(&a.ws_url()).await;
+    let ann_id = join(&mut ann, "talk", "Ann", None).await["participant_id"].clone();
+    let mut ben = connect(&b.ws_url()).await;
+    let ben_id = join(&mut ben, "talk", "Ben", None).await["participant_id"].clone();
+    let mut cat = connect(&b.ws_url()).await;
+    let cat_id = join(&mut cat, "talk", "Cat", None).await["participant_id"].clone();
+    recv_type(&mut ann, "participant_joined").await;
+    recv_type(&mut ann, "participant_joined").await;
+    recv_type(&mut ben, "participant_joined").await;
+
+    send(
+        &mut ann,
+        json!({"type": "data", "name": "Ben", "participant_id": ben_id, "payload": {"text": "hi"}})
+            .to_string(),
+    )
+    .await;
+    for (who, ws) in [("Ben", &mut ben), ("Cat", &mut cat)] {
+        let got = recv_type(ws, "data").await;
+        assert_eq!(
+            (&got["participant_id"], &got["name"], &got["payload"]),
+            (&ann_id, &json!("Ann"), &json!({"text": "hi"})),
+            "{who}: {got}"
+        );
+    }
+
+    send(
+        &mut ann,
+        json!({"type": "data", "to": [cat_id], "payload": "to Cat"}).to_string(),
+    )
+    .await;
+    assert_eq!(recv_type(&mut cat, "data").await["payload"], "to Cat");
+    send(
+        &mut ann,
+        json!({"type": "data", "payload": "all"}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        recv_type(&mut ben, "data").await["payload"],
+        "all",
+        "Ben never got the message for Cat"
+    );
+    assert_eq!(recv_type(&mut cat, "data").await["payload"], "all");
+}

@@ -62,3 +62,15 @@ test('stats formatting', () => {
   assert.equal(rows.Decoded, '320×180');
   assert.equal(rows.Estimate, '1.00 Mbit/s');
 });
+
+test('chat: payloads are trimmed and capped, only chat payloads are read as chat', async () => {
+  const { chatPayload, chatText, MAX_CHAT_CHARS } = await import('../chat.js');
+  assert.equal(chatPayload('   '), null);
+  assert.deepEqual(chatPayload('  hi  '), { kind: 'chat', text: 'hi' });
+  assert.equal(Array.from(chatPayload('é'.repeat(MAX_CHAT_CHARS + 5)).text).length, MAX_CHAT_CHARS);
+  assert.equal(chatText({ payload: { kind: 'chat', text: '<b>x</b>' } }), '<b>x</b>');
+  assert.equal(chatText({ payload: { kind: 'reaction', text: 'x' } }), null);
+  assert.equal(chatText({ payload: 'plain string' }), null);
+  assert.equal(chatText({ payload: { kind: 'chat', text: 5 } }), null);
+  assert.equal(chatText({}), null);
+});

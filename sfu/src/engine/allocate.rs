@@ -1,7 +1,8 @@
 //! The subscription tick, every `HOUSEKEEPING_INTERVAL`: measure layers, find each room's
 //! active speaker, split every subscriber's bandwidth estimate across its videos (see
 //! `allocator`), tell publishers which simulcast layers anyone still needs (dynacast), and
-//! report all of it (stats).
+//! report all of it (stats). Every `SPEAKERS_INTERVAL` each room's active speakers are
+//! re-evaluated (`speakers.rs`) and reported to its members here when they change.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -12,7 +13,9 @@ use str0m::media::{MediaKind, Mid, Rid};
 use super::{Sfu, SfuOutput};
 use crate::allocator::{allocate, Demand, LayerOffer, Priority};
 use crate::event::{SfuEvent, SubscriptionStats};
-use crate::ids::ParticipantId;
+use crate::ids::{ParticipantId, TrackId};
+use crate::room::Room;
+use crate::speakers::{MemberAudio, SPEAKING_LOUDNESS};
 use crate::track::TrackSource;
 
 /// A layer nobody needs is turned off at the publisher after this long, so a brief dip does
@@ -22,8 +25,6 @@ const DYNACAST_OFF_DELAY: Duration = Duration::from_secs(3);
 /// 1.1 x the estimate, so an estimate only just above the media rate holds every keyframe
 /// (several delta frames' worth) in the pacer for tens of ms; headroom lets it through.
 const PROBE_HEADROOM: u64 = 2;
-/// Smoothed loudness (127 - dBov level) above which a participant counts as speaking.
-const SPEAKING_LOUDNESS: f32 = 60.0;
 /// Audio takes about this much of a subscriber's budget per track before video is allocated.
 const AUDIO_ALLOWANCE_BPS: u64 = 48_000;
 
@@ -61,32 +62,68 @@ impl Sfu {
     /// In each room, the loudest participant, if anyone is speaking: members on other
     /// workers included, from the audio this worker receives of them through the relay.
     fn active_speakers(&self) -> HashSet<ParticipantId> {
-        let loudest = |tracks: &mut dyn Iterator<Item = &crate::ids::TrackId>| {
-            tracks
-                .filter_map(|t| self.tracks.get(t))
-                .filter(|t| t.kind == MediaKind::Audio && !t.muted)
-                .map(|t| t.loudness)
-                .fold(0.0f32, f32::max)
-        };
         self.rooms
             .values()
             .filter_map(|room| {
-                let local = room
-                    .participants
-                    .iter()
-                    .filter_map(|p| self.participants.get(p))
-                    .map(|p| (p.id, loudest(&mut p.published.values())));
-                let remote = room
-                    .remote
-                    .iter()
-                    .map(|m| (m.id, loudest(&mut m.tracks.iter())));
-                local
-                    .chain(remote)
-                    .filter(|(_, loudness)| *loudness > SPEAKING_LOUDNESS)
+                self.member_audio(room)
+                    .into_iter()
+                    .filter_map(|(id, audio)| match audio {
+                        MemberAudio::Loudness(loudness) if loudness > SPEAKING_LOUDNESS => {
+                            Some((id, loudness))
+                        }
+                        _ => None,
+                    })
                     .max_by(|a, b| a.1.total_cmp(&b.1))
                     .map(|(id, _)| id)
             })
             .collect()
+    }
+
+    /// Every member of `room` (local and on other workers) with the loudness of its loudest
+    /// unmuted audio track, or silent.
+    fn member_audio(&self, room: &Room) -> Vec<(ParticipantId, MemberAudio)> {
+        let audio_of = |tracks: &mut dyn Iterator<Item = &TrackId>| {
+            tracks
+                .filter_map(|t| self.tracks.get(t))
+                .filter(|t| t.kind == MediaKind::Audio && !t.muted)
+                .map(|t| t.loudness)
+                .reduce(f32::max)
+                .map_or(MemberAudio::Silent, MemberAudio::Loudness)
+        };
+        let local = room
+            .participants
+            .iter()
+            .filter_map(|p| self.participants.get(p))
+            .map(|p| (p.id, audio_of(&mut p.published.values())));
+        let remote = room
+            .remote
+            .iter()
+            .map(|m| (m.id, audio_of(&mut m.tracks.iter())));
+        local.chain(remote).collect()
+    }
+
+    /// Re-evaluate each room's active speakers and tell its members here when they change.
+    pub(super) fn report_speakers(&mut self, now: Instant) {
+        let mut reports = Vec::new();
+        for (name, room) in &self.rooms {
+            let members = self.member_audio(room);
+            reports.push((name.clone(), members));
+        }
+        for (name, members) in reports {
+            let Some(room) = self.rooms.get_mut(&name) else {
+                continue;
+            };
+            let Some(speakers) = room.speakers.update(now, &members) else {
+                continue;
+            };
+            for &to in &room.participants {
+                self.outputs
+                    .push_back(SfuOutput::Event(SfuEvent::ActiveSpeakers {
+                        to,
+                        speakers: speakers.clone(),
+                    }));
+            }
+        }
     }
 
     fn allocate_for(&mut self, id: ParticipantId, speakers: &HashSet<ParticipantId>, now: Instant) {

@@ -7,6 +7,7 @@
 
 mod admin;
 mod allocate;
+mod data;
 mod forward;
 mod negotiate;
 mod relay;
@@ -115,6 +116,8 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
 /// How long the server holds its next offer back for a participant whose offer collided
 /// with the server's, waiting for that participant to offer again.
 const GLARE_YIELD: Duration = Duration::from_secs(2);
+/// Each room's active speakers are re-evaluated this often.
+const SPEAKERS_INTERVAL: Duration = Duration::from_millis(250);
 /// Every participant gets a `Stats` event this often.
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// Due timeouts a drain handles itself before leaving the rest to `handle_timeout`, so a
@@ -137,6 +140,7 @@ pub struct Sfu {
     route_updates: Vec<RouteUpdate>,
     outputs: VecDeque<SfuOutput>,
     next_housekeeping: Instant,
+    next_speakers: Instant,
     next_stats: Instant,
     counters: Counters,
     /// Tracks an operator muted: their media is not forwarded until unmuted.
@@ -166,6 +170,7 @@ impl Sfu {
             route_updates: Vec::new(),
             outputs: VecDeque::new(),
             next_housekeeping: now + HOUSEKEEPING_INTERVAL,
+            next_speakers: now + SPEAKERS_INTERVAL,
             next_stats: now + STATS_INTERVAL,
             counters: Counters::default(),
             operator_muted: HashSet::new(),
@@ -223,11 +228,16 @@ impl Sfu {
                     participant: info.clone(),
                 }));
         }
-        self.rooms
-            .entry(room.to_owned())
-            .or_default()
-            .participants
-            .push(id);
+        let joined_room = self.rooms.entry(room.to_owned()).or_default();
+        joined_room.participants.push(id);
+        // Who speaks now, rather than nothing until the list next changes.
+        if !joined_room.speakers.current().is_empty() {
+            self.outputs
+                .push_back(SfuOutput::Event(SfuEvent::ActiveSpeakers {
+                    to: id,
+                    speakers: joined_room.speakers.current().to_vec(),
+                }));
+        }
         self.broadcast(RoomEvent::Joined {
             room: room.to_owned(),
             participant: id,
@@ -627,6 +637,10 @@ impl Sfu {
             self.end_glare_yields(now);
             self.allocation_tick(now);
         }
+        if now >= self.next_speakers {
+            self.next_speakers = now + SPEAKERS_INTERVAL;
+            self.report_speakers(now);
+        }
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
             self.emit_stats();
@@ -644,6 +658,7 @@ impl Sfu {
             .map(|(at, _)| *at)
             .unwrap_or(self.next_housekeeping)
             .min(self.next_housekeeping)
+            .min(self.next_speakers)
     }
 
     /// The next thing to do: a datagram to send or an event to deliver. Call it until `None`

@@ -181,6 +181,17 @@ impl Sfu {
 
     fn apply_room_event(&mut self, from: WorkerIndex, event: RoomEvent, now: Instant) {
         match event {
+            RoomEvent::Data { room, data } => {
+                let from_member = self
+                    .rooms
+                    .get_mut(&room)
+                    .is_some_and(|r| r.remote_member(data.from).is_some());
+                if from_member {
+                    self.deliver_data(&room, &data);
+                } else {
+                    tracing::debug!(room, from = %data.from, "data from a non-member dropped");
+                }
+            }
             RoomEvent::Joined {
                 room,
                 participant,

@@ -273,6 +273,18 @@ impl SfuHandle {
         .await?
     }
 
+    /// Application data from `from` to `to` (`None`: the whole room); see
+    /// [`Sfu::send_data`].
+    pub async fn send_data(
+        &self,
+        from: ParticipantId,
+        to: Option<Vec<ParticipantId>>,
+        payload: Arc<str>,
+    ) -> Result<(), SfuError> {
+        self.call(from, move |w| w.sfu.send_data(from, to, payload, w.now))
+            .await?
+    }
+
     pub async fn set_video_size(
         &self,
         participant: ParticipantId,
