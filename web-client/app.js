@@ -445,7 +445,7 @@ function onServerMessage(s, msg) {
       break;
     }
     case 'video_paused':
-      console.info(`switchboard: video ${msg.track_id} ${msg.paused ? 'paused' : 'resumed'} (${msg.reason})`);
+      console.info(`switchboard: video ${msg.track_id} ${msg.paused ? `paused (${msg.reason})` : 'resumed'}`);
       stats.debug.paused[msg.track_id] = { paused: Boolean(msg.paused), reason: msg.reason };
       grid.setPaused(msg.track_id, Boolean(msg.paused), msg.reason);
       break;
