@@ -224,10 +224,7 @@ fn encode_room_event(w: &mut Writer<'_>, event: &RoomEvent) {
             w.str(room);
             w.u64(participant.as_u64());
             w.u64(track.as_u64());
-            w.u8(match kind {
-                MediaKind::Audio => 0,
-                MediaKind::Video => 1,
-            });
+            w.kind(*kind);
             w.u8(rids.len().min(MAX_RIDS) as u8);
             for rid in rids.iter().take(MAX_RIDS) {
                 w.str(rid);
@@ -299,11 +296,7 @@ fn decode_room_event(r: &mut Reader<'_>) -> Result<RoomEvent, DecodeError> {
             let room = r.str()?;
             let participant = r.participant()?;
             let track = r.track()?;
-            let kind = match r.u8()? {
-                0 => MediaKind::Audio,
-                1 => MediaKind::Video,
-                _ => return Err(DecodeError("media kind")),
-            };
+            let kind = r.kind()?;
             let n = usize::from(r.u8()?);
             if n > MAX_RIDS {
                 return Err(DecodeError("too many rids"));
@@ -453,10 +446,7 @@ fn encode_stats(w: &mut Writer<'_>, p: &ParticipantStats) {
     for s in p.subscriptions.iter().take(usize::from(u16::MAX)) {
         w.u64(s.publisher.as_u64());
         w.u64(s.track.as_u64());
-        w.u8(match s.kind {
-            MediaKind::Audio => 0,
-            MediaKind::Video => 1,
-        });
+        w.kind(s.kind);
         for layer in [&s.current_layer, &s.target_layer] {
             match layer {
                 Some(rid) => {
@@ -486,11 +476,7 @@ fn decode_stats(r: &mut Reader<'_>) -> Result<ParticipantStats, DecodeError> {
     for _ in 0..n {
         let publisher = r.participant()?;
         let track = r.track()?;
-        let kind = match r.u8()? {
-            0 => MediaKind::Audio,
-            1 => MediaKind::Video,
-            _ => return Err(DecodeError("media kind")),
-        };
+        let kind = r.kind()?;
         let mut layers = [None, None];
         for layer in &mut layers {
             if r.bool()? {
@@ -548,6 +534,12 @@ impl Writer<'_> {
         self.u16(v.len().min(usize::from(u16::MAX)) as u16);
         self.0
             .extend_from_slice(&v[..v.len().min(usize::from(u16::MAX))]);
+    }
+    fn kind(&mut self, kind: MediaKind) {
+        self.u8(match kind {
+            MediaKind::Audio => 0,
+            MediaKind::Video => 1,
+        });
     }
     fn str(&mut self, v: &str) {
         // Names are validated (and short) before they reach a room; cut at a char boundary
@@ -610,6 +602,13 @@ impl<'a> Reader<'a> {
     }
     fn track(&mut self) -> Result<TrackId, DecodeError> {
         Ok(TrackId::from_u64(self.u64()?))
+    }
+    fn kind(&mut self) -> Result<MediaKind, DecodeError> {
+        match self.u8()? {
+            0 => Ok(MediaKind::Audio),
+            1 => Ok(MediaKind::Video),
+            _ => Err(DecodeError("media kind")),
+        }
     }
     fn source(&mut self) -> Result<TrackSource, DecodeError> {
         match self.u8()? {

@@ -90,13 +90,6 @@ impl ShardLoad {
             .map_or(0, |p| p.load(Ordering::Relaxed))
     }
 
-    /// The worker with the fewest participants.
-    pub fn least_loaded(&self) -> usize {
-        (0..self.workers())
-            .min_by_key(|&i| self.participants(i))
-            .unwrap_or(0)
-    }
-
     /// Pending joins of every worker but `shard`.
     pub(crate) fn others_pending(&self, shard: usize) -> usize {
         self.pending

@@ -9,41 +9,7 @@ use std::time::Duration;
 use common::TestServer;
 use switchboard_testkit::{ClientConfig, ReceivedStats, TestClient};
 
-const MEDIA_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// `client` receives intact audio and video from `from`.
-async fn expect_media_from(client: &TestClient, from: &TestClient) {
-    let id = from.participant_id();
-    let what = format!(
-        "{} receiving {}'s audio and video",
-        client.name(),
-        from.name()
-    );
-    let result = client
-        .wait_until(&what, MEDIA_TIMEOUT, |s: &ReceivedStats| {
-            s.participant(&id).is_some_and(|p| {
-                p.audio_packets() >= 50 && p.keyframes() >= 1 && p.video_frames() >= 20
-            })
-        })
-        .await;
-    if let Err(e) = result {
-        panic!("{e:#}");
-    }
-    let stats = client.stats();
-    let p = stats.participant(&id).expect("stats for the sender");
-    assert_eq!(
-        p.integrity_failures(),
-        0,
-        "{what}: corrupted payloads\n{stats}"
-    );
-    for track in p.tracks.values() {
-        assert_eq!(
-            track.sender_tag,
-            Some(from.sender_tag()),
-            "{what}: a track carries someone else's media\n{stats}"
-        );
-    }
-}
+use common::{expect_media_from, MEDIA_TIMEOUT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_then_a_late_joiner_then_one_leaves() {

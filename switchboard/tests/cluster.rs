@@ -9,7 +9,7 @@ use common::redis::TestRedis;
 use common::TestServer;
 use switchboard_testkit::{ClientConfig, ReceivedStats, TestClient};
 
-const MEDIA_TIMEOUT: Duration = Duration::from_secs(20);
+use common::{expect_media_from, MEDIA_TIMEOUT};
 const SECRET: &str = "cluster-test-secret-0123456789";
 
 /// A node of the cluster whose registry is `redis`.
@@ -53,34 +53,6 @@ async fn audio_flows(client: &TestClient, from: &TestClient, more: u64, within: 
         })
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
-}
-
-/// `client` receives intact audio and video from `from`.
-async fn expect_media_from(client: &TestClient, from: &TestClient) {
-    let id = from.participant_id();
-    let what = format!("{} receiving {}'s media", client.name(), from.name());
-    client
-        .wait_until(&what, MEDIA_TIMEOUT, |s: &ReceivedStats| {
-            s.participant(&id).is_some_and(|p| {
-                p.audio_packets() >= 50 && p.keyframes() >= 1 && p.video_frames() >= 20
-            })
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let stats = client.stats();
-    let p = stats.participant(&id).expect("stats for the sender");
-    assert_eq!(
-        p.integrity_failures(),
-        0,
-        "{what}: corrupted payloads\n{stats}"
-    );
-    for track in p.tracks.values() {
-        assert_eq!(
-            track.sender_tag,
-            Some(from.sender_tag()),
-            "{what}: a track carries someone else's media\n{stats}"
-        );
-    }
 }
 
 /// Two nodes, one room: a participant on each sees and hears the other, a late joiner on

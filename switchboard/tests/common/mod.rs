@@ -12,6 +12,8 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use switchboard_testkit::{ReceivedStats, TestClient};
+
 pub struct TestServer {
     child: Child,
     /// Where the server's stderr goes when started with [`TestServer::start_logging_to_file`].
@@ -187,5 +189,42 @@ fn free_udp_and_tcp_port() -> SocketAddr {
         if TcpListener::bind(addr).is_ok() {
             return addr;
         }
+    }
+}
+
+/// How long a test waits for media to flow.
+pub const MEDIA_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `client` receives intact audio and video from `from`.
+pub async fn expect_media_from(client: &TestClient, from: &TestClient) {
+    let id = from.participant_id();
+    let what = format!(
+        "{} receiving {}'s audio and video",
+        client.name(),
+        from.name()
+    );
+    let result = client
+        .wait_until(&what, MEDIA_TIMEOUT, |s: &ReceivedStats| {
+            s.participant(&id).is_some_and(|p| {
+                p.audio_packets() >= 50 && p.keyframes() >= 1 && p.video_frames() >= 20
+            })
+        })
+        .await;
+    if let Err(e) = result {
+        panic!("{e:#}");
+    }
+    let stats = client.stats();
+    let p = stats.participant(&id).expect("stats for the sender");
+    assert_eq!(
+        p.integrity_failures(),
+        0,
+        "{what}: corrupted payloads\n{stats}"
+    );
+    for track in p.tracks.values() {
+        assert_eq!(
+            track.sender_tag,
+            Some(from.sender_tag()),
+            "{what}: a track carries someone else's media\n{stats}"
+        );
     }
 }
