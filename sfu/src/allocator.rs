@@ -4,6 +4,7 @@
 //! what the subscriber's tile size can show is chosen. Pure and table-tested; runs on a timer,
 //! never per packet.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Raising a layer needs this much more budget than the layer's measured rate, so an estimate
@@ -172,23 +173,46 @@ pub fn allocate(budget_bps: u64, demands: &[Demand]) -> Vec<Decision> {
     decisions
 }
 
+/// Each downgrade for want of bandwidth in the last minute makes the next upgrade wait this
+/// much longer, up to `MAX_UPGRADE_HOLD`: a link that keeps failing a layer is not offered it
+/// every few seconds (each try costs a keyframe and, on failure, loss).
+pub const FLAP_PENALTY: Duration = Duration::from_secs(4);
+pub const MAX_UPGRADE_HOLD: Duration = Duration::from_secs(20);
+/// The window in which layer changes are counted (for the penalty and for metrics).
+pub const CHANGE_WINDOW: Duration = Duration::from_secs(60);
+
 /// Applies the time part of the upgrade hysteresis to one down-track's targets: lowering is
-/// immediate, raising (including resuming after a pause) waits until the allocator has allowed
-/// it for `UPGRADE_HOLD`, one step at a time.
+/// immediate (the estimate it follows is already steadied, `bandwidth.rs`), raising
+/// (including resuming after a pause) waits until the allocator has allowed it for
+/// `UPGRADE_HOLD` plus `FLAP_PENALTY` per recent downgrade, one step at a time.
 #[derive(Debug, Clone, Default)]
 pub struct UpgradeGate {
     started: bool,
     pending: Option<(Option<usize>, Instant)>,
+    /// Target changes in the last `CHANGE_WINDOW`.
+    changes: VecDeque<Instant>,
+    /// Those of them that were downgrades for want of bandwidth.
+    bandwidth_downgrades: VecDeque<Instant>,
 }
 
 impl UpgradeGate {
-    /// The target to use now, given the current one and the allocator's proposal.
+    /// The target to use now, given the current one and the allocator's proposal (`reason`
+    /// says why it proposes it).
     pub fn admit(
         &mut self,
         current: Option<usize>,
         proposed: Option<usize>,
+        reason: Reason,
         now: Instant,
     ) -> Option<usize> {
+        for window in [&mut self.changes, &mut self.bandwidth_downgrades] {
+            while window
+                .front()
+                .is_some_and(|at| now.saturating_duration_since(*at) > CHANGE_WINDOW)
+            {
+                window.pop_front();
+            }
+        }
         if !self.started {
             // A new subscription starts where the allocator says.
             self.started = true;
@@ -196,14 +220,23 @@ impl UpgradeGate {
         }
         if proposed <= current {
             self.pending = None;
+            if proposed < current {
+                self.changes.push_back(now);
+                if matches!(reason, Reason::Bandwidth | Reason::BandwidthLimited) {
+                    self.bandwidth_downgrades.push_back(now);
+                }
+            }
             return proposed;
         }
         // One step up at a time: the next layer above the current one.
         let step = Some(current.map_or(0, |c| c + 1));
+        let hold = (UPGRADE_HOLD + FLAP_PENALTY * self.bandwidth_downgrades.len() as u32)
+            .min(MAX_UPGRADE_HOLD);
         match self.pending {
             Some((level, since)) if level == step => {
-                if now.saturating_duration_since(since) >= UPGRADE_HOLD {
+                if now.saturating_duration_since(since) >= hold {
                     self.pending = None;
+                    self.changes.push_back(now);
                     return step;
                 }
             }
@@ -211,11 +244,20 @@ impl UpgradeGate {
         }
         current
     }
+
+    /// Target changes in the minute before the last [`admit`](Self::admit) (which runs every
+    /// allocation tick).
+    pub fn changes_last_minute(&self) -> usize {
+        self.changes.len()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A change for the tile's size, not for bandwidth.
+    const SIZE: Reason = Reason::FitsShownSize;
 
     /// The web client's q/h/f, as the tracks assume them before measuring.
     const SIMULCAST: [LayerOffer; 3] = crate::track::NOMINAL;
@@ -340,49 +382,55 @@ mod tests {
         let t0 = Instant::now();
         let mut gate = UpgradeGate::default();
         assert_eq!(
-            gate.admit(None, Some(0), t0),
+            gate.admit(None, Some(0), SIZE, t0),
             Some(0),
             "a new subscription starts at once"
         );
-        assert_eq!(gate.admit(Some(0), Some(2), t0), Some(0));
+        assert_eq!(gate.admit(Some(0), Some(2), SIZE, t0), Some(0));
         assert_eq!(
-            gate.admit(Some(0), Some(2), t0 + Duration::from_millis(1500)),
+            gate.admit(Some(0), Some(2), SIZE, t0 + Duration::from_millis(1500)),
             Some(0)
         );
         assert_eq!(
-            gate.admit(Some(0), Some(2), t0 + UPGRADE_HOLD),
+            gate.admit(Some(0), Some(2), SIZE, t0 + UPGRADE_HOLD),
             Some(1),
             "one step"
         );
         let t1 = t0 + UPGRADE_HOLD;
-        assert_eq!(gate.admit(Some(1), Some(2), t1), Some(1));
+        assert_eq!(gate.admit(Some(1), Some(2), SIZE, t1), Some(1));
         // The estimate dips: the pending upgrade is forgotten, and starts over.
         assert_eq!(
-            gate.admit(Some(1), Some(1), t1 + Duration::from_secs(1)),
+            gate.admit(Some(1), Some(1), SIZE, t1 + Duration::from_secs(1)),
             Some(1)
         );
         assert_eq!(
-            gate.admit(Some(1), Some(2), t1 + Duration::from_secs(2)),
+            gate.admit(Some(1), Some(2), SIZE, t1 + Duration::from_secs(2)),
             Some(1)
         );
         assert_eq!(
-            gate.admit(Some(1), Some(2), t1 + Duration::from_secs(3)),
+            gate.admit(Some(1), Some(2), SIZE, t1 + Duration::from_secs(3)),
             Some(1)
         );
         assert_eq!(
-            gate.admit(Some(1), Some(2), t1 + Duration::from_secs(4)),
+            gate.admit(Some(1), Some(2), SIZE, t1 + Duration::from_secs(4)),
             Some(2)
         );
         // Downgrades and pauses are immediate.
         assert_eq!(
-            gate.admit(Some(2), Some(0), t1 + Duration::from_secs(5)),
+            gate.admit(Some(2), Some(0), SIZE, t1 + Duration::from_secs(5)),
             Some(0)
         );
-        assert_eq!(gate.admit(Some(0), None, t1 + Duration::from_secs(5)), None);
-        // Resuming after a pause holds too.
-        assert_eq!(gate.admit(None, Some(0), t1 + Duration::from_secs(6)), None);
         assert_eq!(
-            gate.admit(None, Some(0), t1 + Duration::from_secs(8)),
+            gate.admit(Some(0), None, SIZE, t1 + Duration::from_secs(5)),
+            None
+        );
+        // Resuming after a pause holds too.
+        assert_eq!(
+            gate.admit(None, Some(0), SIZE, t1 + Duration::from_secs(6)),
+            None
+        );
+        assert_eq!(
+            gate.admit(None, Some(0), SIZE, t1 + Duration::from_secs(8)),
             Some(0)
         );
     }
@@ -392,12 +440,17 @@ mod tests {
         // The estimate swings +-5% around the top layer's rate every tick for a minute.
         let t0 = Instant::now();
         let mut gate = UpgradeGate::default();
-        let mut current = gate.admit(None, Some(1), t0);
+        let mut current = gate.admit(None, Some(1), SIZE, t0);
         let mut switches = 0;
         for tick in 0..120u64 {
             let budget = if tick % 2 == 0 { 1_785_000 } else { 1_615_000 };
             let proposed = targets(budget, &[demand(Priority::Other, None, current)])[0];
-            let next = gate.admit(current, proposed, t0 + Duration::from_millis(500 * tick));
+            let next = gate.admit(
+                current,
+                proposed,
+                SIZE,
+                t0 + Duration::from_millis(500 * tick),
+            );
             if next != current {
                 switches += 1;
             }
@@ -405,5 +458,62 @@ mod tests {
         }
         assert_eq!(switches, 0, "stayed on the middle layer");
         assert_eq!(current, Some(1));
+    }
+
+    #[test]
+    fn downgrades_for_bandwidth_make_the_next_upgrades_wait_longer() {
+        let t0 = Instant::now();
+        let mut gate = UpgradeGate::default();
+        gate.admit(None, Some(2), SIZE, t0);
+        // The link fails the top layer twice within a minute.
+        let mut t = t0;
+        let mut current = Some(2);
+        let mut upgrade_waits = Vec::new();
+        for _ in 0..3 {
+            t += Duration::from_secs(1);
+            current = gate.admit(current, Some(1), Reason::BandwidthLimited, t);
+            assert_eq!(current, Some(1), "downgrades are immediate");
+            let asked = t;
+            while current == Some(1) {
+                t += Duration::from_millis(500);
+                current = gate.admit(current, Some(2), Reason::Best, t);
+            }
+            upgrade_waits.push((t - asked).as_secs());
+        }
+        assert_eq!(
+            upgrade_waits,
+            vec![6, 10, 14],
+            "2 s + 4 s per recent downgrade"
+        );
+        assert_eq!(gate.changes_last_minute(), 6);
+        // A minute later the penalty and the old changes are gone.
+        let later = t + CHANGE_WINDOW + Duration::from_secs(1);
+        current = gate.admit(current, Some(1), Reason::BandwidthLimited, later);
+        assert_eq!(gate.changes_last_minute(), 1);
+        let asked = later;
+        let mut t = later;
+        while current == Some(1) {
+            t += Duration::from_millis(500);
+            current = gate.admit(current, Some(2), Reason::Best, t);
+        }
+        assert_eq!((t - asked).as_secs(), 6);
+    }
+
+    #[test]
+    fn size_changes_do_not_slow_upgrades() {
+        let t0 = Instant::now();
+        let mut gate = UpgradeGate::default();
+        let mut current = gate.admit(None, Some(2), SIZE, t0);
+        for round in 0..5u64 {
+            let t = t0 + Duration::from_secs(10 * round + 1);
+            current = gate.admit(current, Some(0), SIZE, t);
+            assert_eq!(current, Some(0));
+            current = gate.admit(current, Some(1), SIZE, t);
+            current = gate.admit(current, Some(1), SIZE, t + UPGRADE_HOLD);
+            assert_eq!(current, Some(1), "round {round}");
+            current = gate.admit(current, Some(2), SIZE, t + UPGRADE_HOLD);
+            current = gate.admit(current, Some(2), SIZE, t + UPGRADE_HOLD * 2);
+            assert_eq!(current, Some(2), "round {round}");
+        }
     }
 }

@@ -21,6 +21,8 @@ pub struct SubscriptionStats {
     pub paused: bool,
     pub reason: &'static str,
     pub bitrate_bps: u64,
+    /// How often the layer (or pause) changed in the last minute.
+    pub layer_changes_last_minute: usize,
 }
 
 /// A published track as others see it.

@@ -35,6 +35,7 @@
 //!   `io/`: the sockets, batched datagram I/O, and the media workers that own the cores.
 
 pub mod allocator;
+pub mod bandwidth;
 mod codec;
 pub mod data;
 mod demux;

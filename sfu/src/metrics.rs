@@ -43,6 +43,9 @@ pub const ESTIMATE_BUCKETS_BPS: [u64; 8] = [
     150_000, 300_000, 600_000, 1_000_000, 2_000_000, 4_000_000, 8_000_000, 20_000_000,
 ];
 
+/// Upper bounds of the histogram of layer changes per video subscription in the last minute.
+pub const LAYER_CHANGE_BUCKETS: [u64; 6] = [0, 1, 2, 4, 8, 16];
+
 /// The SFU's state at one moment: gauges and the cumulative counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetricsSnapshot {
@@ -59,6 +62,11 @@ pub struct MetricsSnapshot {
     pub estimate_buckets: [u64; ESTIMATE_BUCKETS_BPS.len()],
     pub estimate_count: u64,
     pub estimate_sum_bps: u64,
+    /// Video subscriptions by how often their layer changed in the last minute: for each
+    /// bound of [`LAYER_CHANGE_BUCKETS`], how many changed at most that often (cumulative).
+    pub layer_change_buckets: [u64; LAYER_CHANGE_BUCKETS.len()],
+    pub layer_change_count: u64,
+    pub layer_change_sum: u64,
     pub counters: Counters,
 }
 
@@ -115,6 +123,15 @@ impl MetricsSnapshot {
         }
         self.estimate_count += other.estimate_count;
         self.estimate_sum_bps = self.estimate_sum_bps.saturating_add(other.estimate_sum_bps);
+        for (total, count) in self
+            .layer_change_buckets
+            .iter_mut()
+            .zip(other.layer_change_buckets)
+        {
+            *total += count;
+        }
+        self.layer_change_count += other.layer_change_count;
+        self.layer_change_sum += other.layer_change_sum;
         self.counters.add(&other.counters);
     }
 
@@ -127,5 +144,21 @@ impl MetricsSnapshot {
         }
         self.estimate_count += 1;
         self.estimate_sum_bps = self.estimate_sum_bps.saturating_add(bps);
+    }
+
+    /// Count one video subscription's layer changes in the last minute.
+    pub(crate) fn observe_layer_changes(&mut self, changes: usize) {
+        let changes = changes as u64;
+        for (bucket, bound) in self
+            .layer_change_buckets
+            .iter_mut()
+            .zip(LAYER_CHANGE_BUCKETS)
+        {
+            if changes <= bound {
+                *bucket += 1;
+            }
+        }
+        self.layer_change_count += 1;
+        self.layer_change_sum += changes;
     }
 }

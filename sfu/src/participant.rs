@@ -11,6 +11,7 @@ use str0m::net::Protocol;
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, IceCreds, Rtc};
 
+use crate::bandwidth::SubscriberBandwidth;
 use crate::codec::PayloadTypes;
 use crate::data::DataBudget;
 use crate::event::OfferedTrack;
@@ -21,8 +22,16 @@ use crate::track::DownTrack;
 /// Where the bandwidth estimate toward a new participant starts: enough for the lowest layers
 /// of a few videos, so a call starts at once and climbs as the estimate does.
 const INITIAL_ESTIMATE: str0m::bwe::Bitrate = str0m::bwe::Bitrate::kbps(800);
-/// How often str0m reports stream statistics (read for the NACK counter).
-const STATS_INTERVAL: Duration = Duration::from_secs(2);
+/// How often str0m reports statistics: the NACK counter, and the bytes sent and loss the
+/// bandwidth estimate reacts to (`bandwidth.rs`), so a sudden drop is seen within this.
+const STATS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// One send stream's cumulative counts as last read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EgressSeen {
+    pub nacks: u64,
+    pub packets: u64,
+}
 
 /// Where the SDP offer/answer exchange with this participant stands.
 #[derive(Debug, Default)]
@@ -51,8 +60,10 @@ pub struct Participant {
     pub published: HashMap<Mid, TrackId>,
     /// Incoming SSRC -> published track and simulcast layer, filled on first sight.
     pub ssrc_tracks: HashMap<Ssrc, (TrackId, usize)>,
-    /// The send-side bandwidth estimate toward this participant (TWCC).
-    pub estimate_bps: u64,
+    /// The bandwidth estimate toward this participant, from whatever feedback it sends.
+    pub bandwidth: SubscriberBandwidth,
+    /// When a video to it is paused for want of bandwidth: the estimate that resumes it.
+    pub resume_bps: Option<u64>,
     /// Down-tracks by the mid of the transceiver the server added for them.
     pub downtracks: HashMap<Mid, DownTrack>,
     /// Transceivers of ended down-tracks, to stop in the next offer.
@@ -81,8 +92,8 @@ pub struct Participant {
     pub dirty: bool,
     /// What it may do (from its access token).
     pub permissions: Permissions,
-    /// NACKs received so far per send stream (str0m's stats are cumulative).
-    pub nacks_seen: HashMap<(Mid, Option<Rid>), u64>,
+    /// NACKs received and packets sent so far per send stream (str0m's stats are cumulative).
+    pub egress_seen: HashMap<(Mid, Option<Rid>), EgressSeen>,
     /// How it negotiates: renegotiated by the server, or once over HTTP (WHIP, WHEP).
     pub kind: SessionKind,
     /// Application data it may still send now (`data.rs`).
@@ -158,7 +169,8 @@ impl Participant {
             payload_types: PayloadTypes::default(),
             published: HashMap::new(),
             ssrc_tracks: HashMap::new(),
-            estimate_bps: INITIAL_ESTIMATE.as_u64(),
+            bandwidth: SubscriberBandwidth::new(INITIAL_ESTIMATE.as_u64()),
+            resume_bps: None,
             downtracks: HashMap::new(),
             mids_to_stop: Vec::new(),
             negotiation: Negotiation::default(),
@@ -174,7 +186,7 @@ impl Participant {
             attachment: 0,
             dirty: false,
             permissions: Permissions::ALL,
-            nacks_seen: HashMap::new(),
+            egress_seen: HashMap::new(),
             kind: SessionKind::Interactive,
             data_budget: DataBudget::default(),
         }

@@ -15,7 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use sfu::metrics::ESTIMATE_BUCKETS_BPS;
+use sfu::metrics::{ESTIMATE_BUCKETS_BPS, LAYER_CHANGE_BUCKETS};
 use sfu::SfuHandle;
 
 use crate::drain::Drain;
@@ -247,6 +247,24 @@ impl Collector for SfuCollector {
         .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
             sfu.estimate_sum_bps as f64,
             sfu.estimate_count,
+            &buckets,
+            None,
+        )?;
+
+        let buckets: Vec<(f64, u64)> = LAYER_CHANGE_BUCKETS
+            .iter()
+            .zip(sfu.layer_change_buckets)
+            .map(|(bound, count)| (*bound as f64, count))
+            .collect();
+        e.encode_descriptor(
+            "switchboard_subscription_layer_changes_per_minute",
+            "Video subscriptions by how often their layer (or pause) changed in the last minute (a snapshot)",
+            None,
+            MetricType::Histogram,
+        )?
+        .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            sfu.layer_change_sum as f64,
+            sfu.layer_change_count,
             &buckets,
             None,
         )?;

@@ -288,6 +288,8 @@ pub struct SubscriptionJson {
     pub paused: bool,
     pub reason: &'static str,
     pub bitrate_bps: u64,
+    /// Layer (or pause) changes in the last minute.
+    pub layer_changes_last_minute: usize,
 }
 
 /// One active speaker: its participant id and the linear amplitude of its smoothed audio level

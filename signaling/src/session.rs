@@ -682,6 +682,7 @@ pub fn subscription_json(s: &SubscriptionStats) -> SubscriptionJson {
         paused: s.paused,
         reason: s.reason,
         bitrate_bps: s.bitrate_bps,
+        layer_changes_last_minute: s.layer_changes_last_minute,
     }
 }
 

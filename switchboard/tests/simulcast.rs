@@ -87,7 +87,20 @@ fn gaps(packets: &[VideoPacket]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_subscriber_gets_the_layer_its_link_allows() {
-    layers_follow_each_link(&[], HoldOnQ::Steady).await;
+    layers_follow_each_link(&[], HoldOnQ::Steady, Feedback::Twcc).await;
+}
+
+/// The same for subscribers that send receiver reports but no transport-wide feedback (as
+/// aiortc, older gateways and devices): their estimate comes from the loss they report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_twcc_each_subscriber_gets_the_layer_its_link_allows() {
+    layers_follow_each_link(&[], HoldOnQ::Steady, Feedback::ReceiverReportsOnly).await;
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Feedback {
+    Twcc,
+    ReceiverReportsOnly,
 }
 
 /// How strictly the 300 kbps subscriber must hold the lowest layer once there.
@@ -110,6 +123,7 @@ async fn each_subscriber_gets_the_layer_its_link_allows_across_workers() {
     layers_follow_each_link(
         &["--media-workers", "3", "--worker-spill-margin", "0"],
         HoldOnQ::NeverAbove,
+        Feedback::Twcc,
     )
     .await;
 }
@@ -119,28 +133,35 @@ async fn each_subscriber_gets_the_layer_its_link_allows_across_workers() {
 /// under test here) undershoot.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn layers_follow_each_link(server_flags: &[&str], hold: HoldOnQ) {
+async fn layers_follow_each_link(server_flags: &[&str], hold: HoldOnQ, feedback: Feedback) {
+    let twcc = feedback == Feedback::Twcc;
+    // Without TWCC the estimate grows 8% a second, and after an overflow waits 20 s before
+    // trying the link again.
+    let climb = if twcc { 60 } else { 90 };
     let _alone = ONE_AT_A_TIME.lock().await;
     let server = TestServer::start_with(server_flags).await;
     let url = server.ws_url();
     let media = server.rtc_addr;
     let _publisher = Str0mPeer::start(&url, "sc", "Pub", Role::Publisher, media, None).await;
     let narrow_link = Shaper::start(media, 300_000).await;
-    let narrow = Str0mPeer::start(
+    let narrow = Str0mPeer::start_with_feedback(
         &url,
         "sc",
         "Narrow",
         Role::Subscriber,
         media,
         Some(narrow_link.addr),
+        twcc,
     )
     .await;
-    let wide = Str0mPeer::start(&url, "sc", "Wide", Role::Subscriber, media, None).await;
+    let wide =
+        Str0mPeer::start_with_feedback(&url, "sc", "Wide", Role::Subscriber, media, None, twcc)
+            .await;
 
     // Two subscribers of one publisher, different links, different layers at once.
     wide.wait_for(
         "the unlimited subscriber to reach f",
-        Duration::from_secs(60),
+        Duration::from_secs(climb),
         |r| on_layer(r, "f", 2),
     )
     .await;
@@ -190,7 +211,7 @@ async fn layers_follow_each_link(server_flags: &[&str], hold: HoldOnQ) {
     narrow
         .wait_for(
             "the uncapped subscriber to climb to f",
-            Duration::from_secs(60),
+            Duration::from_secs(climb),
             |r| on_layer(r, "f", 2),
         )
         .await;
@@ -214,7 +235,7 @@ async fn layers_follow_each_link(server_flags: &[&str], hold: HoldOnQ) {
     // Capacity returns: video resumes by itself (the server kept probing).
     narrow_link.set_downlink(UNLIMITED);
     narrow
-        .wait_for("video to resume", Duration::from_secs(60), |r| {
+        .wait_for("video to resume", Duration::from_secs(climb), |r| {
             r.paused_messages
                 .last()
                 .is_some_and(|m| m["paused"] == false)
@@ -228,4 +249,107 @@ async fn layers_follow_each_link(server_flags: &[&str], hold: HoldOnQ) {
     );
     assert_seamless("narrow", &narrow_video, 40);
     assert_seamless("wide", &wide_video, 2);
+}
+
+/// A subscriber watching the top layer whose link suddenly falls to 300 kbit/s, where the
+/// lowest layer (with audio, about 200 kbit/s) still fits: the loss tells the server at once,
+/// it switches to q (which kept flowing from the publisher, so its keyframe is one request
+/// away), and the video never pauses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sudden_drop_switches_down_within_seconds_without_pausing() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start().await;
+    let url = server.ws_url();
+    let media = server.rtc_addr;
+    let _publisher = Str0mPeer::start(&url, "drop", "Pub", Role::Publisher, media, None).await;
+    let link = Shaper::start(media, UNLIMITED).await;
+    let viewer = Str0mPeer::start(
+        &url,
+        "drop",
+        "Viewer",
+        Role::Subscriber,
+        media,
+        Some(link.addr),
+    )
+    .await;
+    viewer
+        .wait_for("the subscriber to reach f", Duration::from_secs(60), |r| {
+            on_layer(r, "f", 2)
+        })
+        .await;
+    // Settled on f for a while: dynacast has had time to turn off what nobody needs.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let dropped_at = std::time::Instant::now();
+    link.set_downlink(300_000);
+    if std::env::var("TIMELINE").is_ok() {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let r = viewer.recorded();
+        let line: Vec<String> = r
+            .video
+            .iter()
+            .filter(|p| p.at > dropped_at)
+            .map(|p| {
+                format!(
+                    "{}:{}{}{}",
+                    (p.at - dropped_at).as_millis(),
+                    p.seq,
+                    ["q", "h", "f"][p.layer as usize],
+                    if p.starts_keyframe { "K" } else { "" }
+                )
+            })
+            .collect();
+        eprintln!("TIMELINE {}", line.join(" "));
+    }
+    viewer
+        .wait_for(
+            "a keyframe of q after the drop",
+            Duration::from_secs(3),
+            |r| {
+                r.video
+                    .iter()
+                    .rev()
+                    .take_while(|p| p.at > dropped_at)
+                    .any(|p| p.layer == 0 && p.starts_keyframe)
+            },
+        )
+        .await;
+    // It stays on q, with video flowing, for 12 s.
+    let mut longest_gap = Duration::ZERO;
+    for _ in 0..24 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = viewer.recorded();
+        assert_eq!(
+            r.recent_layer(Duration::from_secs(1)),
+            Some(0),
+            "video stopped or left q"
+        );
+    }
+    let r = viewer.recorded();
+    let after: Vec<&VideoPacket> = r.video.iter().filter(|p| p.at > dropped_at).collect();
+    let first_q_keyframe = after
+        .iter()
+        .find(|p| p.layer == 0 && p.starts_keyframe)
+        .map(|p| p.at - dropped_at)
+        .expect("a q keyframe");
+    for pair in after.windows(2) {
+        if pair[0].layer == 0 {
+            longest_gap = longest_gap.max(pair[1].at - pair[0].at);
+        }
+    }
+    let paused = r.paused_messages.iter().any(|m| m["paused"] == true);
+    eprintln!(
+        "sudden drop: q keyframe after {:?}, longest gap on q {:?}, paused: {paused}",
+        first_q_keyframe, longest_gap
+    );
+    assert!(!paused, "the video was paused: {:?}", r.paused_messages);
+    // Until q's keyframe the picture is frozen: the top layer's frames lose most packets.
+    assert!(
+        first_q_keyframe < Duration::from_secs(1),
+        "frozen for {first_q_keyframe:?} after the drop"
+    );
+    assert!(
+        longest_gap < Duration::from_secs(1),
+        "video on q stalled for {longest_gap:?}"
+    );
 }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use str0m::media::KeyframeRequestKind;
+use str0m::media::{KeyframeRequestKind, MediaKind};
 
 use super::{Sfu, SfuOutput};
 use crate::error::SfuError;
@@ -150,7 +150,10 @@ impl Sfu {
             snapshot.pending_participants += usize::from(!p.connected);
             snapshot.subscriptions += p.downtracks.len();
             if p.connected && !p.downtracks.is_empty() {
-                snapshot.observe_estimate(p.estimate_bps);
+                snapshot.observe_estimate(p.bandwidth.allocation_bps());
+            }
+            for d in p.downtracks.values().filter(|d| d.kind == MediaKind::Video) {
+                snapshot.observe_layer_changes(d.gate.changes_last_minute());
             }
         }
         snapshot

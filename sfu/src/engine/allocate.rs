@@ -11,7 +11,7 @@ use str0m::bwe::Bitrate;
 use str0m::media::{MediaKind, Mid, Rid};
 
 use super::{Sfu, SfuOutput};
-use crate::allocator::{allocate, Demand, LayerOffer, Priority};
+use crate::allocator::{allocate, Demand, LayerOffer, Priority, Reason, UPGRADE_HEADROOM};
 use crate::event::{SfuEvent, SubscriptionStats};
 use crate::ids::{ParticipantId, TrackId};
 use crate::room::Room;
@@ -32,6 +32,8 @@ const AUDIO_ALLOWANCE_BPS: u64 = 48_000;
 struct VideoDownTrack {
     mid: Mid,
     offers: Vec<LayerOffer>,
+    /// Which layers arrive from the publisher now (bit per layer).
+    live: u32,
     priority: Priority,
     shown: Option<(u32, u32)>,
     current: Option<usize>,
@@ -57,6 +59,15 @@ impl Sfu {
         // Targets may have moved: the other workers' relays follow.
         self.relay_needs_changed = true;
         self.update_dynacast(now);
+    }
+
+    /// Allocate again, now, for the subscribers whose feedback just showed congestion.
+    pub(super) fn reallocate_congested(&mut self, now: Instant) {
+        self.reallocate_at = None;
+        let speakers = self.active_speakers();
+        for id in std::mem::take(&mut self.congested) {
+            self.allocate_for(id, &speakers, now);
+        }
     }
 
     /// In each room, the loudest participant, if anyone is speaking: members on other
@@ -154,9 +165,16 @@ impl Sfu {
                 (_, true) => Priority::Speaker,
                 _ => Priority::Other,
             };
+            let live = track
+                .layers
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.is_live(now))
+                .fold(0u32, |mask, (i, _)| mask | 1 << i.min(31));
             videos.push(VideoDownTrack {
                 mid: d.mid,
                 offers,
+                live,
                 priority,
                 shown: d.shown,
                 current: d.target_layer(),
@@ -171,22 +189,53 @@ impl Sfu {
                 current: v.current,
             })
             .collect();
-        let budget = p.estimate_bps.saturating_sub(audio_bps);
-        let decisions = allocate(budget, &demands);
-
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
+        let estimate = p.bandwidth.update(now, p.resume_bps);
+        if let Some(bps) = estimate.reset_str0m {
+            tracing::debug!(participant = %id, bps, feedback = ?p.bandwidth.feedback(), "bandwidth estimate: str0m's estimator restarted from ours");
+            p.rtc.bwe().reset(Bitrate::bps(bps));
+        }
+        let budget = estimate.allocation_bps.saturating_sub(audio_bps);
+        let decisions = allocate(budget, &demands);
+        let mut resume_bps = None;
         let (mut floor_bps, mut desired_bps) = (audio_bps, audio_bps);
-        for (VideoDownTrack { mid, offers, .. }, decision) in videos.iter().zip(&decisions) {
+        for (
+            VideoDownTrack {
+                mid, offers, live, ..
+            },
+            decision,
+        ) in videos.iter().zip(&decisions)
+        {
             let Some(d) = p.downtracks.get_mut(mid) else {
                 continue;
             };
             let before = d.target_layer();
-            let target = d.gate.admit(before, decision.target, now);
+            let mut proposed = decision.target;
+            if let (true, Some(down), Some(from)) = (estimate.congested, proposed, before) {
+                // Stepping down on a congested link: never to a layer the publisher has
+                // stopped (dynacast), whose restart and keyframe would take longer than the
+                // freeze already under way. The next lower layer that flows will do.
+                if down < from && live & (1 << down) == 0 {
+                    proposed = (0..down).rev().find(|l| live & (1 << l) != 0).or(proposed);
+                }
+            }
+            let target = d.gate.admit(before, proposed, decision.reason, now);
             if target != before {
-                tracing::debug!(participant = %id, track = %d.track, ?before, ?target, reason = decision.reason.as_str(), estimate = p.estimate_bps, "layer target changed");
+                tracing::debug!(participant = %id, track = %d.track, ?before, ?target, reason = decision.reason.as_str(), estimate = estimate.allocation_bps, "layer target changed");
                 d.set_target(target);
+                if target.is_some() && target < before && estimate.congested {
+                    // The link is overflowing: stop the old layer now, and throw away what
+                    // str0m's pacer still holds of it, so the lower layer's keyframe goes
+                    // out next instead of seconds later.
+                    d.stop_current();
+                    if let Some(ssrc) = d.tx_ssrc() {
+                        if let Some(stream) = p.rtc.direct_api().stream_tx(&ssrc) {
+                            stream.drop_queued();
+                        }
+                    }
+                }
             }
             d.reason = decision.reason;
             let paused = target.is_none();
@@ -206,6 +255,11 @@ impl Sfu {
             floor_bps += target
                 .and_then(|t| offers.get(t))
                 .map_or(0, |l| l.bitrate_bps);
+            if paused && decision.reason == Reason::Bandwidth && resume_bps.is_none() {
+                resume_bps = offers
+                    .first()
+                    .map(|l| (l.bitrate_bps as f64 * UPGRADE_HEADROOM) as u64);
+            }
             // Probe toward what every video would get unconstrained, so paused or limited
             // videos come back on their own when the network allows.
             desired_bps += decision
@@ -213,6 +267,8 @@ impl Sfu {
                 .and_then(|i| offers.get(i))
                 .map_or(0, |l| l.bitrate_bps);
         }
+        // What resumes the first video paused for bandwidth: everything flowing now, plus it.
+        p.resume_bps = resume_bps.map(|bps| bps + floor_bps);
         p.rtc.bwe().set_bitrate(
             Bitrate::bps(floor_bps),
             Bitrate::bps(desired_bps.max(floor_bps).saturating_mul(PROBE_HEADROOM)),
@@ -229,8 +285,14 @@ impl Sfu {
             .filter(|t| t.is_simulcast() && t.origin.is_none())
         {
             let mut needed = vec![false; track.layers.len()];
+            // The lowest layer of every subscribed track keeps flowing, wanted or not: it is
+            // cheap, and a subscriber whose link suddenly drops switches down to it without
+            // waiting for the publisher to restart it and send its keyframe.
+            if let Some(lowest) = needed.first_mut() {
+                *lowest = !track.subscribers.is_empty() || !track.relay_needs.is_empty();
+            }
             for (i, n) in needed.iter_mut().enumerate() {
-                *n = track
+                *n |= track
                     .relay_needs
                     .iter()
                     .any(|&(_, layers)| crate::relay::has_layer(layers, i));
@@ -299,11 +361,12 @@ impl Sfu {
                     paused: d.target_layer().is_none(),
                     reason: d.reason.as_str(),
                     bitrate_bps: d.sent_bytes.bps(),
+                    layer_changes_last_minute: d.gate.changes_last_minute(),
                 })
             })
             .collect();
         subscriptions.sort_by_key(|s| (s.publisher, s.track));
-        Some((p.estimate_bps, subscriptions))
+        Some((p.bandwidth.allocation_bps(), subscriptions))
     }
 
     pub(super) fn emit_stats(&mut self) {

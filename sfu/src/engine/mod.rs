@@ -30,7 +30,7 @@ use crate::error::SfuError;
 use crate::event::{JoinInfo, ParticipantInfo, ParticipantStats, ResumeInfo, SfuEvent, TrackInfo};
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Counters;
-use crate::participant::{Participant, RemovalReason};
+use crate::participant::{EgressSeen, Participant, RemovalReason};
 use crate::placement::RoomPlacement;
 use crate::policy::{self, Permissions, SfuLimits, ShardLoad};
 use crate::relay::{RelayMessage, RelayedPacket, RoomEvent, WorkerIndex};
@@ -140,6 +140,11 @@ pub struct Sfu {
     route_updates: Vec<RouteUpdate>,
     outputs: VecDeque<SfuOutput>,
     next_housekeeping: Instant,
+    /// Subscribers whose latest feedback shows congestion: allocated again at once, not at
+    /// the next housekeeping tick, so a sudden drop is answered within one feedback interval.
+    congested: Vec<ParticipantId>,
+    /// When the first of them was seen congested (`handle_timeout` is due then).
+    reallocate_at: Option<Instant>,
     next_speakers: Instant,
     next_stats: Instant,
     counters: Counters,
@@ -170,6 +175,8 @@ impl Sfu {
             route_updates: Vec::new(),
             outputs: VecDeque::new(),
             next_housekeeping: now + HOUSEKEEPING_INTERVAL,
+            congested: Vec::new(),
+            reallocate_at: None,
             next_speakers: now + SPEAKERS_INTERVAL,
             next_stats: now + STATS_INTERVAL,
             counters: Counters::default(),
@@ -633,9 +640,14 @@ impl Sfu {
         }
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + HOUSEKEEPING_INTERVAL;
+            self.congested.clear();
+            self.reallocate_at = None;
             self.expire_participants(now);
             self.end_glare_yields(now);
             self.allocation_tick(now);
+        }
+        if !self.congested.is_empty() {
+            self.reallocate_congested(now);
         }
         if now >= self.next_speakers {
             self.next_speakers = now + SPEAKERS_INTERVAL;
@@ -659,6 +671,7 @@ impl Sfu {
             .unwrap_or(self.next_housekeeping)
             .min(self.next_housekeeping)
             .min(self.next_speakers)
+            .min(self.reallocate_at.unwrap_or(self.next_housekeeping))
     }
 
     /// The next thing to do: a datagram to send or an event to deliver. Call it until `None`
@@ -802,17 +815,45 @@ impl Sfu {
                     };
                 }
             }
-            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+            Event::EgressBitrateEstimate(BweKind::Twcc {
+                estimate,
+                can_probe,
+            }) => {
                 if let Some(p) = self.participants.get_mut(&id) {
-                    p.estimate_bps = estimate.as_u64();
+                    p.bandwidth.on_str0m_estimate(estimate.as_u64(), can_probe);
+                }
+            }
+            Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    p.bandwidth.on_remb(estimate.as_u64());
                 }
             }
             Event::Closed => self.remove_with_reason(id, RemovalReason::MediaClosed, now),
+            Event::PeerStats(stats) => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    let congested = p.bandwidth.on_transport_stats(
+                        stats.peer_bytes_tx,
+                        stats.egress_loss_fraction,
+                        stats.timestamp,
+                    );
+                    if congested && !self.congested.contains(&id) {
+                        self.congested.push(id);
+                        self.reallocate_at.get_or_insert(now);
+                    }
+                }
+            }
             Event::MediaEgressStats(stats) => {
                 if let Some(p) = self.participants.get_mut(&id) {
-                    let seen = p.nacks_seen.entry((stats.mid, stats.rid)).or_insert(0);
-                    self.counters.nacks_received += stats.nacks.saturating_sub(*seen);
-                    *seen = stats.nacks;
+                    let seen = p.egress_seen.entry((stats.mid, stats.rid)).or_default();
+                    self.counters.nacks_received += stats.nacks.saturating_sub(seen.nacks);
+                    let packets = stats.packets.saturating_sub(seen.packets);
+                    *seen = EgressSeen {
+                        nacks: stats.nacks,
+                        packets: stats.packets,
+                    };
+                    if let Some(loss) = stats.loss {
+                        p.bandwidth.on_receiver_report(loss, packets);
+                    }
                 }
             }
             _ => {}

@@ -114,6 +114,13 @@ impl DownTrack {
         }
     }
 
+    /// Stop forwarding the current layer now, before the target's keyframe arrives: on a
+    /// congested link its packets would only queue (str0m's pacer holds up to 2 s) and be
+    /// lost, and the target's keyframe would wait behind them.
+    pub fn stop_current(&mut self) {
+        self.current = None;
+    }
+
     /// The layer a keyframe request from the subscriber is about.
     pub fn layer_for_keyframe(&self) -> Option<usize> {
         match (self.current, self.target) {
@@ -196,6 +203,34 @@ mod tests {
             } => (seq, timestamp, picture_id),
             other => panic!("expected a send, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_stopped_layer_is_not_forwarded_while_the_target_keyframe_is_awaited() {
+        let mut dt = video();
+        dt.activate(42.into());
+        let t0 = Instant::now();
+        dt.set_target(Some(2));
+        sent(dt.forward(&packet(2, 3, 10, 1000, true, 500), t0));
+        dt.set_target(Some(0));
+        assert!(matches!(
+            dt.forward(&packet(2, 3, 11, 4000, false, 501), t0),
+            ForwardDecision::Send { .. }
+        ));
+        dt.stop_current();
+        assert_eq!(
+            dt.forward(&packet(2, 3, 12, 7000, false, 502), t0),
+            ForwardDecision::Drop
+        );
+        assert_eq!(
+            dt.forward(&packet(0, 1, 80, 7000, false, 90), t0),
+            ForwardDecision::NeedKeyframe
+        );
+        assert_eq!(
+            sent(dt.forward(&packet(0, 1, 81, 10000, true, 91), t0)).2,
+            Some(502),
+            "picture ids continue across the gap"
+        );
     }
 
     #[test]

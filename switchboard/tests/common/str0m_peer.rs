@@ -16,7 +16,7 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::rtp::{Extension, ExtensionMap, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
@@ -113,17 +113,38 @@ impl Str0mPeer {
         server_media: SocketAddr,
         media_via: Option<SocketAddr>,
     ) -> Str0mPeer {
+        Self::start_with_feedback(ws_url, room, name, role, server_media, media_via, true).await
+    }
+
+    /// The same; `twcc: false` leaves the transport-wide sequence number extension out of
+    /// the answer, so the server gets receiver reports only (as from aiortc).
+    pub async fn start_with_feedback(
+        ws_url: &str,
+        room: &str,
+        name: &str,
+        role: Role,
+        server_media: SocketAddr,
+        media_via: Option<SocketAddr>,
+        twcc: bool,
+    ) -> Str0mPeer {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let local = socket.local_addr().expect("local addr");
         let (ws, _) = tokio_tungstenite::connect_async(ws_url)
             .await
             .expect("connect");
         let recorded = Arc::new(Mutex::new(Recorded::default()));
+        let mut extensions = ExtensionMap::empty();
+        for (id, extension) in ExtensionMap::standard().iter() {
+            if twcc || *extension != Extension::TransportSequenceNumber {
+                extensions.set(id, extension.clone());
+            }
+        }
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
+            .set_extension_map(extensions)
             .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
         let (drop_tx, drop_rx) = tokio::sync::oneshot::channel();
