@@ -348,7 +348,10 @@ impl Sfu {
         self.mark_dirty(id);
         self.drive(now);
         self.renegotiate(id);
-        Ok(answer.to_sdp_string())
+        Ok(crate::codec::with_start_bitrate_hint(
+            &answer.to_sdp_string(),
+            crate::codec::PUBLISHER_START_KBPS,
+        ))
     }
 
     /// Apply the participant's answer to the server's pending offer.
