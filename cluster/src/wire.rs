@@ -463,6 +463,7 @@ fn encode_stats(w: &mut Writer<'_>, p: &ParticipantStats) {
             .map_or(u8::MAX, |i| i as u8);
         w.u8(reason);
         w.u64(s.bitrate_bps);
+        w.u8(u8::from(s.pinned));
     }
 }
 
@@ -497,6 +498,7 @@ fn decode_stats(r: &mut Reader<'_>) -> Result<ParticipantStats, DecodeError> {
             paused,
             reason,
             bitrate_bps: r.u64()?,
+            pinned: r.bool()?,
         });
     }
     Ok(ParticipantStats {
