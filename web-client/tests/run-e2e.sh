@@ -12,7 +12,7 @@
 # Env: SWITCHBOARD_BIN (default target/debug/switchboard, relative to the repo root),
 # SWITCHBOARD_URL (default http://127.0.0.1:8080; the server is told to listen there),
 # SWITCHBOARD_RTC_ADDR (default 127.0.0.1:50000), RUST_LOG (default info),
-# CHROMIUM_PATH (default /usr/bin/chromium), E2E_TESTS (default "e2e ui speaking-chat calls firefox simulcast whip relay reconnect blackout restart cluster": which of
+# CHROMIUM_PATH (default /usr/bin/chromium), FIREFOX_PATH (default /usr/bin/firefox-esr), E2E_TESTS (default "e2e ui speaking-chat calls firefox simulcast whip relay reconnect blackout restart cluster": which of
 # tests/*.mjs to run, in order). Server log: web-client/tests/test-results/server.log.
 set -uo pipefail
 
@@ -29,9 +29,11 @@ server_log="$results/server.log"
 
 [ -x "$bin" ] || { echo "run-e2e: no server binary at $bin (build it: cargo build -p switchboard)" >&2; exit 2; }
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || { echo "run-e2e: no chromium (apt-get install -y chromium)" >&2; exit 2; }
-if [ ! -d "$here/node_modules/playwright-core" ]; then
+[ -x "${FIREFOX_PATH:-/usr/bin/firefox-esr}" ] || case " ${E2E_TESTS:-firefox} " in *" firefox "*)
+  echo "run-e2e: no firefox-esr (apt-get install -y firefox-esr, or scripts/install-test-deps)" >&2; exit 2 ;; esac
+if ! node "$here/modules-installed.cjs"; then
   # Inside loopback-only there is no registry: install first, outside it.
-  (cd "$here" && npm ci --no-audit --no-fund) || {
+  (cd "$here" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund) || {
     echo "run-e2e: npm ci failed; run (cd web-client/tests && npm ci) outside the loopback-only namespace first" >&2
     exit 2
   }
