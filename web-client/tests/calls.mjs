@@ -20,8 +20,9 @@
 // 4. Quality: Cat's badge for Bob is measured (not "unknown"); a `video_paused` (bandwidth)
 //    from the server (injected) turns it "poor", saying the video is paused; resuming
 //    clears that. Ann's own badge is measured too.
-// 5. Devices: Ann picks the other camera and another microphone in the Devices panel: the
-//    senders carry the new tracks without a new offer, and Cat keeps decoding Ann's video.
+// 5. Devices: Ann picks another camera and microphone in the Devices panel: the senders carry
+//    the new tracks without a new offer, and Cat keeps decoding Ann's video; and another
+//    speaker: her <audio> elements play on it (setSinkId).
 // 6. Ann copies the invite link (clipboard).
 // 7. Screenshots of Cat's page: the grid, and the speaker view with the chat open
 //    (E2E_UPDATE_SCREENSHOTS=1 writes them to docs/screenshots/ for the README).
@@ -293,6 +294,16 @@ async function main() {
     if (stored.camera !== other) throw new Error(`the camera choice was not remembered: ${JSON.stringify(stored)}`);
     if ((await offersSent(ann)) !== offers) throw new Error('switching devices renegotiated');
     log(`devices switched without renegotiating: ${JSON.stringify(after.now)}`);
+    // The speaker: every remote <audio> plays on the chosen output (setSinkId).
+    const speakers = await ann.locator('#settings-speaker option').evaluateAll((os) => os.map((o) => [o.value, o.textContent]));
+    if (!speakers.length) throw new Error('the speaker picker lists no outputs');
+    const [sink, sinkLabel] = speakers.at(-1);
+    await ann.locator('#settings-speaker').selectOption(sink);
+    await waitFor(`Ann's sound to play on ${sinkLabel}`, async () => {
+      const sinks = await ann.$$eval('figure.tile audio', (as) => as.map((a) => a.sinkId));
+      return { ok: sinks.length === 2 && sinks.every((id) => id === sink), detail: sinks };
+    }, STEP_TIMEOUT_MS);
+    log(`speaker: ${sinkLabel} (of ${speakers.length})`);
     await ann.getByRole('button', { name: 'Close settings' }).click();
 
     // 6. Invite link.
