@@ -909,6 +909,9 @@ function init() {
   });
   $('hand-button').addEventListener('click', toggleHand);
   $('react-button').addEventListener('click', () => setReactionMenu($('reaction-menu').hidden));
+  // The reaction menu closes as menus do: Escape, or a click anywhere else.
+  document.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') setReactionMenu(false); });
+  document.addEventListener('click', (ev) => { if (!ev.target.closest('.reaction-wrap')) setReactionMenu(false); });
   $('reaction-menu').replaceChildren(...REACTIONS.map((emoji) => {
     const b = document.createElement('button');
     b.type = 'button';

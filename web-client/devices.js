@@ -126,8 +126,12 @@ export class LevelMeter {
       const rms = Math.sqrt(sum / samples.length);
       this.show(track.enabled ? Math.min(1, rms * 4) : 0);
     }, 100);
-    // An AudioContext made without a user gesture may start suspended.
-    this.ctx.resume().catch(() => {});
+    // An AudioContext made without a user gesture starts suspended in most browsers: the
+    // meter then wakes at the first click or key on the page.
+    const ctx = this.ctx;
+    const wake = () => ctx.resume().catch(() => {});
+    wake();
+    for (const ev of ['pointerdown', 'keydown']) document.addEventListener(ev, wake, { once: true });
   }
 
   show(level) {
