@@ -6,12 +6,14 @@
 // continuous tone as every fake microphone (Chromium's default beeps too briefly to count as
 // speech, see lib.mjs):
 // - Ann joins through the pre-join screen (no autojoin): her camera preview must play and the
-//   level meter move before she joins, and her name is remembered.
+//   level meter move; she turns the microphone off there (the meter drops), joins, and her
+//   name is remembered; in the call nothing of her microphone is sent until she turns it on.
 // - Bob autojoins with camera and microphone, and mutes at once.
 // - Cat autojoins to watch (`publish=none`) and switches to the speaker view.
 // Then:
-// 1. Speaker view follows the speaker: Cat's stage shows Ann (the only unmuted microphone);
-//    Ann mutes with Ctrl+D and Bob unmutes: the stage moves to Bob.
+// 1. Speaker view follows the speaker: Cat's stage shows whoever alone has an unmuted
+//    microphone: Bob, then Ann (who turns hers on in the call), then Bob again after Ann
+//    mutes with Ctrl+D.
 // 2. Pin: Cat pins Ann (her tile's pin button). The stage goes back to Ann though Bob speaks,
 //    Cat sends `pin`, and the server's `stats` to Cat say Ann is pinned and target a higher
 //    layer for Ann (large, on the stage) than for Bob (in the strip). Unpinning sends
@@ -186,8 +188,20 @@ async function main() {
     const cameras = await ann.$$eval('#prejoin-camera option', (os) => os.map((o) => o.textContent));
     if (cameras.length < 3) throw new Error(`the pre-join camera picker lists ${JSON.stringify(cameras)}, expected three fake cameras`);
     log(`pre-join: preview plays, meter moves, cameras ${JSON.stringify(cameras)}`);
+    // She joins with her microphone off: the meter drops, and nothing is sent until she
+    // turns it on in the call.
+    await ann.getByRole('button', { name: 'Turn microphone off' }).click();
+    await waitFor('the meter to drop with the microphone off', async () => {
+      const level = Number(await ann.getAttribute('#mic-level', 'data-level'));
+      return { ok: level === 0, detail: level };
+    }, STEP_TIMEOUT_MS);
     await ann.fill('#name', 'Ann');
     await ann.click('#join-button');
+    await waitFor('Ann to be in the call with her microphone off', async () => {
+      const label = await ann.locator('#mic-button .control-label').textContent();
+      const sent = await sentTracks(ann);
+      return { ok: label === 'Unmute' && Boolean(sent.video) && !sent.audio, detail: { label, sent } };
+    }, CONNECT_TIMEOUT_MS);
     await bob.goto(`${BASE}/?room=${ROOM}&name=Bob&autojoin=1`);
     await setMic(bob, true);
     await cat.goto(`${BASE}/?room=${ROOM}&name=Cat&autojoin=1&publish=none`);
@@ -195,9 +209,20 @@ async function main() {
     for (const [page, from] of [[cat, 'Ann'], [cat, 'Bob'], [ann, 'Bob'], [bob, 'Ann']]) await expectDecoding(page, from, 'call');
     log('everyone sees everyone');
 
-    // 1. Speaker view follows the speaker.
+    // 1. Speaker view follows the speaker. Nobody speaks yet: the stage shows the first
+    //    tile, Ann's; Bob unmutes (the only sound); then Bob mutes and Ann turns her
+    //    microphone on (it opens and is published now); then Ann mutes with Ctrl+D and Bob
+    //    unmutes.
     await cat.getByRole('button', { name: 'Speaker view' }).click();
-    await expectStage(cat, 'Ann', 'Ann speaks, Bob is muted');
+    await setMic(bob, false);
+    await expectStage(cat, 'Bob', 'Bob speaks, Ann has no microphone');
+    await setMic(bob, true);
+    await ann.locator('#mic-button').click();
+    await waitFor('Ann to send her microphone', async () => {
+      const sent = await sentTracks(ann);
+      return { ok: Boolean(sent.audio), detail: sent };
+    }, STEP_TIMEOUT_MS);
+    await expectStage(cat, 'Ann', 'Ann speaks, Bob muted');
     await ann.locator('body').press('Control+d');
     await waitFor('Ctrl+D to mute Ann', async () => ({ ok: (await ann.getAttribute('#mic-button', 'aria-pressed')) === 'true', detail: null }), STEP_TIMEOUT_MS);
     await setMic(bob, false);
