@@ -1,7 +1,7 @@
 // Entry point: the pre-join screen (prejoin.js) with the join form, the call view and the
 // wiring between the signaling connection (signaling.js), the peer connection (call.js), the
 // tile grid (tiles.js), chat (chat.js), hands and reactions (reactions.js), devices
-// (devices.js) and connection quality (quality.js).
+// (devices.js, call-devices.js) and connection quality (quality.js).
 //
 // Keyboard: Ctrl+D (Cmd+D) mutes or unmutes the microphone, Ctrl+E (Cmd+E) the camera, as in
 // Google Meet.
@@ -20,11 +20,10 @@ import { SizeReporter } from './sizes.js';
 import { StatsStore } from './stats.js';
 import { ChatPanel } from './chat.js';
 import { Prejoin } from './prejoin.js';
-import {
-  canChooseSpeaker, constraintsFor, deviceOf, fillSelect, listDevices, loadPrefs, savePrefs,
-} from './devices.js';
+import { canChooseSpeaker, constraintsFor, listDevices, loadPrefs } from './devices.js';
+import { CallDevices } from './call-devices.js';
 import { REACTIONS, REACTION_MS, handPayload, parseSignal, reactionPayload } from './reactions.js';
-import { assessLocal, assessRemote, describe, lossBetween } from './quality.js';
+import { QUALITY_INTERVAL_MS, QualityMonitor } from './quality.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -117,24 +116,24 @@ const options = readOptions(new URLSearchParams(location.search));
 async function getLocalMedia({ audio, video }) {
   if (!audio && !video) return null;
   const prefs = loadPrefs();
-  const VIDEO_CONSTRAINTS = constraintsFor('video', prefs.camera).video;
-  const AUDIO_CONSTRAINTS = constraintsFor('audio', prefs.microphone).audio;
+  const videoConstraints = constraintsFor('video', prefs.camera).video;
+  const audioConstraints = constraintsFor('audio', prefs.microphone).audio;
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     toast('This page cannot use the camera here (it needs https or localhost). Joining to watch only.');
     return null;
   }
   if (!audio || !video) {
     try {
-      return await navigator.mediaDevices.getUserMedia(audio ? { audio: AUDIO_CONSTRAINTS } : { video: VIDEO_CONSTRAINTS });
+      return await navigator.mediaDevices.getUserMedia(audio ? { audio: audioConstraints } : { video: videoConstraints });
     } catch (e) {
       toast(`Could not use your ${audio ? 'microphone' : 'camera'} (${e.message || e.name}). Joining to watch only.`);
       return null;
     }
   }
   try {
-    return await navigator.mediaDevices.getUserMedia({ video: VIDEO_CONSTRAINTS, audio: AUDIO_CONSTRAINTS });
+    return await navigator.mediaDevices.getUserMedia({ video: videoConstraints, audio: audioConstraints });
   } catch (both) {
-    for (const [constraints, missing] of [[{ audio: AUDIO_CONSTRAINTS }, 'camera'], [{ video: VIDEO_CONSTRAINTS }, 'microphone']]) {
+    for (const [constraints, missing] of [[{ audio: audioConstraints }, 'camera'], [{ video: videoConstraints }, 'microphone']]) {
       try {
         const stream = await navigator.mediaDevices.getUserMedia(constraints);
         toast(`Could not use your ${missing} (${both.message || both.name}).`, 'warn');
@@ -228,7 +227,7 @@ async function join(room, name, prepared = null) {
   const s = {
     room, name, stream: null, signaling: null, call: null, participants: new Map(), gone: new Set(), left: false,
     startMuted: { audio: prepared ? !prepared.audio : false, video: prepared ? !prepared.video : false },
-    hand: false, quality: { prevInbound: new Map(), network: new Map(), local: null },
+    hand: false, quality: new QualityMonitor({ grid, stats }),
   };
   session = s;
   try {
@@ -332,7 +331,7 @@ function startCall(s, joined) {
   for (const kind of ['audio', 'video']) if (s.startMuted[kind]) s.call.setMuted(kind, true);
   updateControls(s);
   grid.setView(currentView);
-  s.qualityTimer = setInterval(() => sampleQuality(s), QUALITY_INTERVAL_MS);
+  s.qualityTimer = setInterval(() => s.quality.sample(s.call), QUALITY_INTERVAL_MS);
 
   s.keepalive = setInterval(() => {
     if (s.signaling.state === 'open') s.signaling.request({ type: 'ping' }).catch(() => {});
@@ -501,7 +500,7 @@ function onServerMessage(s, msg) {
       console.info(`switchboard: video ${msg.track_id} ${msg.paused ? `paused (${msg.reason})` : 'resumed'}`);
       stats.debug.paused[msg.track_id] = { paused: Boolean(msg.paused), reason: msg.reason };
       grid.setPaused(msg.track_id, Boolean(msg.paused), msg.reason);
-      showQuality(s);
+      s.quality.show(s.call);
       break;
     case 'active_speakers': {
       const ordered = (Array.isArray(msg.speakers) ? msg.speakers : []).map((sp) => sp && sp.participant_id).filter((id) => typeof id === 'string');
@@ -515,7 +514,7 @@ function onServerMessage(s, msg) {
     case 'stats':
       stats.update(msg);
       grid.refreshStats();
-      showQuality(s);
+      s.quality.show(s.call);
       break;
     case 'error':
       // An older server does not know a newer message: nothing the user can act on.
@@ -645,90 +644,17 @@ async function toggle(kind) {
   if (!s.call.local.has(kind)) {
     // Joined without this device (toggled off before joining, or none then): open it now and
     // publish it (this renegotiates once).
-    await addDevice(s, kind);
+    await devices.add(s, kind);
     return;
   }
   s.call.setMuted(kind, !s.call.isMuted(kind));
   updateControls(s);
 }
 
-async function addDevice(s, kind) {
-  const prefs = loadPrefs();
-  let track;
-  try {
-    const stream = await navigator.mediaDevices.getUserMedia(constraintsFor(kind, kind === 'video' ? prefs.camera : prefs.microphone));
-    track = stream.getTracks()[0];
-  } catch (e) {
-    toast(`Could not use your ${kind === 'video' ? 'camera' : 'microphone'} (${e.message || e.name}).`);
-    return;
-  }
-  if (session !== s || !s.call || s.call.closed || s.call.local.has(kind)) {
-    track.stop();
-    return;
-  }
-  if (!s.stream) s.stream = new MediaStream();
-  s.stream.addTrack(track);
-  s.call.publish(new MediaStream([track]));
-  grid.setLocal(s.name, s.stream);
-  updateControls(s);
-}
-
-// --- devices during the call ---------------------------------------------------------------
-
-/**
- * Switches to another camera ('camera'), microphone ('microphone') or speaker ('speaker')
- * during the call, and remembers it. Cameras and microphones are swapped with `replaceTrack`:
- * no renegotiation, the others keep receiving the same track.
- */
-async function switchDevice(name, deviceId) {
-  savePrefs({ [name]: deviceId });
-  const s = session;
-  if (!s || !s.call) return false;
-  if (name === 'speaker') {
-    await grid.setSinkId(deviceId);
-    return true;
-  }
-  const kind = name === 'camera' ? 'video' : 'audio';
-  if (!s.call.local.has(kind)) {
-    await addDevice(s, kind);
-    return s.call.local.has(kind);
-  }
-  let track;
-  try {
-    const stream = await navigator.mediaDevices.getUserMedia(constraintsFor(kind, deviceId, { exact: true }));
-    track = stream.getTracks()[0];
-  } catch (e) {
-    toast(`Could not switch to that ${name} (${e.message || e.name}).`);
-    return false;
-  }
-  if (session !== s || !s.call || s.call.closed) {
-    track.stop();
-    return false;
-  }
-  const old = await s.call.replaceTrack(kind, track);
-  if (s.stream) {
-    if (old) s.stream.removeTrack(old);
-    s.stream.addTrack(track);
-  }
-  grid.setLocal(s.name, s.stream);
-  console.info(`switchboard: now sending ${name} ${track.label || deviceId}`);
-  return true;
-}
-
-async function refreshDeviceLists() {
-  const devices = await listDevices().catch(() => ({ camera: [], microphone: [], speaker: [] }));
-  const prefs = loadPrefs();
-  const s = session;
-  const current = (kind) => (s && s.call && s.call.local.get(kind) ? deviceOf(s.call.local.get(kind).track) : null);
-  fillSelect($('settings-camera'), devices.camera, prefs.camera, current('video'));
-  fillSelect($('settings-microphone'), devices.microphone, prefs.microphone, current('audio'));
-  const speakers = canChooseSpeaker() ? devices.speaker : [];
-  fillSelect($('settings-speaker'), speakers, prefs.speaker);
-  $('settings-speaker-note').hidden = speakers.length > 0;
-}
-
+// Cameras, microphones and speakers during the call (call-devices.js).
+const devices = new CallDevices({ current: () => session, grid, toast, changed: (s) => updateControls(s) });
 // Debugging and tests: switch devices without the picker.
-window.switchboardDevices = { switchTo: switchDevice, list: listDevices };
+window.switchboardDevices = { switchTo: (name, deviceId) => devices.switchTo(name, deviceId), list: listDevices };
 
 // --- side panels, views, hands and reactions -----------------------------------------------
 
@@ -738,7 +664,7 @@ function setPanel(which) {
   const settingsOpen = which === 'settings';
   $('settings-panel').hidden = !settingsOpen;
   $('settings-button').setAttribute('aria-expanded', String(settingsOpen));
-  if (settingsOpen) refreshDeviceLists();
+  if (settingsOpen) devices.refresh();
   setTimeout(() => grid.layout(), 0);
 }
 
@@ -817,68 +743,6 @@ async function copyInvite() {
   toast(copied ? `Invite link copied: ${link}` : `Share this link: ${link}`, 'info');
 }
 
-// --- connection quality --------------------------------------------------------------------
-
-const QUALITY_INTERVAL_MS = 2000;
-
-/** Samples getStats: loss per received track, round-trip time, and what we send. */
-async function sampleQuality(s) {
-  if (!s.call || s.call.closed) return;
-  let report;
-  try {
-    report = await s.call.getStats();
-  } catch {
-    return;
-  }
-  const q = s.quality;
-  let rtt = null;
-  const sent = { loss: null, rtt: null, limitation: null };
-  report.forEach((r) => {
-    if (r.type === 'candidate-pair' && r.nominated && typeof r.currentRoundTripTime === 'number') rtt = r.currentRoundTripTime;
-    if (r.type === 'inbound-rtp' && r.mid != null) {
-      const info = s.call.receiving.get(r.mid);
-      if (!info) return;
-      const now = { lost: r.packetsLost || 0, received: r.packetsReceived || 0 };
-      const loss = lossBetween(q.prevInbound.get(info.trackId), now);
-      q.prevInbound.set(info.trackId, now);
-      q.network.set(info.trackId, { loss });
-    }
-    if (r.type === 'remote-inbound-rtp') {
-      if (typeof r.fractionLost === 'number') sent.loss = Math.max(sent.loss || 0, r.fractionLost);
-      if (typeof r.roundTripTime === 'number') sent.rtt = Math.max(sent.rtt || 0, r.roundTripTime);
-    }
-    if (r.type === 'outbound-rtp' && r.kind === 'video' && r.qualityLimitationReason && r.qualityLimitationReason !== 'none') {
-      sent.limitation = r.qualityLimitationReason;
-    }
-  });
-  q.rtt = rtt;
-  if (sent.rtt === null) sent.rtt = rtt;
-  q.local = sent;
-  showQuality(s);
-}
-
-/** Puts the latest assessment on every tile's badge (after a sample or a server message). */
-function showQuality(s) {
-  const q = s.quality;
-  const pcState = s.call ? s.call.pc.connectionState : 'new';
-  for (const tile of grid.allRemote()) {
-    const ids = [tile.trackIds.video, tile.trackIds.audio].filter(Boolean);
-    if (!ids.length) continue;
-    const losses = ids.map((id) => q.network.get(id)?.loss).filter((x) => typeof x === 'number');
-    const a = assessRemote({
-      server: tile.trackIds.video ? stats.forTrack(tile.trackIds.video) : null,
-      paused: tile.pausedReason || null,
-      loss: losses.length ? Math.max(...losses) : null,
-      rtt: q.rtt ?? null,
-    });
-    tile.setQuality(a, describe(a));
-  }
-  if (grid.localTile && q.local) {
-    const a = assessLocal({ ...q.local, connected: pcState === 'connected' });
-    grid.localTile.setQuality(a, describe(a));
-  }
-}
-
 // --- start ---------------------------------------------------------------------------------
 
 function onShortcut(ev) {
@@ -926,10 +790,10 @@ function init() {
   $('settings-panel').querySelector('.settings-close').addEventListener('click', () => setPanel(null));
   $('chat-button').addEventListener('click', () => { if (chat.open) setPanel('chat'); });
   for (const select of document.querySelectorAll('#settings-panel select')) {
-    select.addEventListener('change', () => switchDevice(select.dataset.device, select.value));
+    select.addEventListener('change', () => devices.switchTo(select.dataset.device, select.value));
   }
   if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
-    navigator.mediaDevices.addEventListener('devicechange', () => { if (!$('settings-panel').hidden) refreshDeviceLists(); });
+    navigator.mediaDevices.addEventListener('devicechange', () => { if (!$('settings-panel').hidden) devices.refresh(); });
   }
   $('invite-button').addEventListener('click', copyInvite);
   document.addEventListener('keydown', onShortcut);

@@ -1,7 +1,7 @@
 // Connection quality per tile and for oneself, from the browser's getStats and the server's
 // `stats` (docs/protocol.md): packet loss, round-trip time, whether the received layer is
-// below what the tile would show and why, and paused video. Pure functions here; app.js
-// samples the stats and tiles.js shows the badge.
+// below what the tile would show and why, and paused video. The verdicts are pure functions;
+// `QualityMonitor` samples getStats and puts them on the tiles' badges (tiles.js).
 
 /** Loss (share of packets, over the last sample) from which quality is fair / poor. */
 export const LOSS_FAIR = 0.03;
@@ -95,4 +95,76 @@ const LEVEL_TEXT = { good: 'good', fair: 'fair', poor: 'poor', unknown: 'not mea
 export function describe({ level, reasons }) {
   const text = `Connection: ${LEVEL_TEXT[level] || level}`;
   return reasons.length ? `${text} (${reasons.join('; ')})` : text;
+}
+
+/** How often the call's getStats is sampled. */
+export const QUALITY_INTERVAL_MS = 2000;
+
+/**
+ * Samples a call's getStats (loss per received track since the last sample, the round-trip
+ * time, what the server reports back about what we send) and shows the verdicts on `grid`'s
+ * tiles, with the server's view from `stats` (a StatsStore) and each tile's `video_paused`.
+ */
+export class QualityMonitor {
+  constructor({ grid, stats }) {
+    this.grid = grid;
+    this.stats = stats;
+    this.prevInbound = new Map(); // track id -> {lost, received} at the last sample
+    this.loss = new Map(); // track id -> loss over the last sample
+    this.rtt = null;
+    this.local = null;
+  }
+
+  async sample(call) {
+    if (!call || call.closed) return;
+    let report;
+    try {
+      report = await call.getStats();
+    } catch {
+      return;
+    }
+    let rtt = null;
+    const sent = { loss: null, rtt: null, limitation: null };
+    report.forEach((r) => {
+      if (r.type === 'candidate-pair' && r.nominated && typeof r.currentRoundTripTime === 'number') rtt = r.currentRoundTripTime;
+      if (r.type === 'inbound-rtp' && r.mid != null) {
+        const info = call.receiving.get(r.mid);
+        if (!info) return;
+        const now = { lost: r.packetsLost || 0, received: r.packetsReceived || 0 };
+        this.loss.set(info.trackId, lossBetween(this.prevInbound.get(info.trackId), now));
+        this.prevInbound.set(info.trackId, now);
+      }
+      if (r.type === 'remote-inbound-rtp') {
+        if (typeof r.fractionLost === 'number') sent.loss = Math.max(sent.loss || 0, r.fractionLost);
+        if (typeof r.roundTripTime === 'number') sent.rtt = Math.max(sent.rtt || 0, r.roundTripTime);
+      }
+      if (r.type === 'outbound-rtp' && r.kind === 'video' && r.qualityLimitationReason && r.qualityLimitationReason !== 'none') {
+        sent.limitation = r.qualityLimitationReason;
+      }
+    });
+    this.rtt = rtt;
+    if (sent.rtt === null) sent.rtt = rtt;
+    this.local = sent;
+    this.show(call);
+  }
+
+  /** Puts the latest verdicts on every badge (after a sample, `stats` or `video_paused`). */
+  show(call) {
+    for (const tile of this.grid.allRemote()) {
+      const ids = [tile.trackIds.video, tile.trackIds.audio].filter(Boolean);
+      if (!ids.length) continue;
+      const losses = ids.map((id) => this.loss.get(id)).filter((x) => typeof x === 'number');
+      const a = assessRemote({
+        server: tile.trackIds.video ? this.stats.forTrack(tile.trackIds.video) : null,
+        paused: tile.pausedReason || null,
+        loss: losses.length ? Math.max(...losses) : null,
+        rtt: this.rtt,
+      });
+      tile.setQuality(a, describe(a));
+    }
+    if (this.grid.localTile && this.local) {
+      const a = assessLocal({ ...this.local, connected: Boolean(call) && call.pc.connectionState === 'connected' });
+      this.grid.localTile.setQuality(a, describe(a));
+    }
+  }
 }
