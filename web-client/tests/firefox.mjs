@@ -5,6 +5,7 @@
 // 1. Basic call: Fox (Firefox) and Crow (Chromium) autojoin one room with camera and
 //    microphone; each decodes the other's video (getStats framesDecoded growing: in Firefox a
 //    MediaStream <video>'s currentTime advances even without frames).
+//    Fox raises a hand before Crow joins: Crow, arriving later, sees it.
 // 2. Chat both ways, as text: Fox's `<img src=x onerror=...>` shows as text on Crow.
 // 3. Device switch in Firefox: Fox reopens its camera and microphone through the client's
 //    device switch (`replaceTrack`): new tracks on the same senders, no new offer, and Crow
@@ -142,11 +143,19 @@ async function main() {
     crow.on('console', (m) => logs.get('Crow').push(`[${elapsed()}] ${m.type()}: ${m.text()}`));
 
     await fox.goto(`${BASE}/?room=${ROOM}&name=Fox&autojoin=1`);
+    // Fox raises a hand before Crow arrives: a raised hand is state, so Crow must see it too.
+    await waitFor('Fox to join', async () => ({ ok: await fox.evaluate(() => document.body.dataset.view === 'call' && !document.getElementById('hand-button').disabled), detail: null }), CONNECT_TIMEOUT_MS);
+    await fox.evaluate(() => document.getElementById('hand-button').click());
+    await waitFor('Fox\'s own tile to show the hand', async () => ({ ok: await fox.evaluate(() => !document.querySelector('figure.tile.local .hand').hidden), detail: null }), STEP_TIMEOUT_MS);
     await crow.goto(`${BASE}/?room=${ROOM}&name=Crow&autojoin=1`);
 
     // 1. Basic call.
     await expectDecoding(fox, 'Crow', 'Firefox receives Chromium');
     await expectDecoding(crow, 'Fox', 'Chromium receives Firefox');
+
+    const foxTile = crow.locator('figure.tile', { has: crow.locator('video[data-participant="Fox"]') });
+    await waitFor('Crow to show the hand Fox raised before Crow joined', async () => ({ ok: await foxTile.locator('.hand').isVisible(), detail: null }), STEP_TIMEOUT_MS);
+    log('Fox\'s hand, raised before Crow joined, shows on Crow');
 
     // 2. Chat both ways.
     await sendChat(fox, XSS);
