@@ -1,7 +1,13 @@
-// Entry point: the join form, the call view and the wiring between the signaling connection
-// (signaling.js), the peer connection (call.js) and the tile grid (tiles.js).
+// Entry point: the pre-join screen (prejoin.js) with the join form, the call view and the
+// wiring between the signaling connection (signaling.js), the peer connection (call.js), the
+// tile grid (tiles.js), chat (chat.js), hands and reactions (reactions.js), devices
+// (devices.js, call-devices.js) and connection quality (quality.js).
 //
-// `/?room=R&name=N&autojoin=1` joins at once with camera and microphone. More flags, mostly for
+// Keyboard: Ctrl+D (Cmd+D) mutes or unmutes the microphone, Ctrl+E (Cmd+E) the camera, as in
+// Google Meet.
+//
+// `/?room=R&name=N&autojoin=1` joins at once with camera and microphone, skipping the pre-join
+// screen. More flags, mostly for
 // tests and debugging:
 //   `simulcast=0`               send the camera as one encoding instead of q/h/f
 //   `publish=audio|video|none`  publish only that (default: camera and microphone)
@@ -13,6 +19,11 @@ import { TileGrid, parseTileSize } from './tiles.js';
 import { SizeReporter } from './sizes.js';
 import { StatsStore } from './stats.js';
 import { ChatPanel } from './chat.js';
+import { Prejoin } from './prejoin.js';
+import { canChooseSpeaker, constraintsFor, listDevices, loadPrefs } from './devices.js';
+import { CallDevices } from './call-devices.js';
+import { REACTIONS, REACTION_MS, handPayload, parseSignal, reactionPayload } from './reactions.js';
+import { QUALITY_INTERVAL_MS, QualityMonitor } from './quality.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -83,9 +94,6 @@ function describeServerError(msg) {
 
 // --- media ---------------------------------------------------------------------------------
 
-// Simulcast needs the full 1280x720 from the camera, or the top layer is never sent.
-const VIDEO_CONSTRAINTS = { width: 1280, height: 720 };
-
 /** Reads the URL flags described at the top. */
 export function readOptions(params) {
   const publish = (params.get('publish') || 'all').toLowerCase();
@@ -107,22 +115,25 @@ const options = readOptions(new URLSearchParams(location.search));
  */
 async function getLocalMedia({ audio, video }) {
   if (!audio && !video) return null;
+  const prefs = loadPrefs();
+  const videoConstraints = constraintsFor('video', prefs.camera).video;
+  const audioConstraints = constraintsFor('audio', prefs.microphone).audio;
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     toast('This page cannot use the camera here (it needs https or localhost). Joining to watch only.');
     return null;
   }
   if (!audio || !video) {
     try {
-      return await navigator.mediaDevices.getUserMedia(audio ? { audio: true } : { video: VIDEO_CONSTRAINTS });
+      return await navigator.mediaDevices.getUserMedia(audio ? { audio: audioConstraints } : { video: videoConstraints });
     } catch (e) {
       toast(`Could not use your ${audio ? 'microphone' : 'camera'} (${e.message || e.name}). Joining to watch only.`);
       return null;
     }
   }
   try {
-    return await navigator.mediaDevices.getUserMedia({ video: VIDEO_CONSTRAINTS, audio: true });
+    return await navigator.mediaDevices.getUserMedia({ video: videoConstraints, audio: audioConstraints });
   } catch (both) {
-    for (const [constraints, missing] of [[{ audio: true }, 'camera'], [{ video: VIDEO_CONSTRAINTS }, 'microphone']]) {
+    for (const [constraints, missing] of [[{ audio: audioConstraints }, 'camera'], [{ video: videoConstraints }, 'microphone']]) {
       try {
         const stream = await navigator.mediaDevices.getUserMedia(constraints);
         toast(`Could not use your ${missing} (${both.message || both.name}).`, 'warn');
@@ -143,6 +154,13 @@ let session = null;
 const stats = new StatsStore();
 const grid = new TileGrid($('grid'), {
   onAudioBlocked: () => { $('audio-button').hidden = false; },
+  // Pinning tells the server to serve that video first (`pin`, docs/protocol.md), and
+  // puts it on the stage of the speaker view.
+  onPin: (participantId) => {
+    const s = session;
+    if (s && s.signaling && s.signaling.state === 'open') s.signaling.notify({ type: 'pin', participant_id: participantId });
+    if (participantId) setView('speaker');
+  },
   stats,
   fixedTile: options.fixedTile,
 });
@@ -152,26 +170,32 @@ const chat = new ChatPanel({
   toggle: $('chat-button'),
   // Sent with an id so that a refusal (`rate_limited`, `forbidden`, ...) comes back as an
   // `error` message and is shown.
-  send: (payload) => {
-    const s = session;
-    if (!s || !s.signaling || s.signaling.state !== 'open') {
-      toast('Not connected: the message was not sent.');
-      return false;
-    }
-    try {
-      s.signaling.send({ type: 'data', payload }, { withId: true });
-      return true;
-    } catch (e) {
-      toast(`The message was not sent (${e.message || e}).`);
-      return false;
-    }
-  },
+  send: (payload) => sendData(payload),
 });
+
+/** Sends app data (`data`) to the room, or to the participant ids in `to`. */
+function sendData(payload, to = undefined) {
+  const s = session;
+  if (!s || !s.signaling || s.signaling.state !== 'open') {
+    toast('Not connected: the message was not sent.');
+    return false;
+  }
+  try {
+    s.signaling.send({ type: 'data', payload, ...(to ? { to } : {}) }, { withId: true });
+    return true;
+  } catch (e) {
+    toast(`The message was not sent (${e.message || e}).`);
+    return false;
+  }
+}
+
+const prejoin = new Prejoin({ toast });
 
 function showView(which) {
   $('join-view').hidden = which !== 'join';
   $('call-view').hidden = which !== 'call';
   $('room-label').hidden = which !== 'call';
+  $('invite-button').hidden = which !== 'call';
   document.body.dataset.view = which;
   if (which === 'call') grid.layout();
 }
@@ -182,7 +206,12 @@ function setJoinError(text) {
   p.hidden = !text;
 }
 
-async function join(room, name) {
+/**
+ * Joins `room` as `name`. `prepared` is what the pre-join screen opened (`{stream, audio,
+ * video}`: the stream and whether to start with the microphone and camera on); without it
+ * (autojoin, rejoin) the devices are opened here as the URL flags say.
+ */
+async function join(room, name, prepared = null) {
   if (session) return;
   const problem = roomProblem(room) || nameProblem(name);
   if (problem) {
@@ -190,13 +219,19 @@ async function join(room, name) {
     return;
   }
   setJoinError('');
+  // Joining without the pre-join screen's devices (autojoin, rejoin): its preview closes.
+  if (!prepared) prejoin.stop();
   const button = $('join-button');
   button.disabled = true;
   button.textContent = 'Joining…';
-  const s = { room, name, stream: null, signaling: null, call: null, participants: new Map(), gone: new Set(), left: false };
+  const s = {
+    room, name, stream: null, signaling: null, call: null, participants: new Map(), gone: new Set(), left: false,
+    startMuted: { audio: prepared ? !prepared.audio : false, video: prepared ? !prepared.video : false },
+    hand: false, quality: new QualityMonitor({ grid, stats }),
+  };
   session = s;
   try {
-    s.stream = await getLocalMedia(options);
+    s.stream = prepared ? prepared.stream : await getLocalMedia(options);
     s.signaling = new Signaling(signalingUrl());
     s.signaling.addEventListener('state', (ev) => {
       if (session === s) setStatus('signaling', ...SIGNALING_STATUS[ev.detail]);
@@ -291,7 +326,12 @@ function startCall(s, joined) {
   });
   s.call.addEventListener('screenended', () => updateControls(s));
   s.call.publish(s.stream);
+  // Joined from the pre-join screen with the microphone or camera toggled off: it is open
+  // but not sent (the server is told with `mute`).
+  for (const kind of ['audio', 'video']) if (s.startMuted[kind]) s.call.setMuted(kind, true);
   updateControls(s);
+  grid.setView(currentView);
+  s.qualityTimer = setInterval(() => s.quality.sample(s.call), QUALITY_INTERVAL_MS);
 
   s.keepalive = setInterval(() => {
     if (s.signaling.state === 'open') s.signaling.request({ type: 'ping' }).catch(() => {});
@@ -357,18 +397,28 @@ async function reconnectLoop(s, resume) {
   toast('Joining the room again.');
   const { room, name } = s;
   s.left = true; // do not send `leave` for a session that no longer exists
+  s.rejoining = true;
   teardown(s);
   rejoin(room, name);
 }
 
 /** Join again until it works (the server may still be restarting). */
 async function rejoin(room, name) {
-  for (let attempt = 0; ; attempt++) {
-    await join(room, name);
-    if (session || attempt >= 40) return; // joined (by us or by hand), or ~3 minutes passed
-    await sleep(RECONNECT_BACKOFF_MS[Math.min(attempt, RECONNECT_BACKOFF_MS.length - 1)] + 1000);
+  rejoinInProgress = true;
+  try {
+    for (let attempt = 0; ; attempt++) {
+      await join(room, name);
+      if (session || attempt >= 40) return; // joined (by us or by hand), or ~3 minutes passed
+      await sleep(RECONNECT_BACKOFF_MS[Math.min(attempt, RECONNECT_BACKOFF_MS.length - 1)] + 1000);
+    }
+  } finally {
+    rejoinInProgress = false;
+    if (!session) prejoin.start();
   }
 }
+
+/** While `rejoin` retries, the join form shows between attempts without a preview. */
+let rejoinInProgress = false;
 
 /** After a resume: events while disconnected were not delivered; `participants` is the truth. */
 function reconcileParticipants(s, participants) {
@@ -418,6 +468,8 @@ function onServerMessage(s, msg) {
   switch (msg.type) {
     case 'participant_joined':
       addParticipant(s, msg.participant);
+      // A raised hand is state, not an event: tell the newcomer.
+      if (s.hand && msg.participant && msg.participant.participant_id) sendData(handPayload(true), [msg.participant.participant_id]);
       break;
     case 'participant_left':
       s.participants.delete(msg.participant_id);
@@ -448,16 +500,21 @@ function onServerMessage(s, msg) {
       console.info(`switchboard: video ${msg.track_id} ${msg.paused ? `paused (${msg.reason})` : 'resumed'}`);
       stats.debug.paused[msg.track_id] = { paused: Boolean(msg.paused), reason: msg.reason };
       grid.setPaused(msg.track_id, Boolean(msg.paused), msg.reason);
+      s.quality.show(s.call);
       break;
-    case 'active_speakers':
-      grid.setSpeaking(new Set((msg.speakers || []).map((sp) => sp.participant_id)), s.participantId);
+    case 'active_speakers': {
+      const ordered = (Array.isArray(msg.speakers) ? msg.speakers : []).map((sp) => sp && sp.participant_id).filter((id) => typeof id === 'string');
+      grid.setSpeaking(new Set(ordered), s.participantId, ordered);
       break;
+    }
     case 'data':
-      if (!chat.receive(msg)) console.debug('switchboard: data that is not chat', msg.payload);
+      if (chat.receive(msg)) break;
+      if (!onSignal(s, msg)) console.debug('switchboard: data that is not for this client', msg.payload);
       break;
     case 'stats':
       stats.update(msg);
       grid.refreshStats();
+      s.quality.show(s.call);
       break;
     case 'error':
       // An older server does not know a newer message: nothing the user can act on.
@@ -491,6 +548,7 @@ function leave() {
 function teardown(s) {
   if (session === s) session = null;
   clearInterval(s.keepalive);
+  clearInterval(s.qualityTimer);
   if (s.call) s.call.close();
   grid.clear();
   chat.clear();
@@ -504,26 +562,38 @@ function teardown(s) {
   setStatus('signaling', 'idle', 'idle');
   $('room').value = s.room;
   $('name').value = s.name;
+  setPanel(null);
   showView('join');
+  // Back on the join form (left, or the server ended the call): preview again, unless a
+  // rejoin is under way (it opens its own devices).
+  if (!s.rejoining && !rejoinInProgress) prejoin.start();
 }
 
 // --- controls ------------------------------------------------------------------------------
 
 function updateControls(s) {
-  for (const [id, kind, onLabel, offLabel] of [
-    ['mic-button', 'audio', 'Mute', 'Unmute'],
-    ['cam-button', 'video', 'Stop video', 'Start video'],
+  const canOpen = Boolean(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
+  for (const [id, kind, onLabel, offLabel, key] of [
+    ['mic-button', 'audio', 'Mute', 'Unmute', 'Ctrl+D'],
+    ['cam-button', 'video', 'Stop video', 'Start video', 'Ctrl+E'],
   ]) {
     const button = $(id);
     const has = Boolean(s.call && s.call.local.has(kind));
     const muted = !has || s.call.isMuted(kind);
-    button.disabled = !has;
+    // Without a device of this kind yet, the button opens one (and publishes it), if it can.
+    button.disabled = !has && !(canOpen && s.call && publishAllowed(kind));
     button.setAttribute('aria-pressed', String(muted && has));
     button.classList.toggle('off', muted);
     button.querySelector('.control-label').textContent = muted ? offLabel : onLabel;
-    button.title = !has ? `No ${kind === 'audio' ? 'microphone' : 'camera'}` : muted ? offLabel : onLabel;
+    button.title = `${button.disabled ? `No ${kind === 'audio' ? 'microphone' : 'camera'}` : muted ? offLabel : onLabel} (${key})`;
     grid.setLocalMuted(kind, muted);
   }
+  const hand = $('hand-button');
+  hand.setAttribute('aria-pressed', String(s.hand));
+  hand.classList.toggle('sharing', s.hand);
+  hand.querySelector('.control-label').textContent = s.hand ? 'Lower hand' : 'Raise hand';
+  hand.setAttribute('aria-label', s.hand ? 'Lower hand' : 'Raise hand');
+  hand.title = s.hand ? 'Lower hand' : 'Raise hand';
   const screen = $('screen-button');
   const sharing = Boolean(s.call && s.call.isSharingScreen());
   screen.hidden = !(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
@@ -563,14 +633,128 @@ async function toggleScreen() {
   updateControls(s);
 }
 
-function toggle(kind) {
+/** Whether the URL's `publish=` flag lets us send `kind` (watch-only test pages do not). */
+function publishAllowed(kind) {
+  return kind === 'audio' ? options.audio : options.video;
+}
+
+async function toggle(kind) {
   const s = session;
   if (!s || !s.call) return;
+  if (!s.call.local.has(kind)) {
+    // Joined without this device (toggled off before joining, or none then): open it now and
+    // publish it (this renegotiates once).
+    await devices.add(s, kind);
+    return;
+  }
   s.call.setMuted(kind, !s.call.isMuted(kind));
   updateControls(s);
 }
 
+// Cameras, microphones and speakers during the call (call-devices.js).
+const devices = new CallDevices({ current: () => session, grid, toast, changed: (s) => updateControls(s) });
+// Debugging and tests: switch devices without the picker.
+window.switchboardDevices = { switchTo: (name, deviceId) => devices.switchTo(name, deviceId), list: listDevices };
+
+// --- side panels, views, hands and reactions -----------------------------------------------
+
+/** Opens one side panel ('chat' | 'settings') or none; on a phone they cover the tiles. */
+function setPanel(which) {
+  if (which !== 'chat' && chat.open) chat.setOpen(false);
+  const settingsOpen = which === 'settings';
+  $('settings-panel').hidden = !settingsOpen;
+  $('settings-button').setAttribute('aria-expanded', String(settingsOpen));
+  if (settingsOpen) devices.refresh();
+  setTimeout(() => grid.layout(), 0);
+}
+
+let currentView = 'grid';
+
+function setView(view) {
+  currentView = view;
+  grid.setView(view);
+  const speaker = view === 'speaker';
+  const button = $('view-button');
+  button.setAttribute('aria-pressed', String(speaker));
+  const label = speaker ? 'Grid view' : 'Speaker view';
+  button.setAttribute('aria-label', label);
+  button.querySelector('.control-label').textContent = label;
+  button.title = speaker ? 'Switch to the grid' : 'Switch to the speaker view';
+}
+
+function toggleHand() {
+  const s = session;
+  if (!s) return;
+  const raised = !s.hand;
+  if (!sendData(handPayload(raised))) return;
+  s.hand = raised;
+  if (grid.localTile) grid.localTile.setHand(raised);
+  updateControls(s);
+}
+
+function react(emoji) {
+  const s = session;
+  const payload = reactionPayload(emoji);
+  if (!s || !payload || !sendData(payload)) return;
+  if (grid.localTile) grid.localTile.showReaction(emoji, REACTION_MS);
+  setReactionMenu(false);
+}
+
+function setReactionMenu(open) {
+  $('reaction-menu').hidden = !open;
+  $('react-button').setAttribute('aria-expanded', String(open));
+}
+
+/** A hand or reaction from another participant (reactions.js); returns whether it was one. */
+function onSignal(s, msg) {
+  const signal = parseSignal(msg);
+  const tile = signal && grid.tileOf(msg.participant_id, s.participantId);
+  if (!signal) return false;
+  if (!tile) return true; // from someone whose tile is gone: nothing to show
+  if ('hand' in signal) {
+    tile.setHand(signal.hand);
+    if (signal.hand) toast(`${msg.name || 'Someone'} raised a hand.`, 'info');
+  } else {
+    tile.showReaction(signal.reaction, REACTION_MS);
+  }
+  return true;
+}
+
+async function copyInvite() {
+  const s = session;
+  const room = s ? s.room : $('room').value.trim();
+  const url = new URL(location.pathname, location.origin);
+  url.searchParams.set('room', room);
+  const link = url.toString();
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(link);
+    copied = true;
+  } catch {
+    // No clipboard API (plain http on another host) or no permission: the old way.
+    const area = document.createElement('textarea');
+    area.value = link;
+    document.body.append(area);
+    area.select();
+    try { copied = document.execCommand('copy'); } catch { copied = false; }
+    area.remove();
+  }
+  window.switchboardInvite = link;
+  toast(copied ? `Invite link copied: ${link}` : `Share this link: ${link}`, 'info');
+}
+
 // --- start ---------------------------------------------------------------------------------
+
+function onShortcut(ev) {
+  if (!(ev.ctrlKey || ev.metaKey) || ev.altKey || ev.shiftKey) return;
+  const key = ev.key.toLowerCase();
+  if (key !== 'd' && key !== 'e') return;
+  // Ctrl+D would bookmark the page, Ctrl+E focus the address bar: in a call they mute.
+  ev.preventDefault();
+  const kind = key === 'd' ? 'audio' : 'video';
+  if (session) toggle(kind);
+  else if (!$('join-view').hidden) prejoin.toggle(kind);
+}
 
 function init() {
   const params = new URLSearchParams(location.search);
@@ -579,9 +763,42 @@ function init() {
   $('join-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const name = $('name').value;
+    const room = $('room').value.trim();
     try { localStorage.setItem('switchboard.name', name); } catch { /* private mode */ }
-    join($('room').value.trim(), name);
+    if (roomProblem(room) || nameProblem(name)) {
+      setJoinError(roomProblem(room) || nameProblem(name));
+      return;
+    }
+    join(room, name, prejoin.take());
   });
+  $('hand-button').addEventListener('click', toggleHand);
+  $('react-button').addEventListener('click', () => setReactionMenu($('reaction-menu').hidden));
+  // The reaction menu closes as menus do: Escape, or a click anywhere else.
+  document.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') setReactionMenu(false); });
+  document.addEventListener('click', (ev) => { if (!ev.target.closest('.reaction-wrap')) setReactionMenu(false); });
+  $('reaction-menu').replaceChildren(...REACTIONS.map((emoji) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'reaction-choice';
+    b.textContent = emoji;
+    b.setAttribute('aria-label', `React ${emoji}`);
+    b.addEventListener('click', () => react(emoji));
+    return b;
+  }));
+  $('view-button').addEventListener('click', () => setView(currentView === 'speaker' ? 'grid' : 'speaker'));
+  $('settings-button').addEventListener('click', () => setPanel($('settings-panel').hidden ? 'settings' : null));
+  $('settings-panel').querySelector('.settings-close').addEventListener('click', () => setPanel(null));
+  $('chat-button').addEventListener('click', () => { if (chat.open) setPanel('chat'); });
+  for (const select of document.querySelectorAll('#settings-panel select')) {
+    select.addEventListener('change', () => devices.switchTo(select.dataset.device, select.value));
+  }
+  if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+    navigator.mediaDevices.addEventListener('devicechange', () => { if (!$('settings-panel').hidden) devices.refresh(); });
+  }
+  $('invite-button').addEventListener('click', copyInvite);
+  document.addEventListener('keydown', onShortcut);
+  const speaker = loadPrefs().speaker;
+  if (speaker && canChooseSpeaker()) grid.setSinkId(speaker);
   $('mic-button').addEventListener('click', () => toggle('audio'));
   $('cam-button').addEventListener('click', () => toggle('video'));
   $('screen-button').addEventListener('click', toggleScreen);
@@ -596,6 +813,7 @@ function init() {
     join(params.get('room'), params.get('name'));
   } else {
     ($('room').value ? $('name') : $('room')).focus();
+    prejoin.start();
   }
 }
 

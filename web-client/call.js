@@ -190,6 +190,25 @@ export class Call extends EventTarget {
     return true;
   }
 
+  /**
+   * Sends `track` instead of the current one of `kind` ('audio' | 'video': another camera or
+   * microphone). `replaceTrack` keeps the transceiver, its mid and simulcast encodings: no
+   * renegotiation, and the server sees the same track. The new track inherits the mute
+   * state; the old one is stopped. Returns the old track, or null when nothing of `kind` is
+   * published (then the caller has to publish).
+   */
+  async replaceTrack(kind, track) {
+    const l = this.local.get(kind);
+    if (!l || this.closed) return null;
+    track.enabled = !l.muted;
+    if (kind === 'video' && 'contentHint' in track && l.track.contentHint) track.contentHint = l.track.contentHint;
+    await l.transceiver.sender.replaceTrack(track);
+    const old = l.track;
+    l.track = track;
+    old.stop();
+    return old;
+  }
+
   isMuted(kind) {
     const l = this.local.get(kind);
     return l ? l.muted : true;

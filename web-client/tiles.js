@@ -6,6 +6,13 @@
 // <video data-screen-of="NAME">, is twice as wide and comes first.
 //
 // A tile whose participant speaks (`active_speakers`) has the class `speaking`: a ring.
+// Tiles also show a raised hand, reactions floating up (reactions.js) and a connection
+// quality badge (quality.js); remote ones a pin button.
+//
+// Two views: the grid (every tile as large as fits) and the speaker view, where one tile (the
+// "stage": the pinned participant, else a screen share, else whoever spoke last) is large and
+// the others sit in a strip below it. Pinning a tile also tells the server (`pin`), through
+// the `onPin` callback, so that it serves that video first.
 //
 // Remote tiles also carry an info button that opens the server's view of that video (`stats`),
 // and a "paused" overlay for `video_paused`. Every remote video is reported to `sizes`
@@ -16,6 +23,7 @@ import { statsRows } from './stats.js';
 const MIC_OFF_SVG = `<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M19 11a7 7 0 0 1-1.2 3.9l-1.5-1.5A5 5 0 0 0 17 11h2zM12 2a3 3 0 0 1 3 3v6l-.03.4L9 5.4V5a3 3 0 0 1 3-3zM3.3 2.3 21.7 20.7l-1.4 1.4-4.2-4.2A7 7 0 0 1 13 19v3h-2v-3a7 7 0 0 1-6-7h2a5 5 0 0 0 7.6 4.3l-1.5-1.5A3 3 0 0 1 9 11v-.8L1.9 3.7z"/></svg>`;
 const SCREEN_SVG = `<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M3 4h18a1 1 0 0 1 1 1v11a1 1 0 0 1-1 1h-7v2h3v2H7v-2h3v-2H3a1 1 0 0 1-1-1V5a1 1 0 0 1 1-1zm1 2v9h16V6H4z"/></svg>`;
 const PAUSE_SVG = `<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M7 5h4v14H7zm6 0h4v14h-4z"/></svg>`;
+const PIN_SVG = `<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M16 3v2h-1v5l3 3v2h-5v6l-1 1-1-1v-6H6v-2l3-3V5H8V3h8z"/></svg>`;
 const CAM_OFF_SVG = `<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M3.3 2.3 21.7 20.7l-1.4 1.4-3-3H4a1 1 0 0 1-1-1V7a1 1 0 0 1 1-1h.2L1.9 3.7zM21 6.5v11l-.3-.3L17 13.5V16l-9-9h8a1 1 0 0 1 1 1v2.5z"/></svg>`;
 
 function initials(name) {
@@ -58,15 +66,22 @@ class Tile {
     this.nameEl = el('span', { class: 'name' });
     this.micBadge = el('span', { class: 'badge mic-off', title: 'Microphone muted', html: MIC_OFF_SVG });
     this.camBadge = el('span', { class: 'badge cam-off', title: screen ? 'Screen share paused' : 'Camera off', html: CAM_OFF_SVG });
+    this.handBadge = el('span', { class: 'hand', role: 'img', 'aria-label': 'Hand raised', title: 'Hand raised', text: '✋', hidden: true });
+    this.qualityBadge = el('span', { class: 'quality', role: 'img', 'data-level': 'unknown' }, [
+      el('i'), el('i'), el('i'),
+    ]);
     const caption = el('figcaption', {}, [
       ...(screen ? [el('span', { class: 'badge screen-icon', html: SCREEN_SVG })] : []),
-      this.nameEl, this.micBadge, this.camBadge,
+      this.qualityBadge, this.nameEl, this.micBadge, this.camBadge, this.handBadge,
     ]);
+    this.reactionsEl = el('div', { class: 'reactions', 'aria-live': 'polite' });
     this.root = el('figure', { class: `tile${local ? ' local' : ''}${screen ? ' screen' : ''}` }, [
       this.video,
       el('div', { class: 'placeholder' }, [this.avatar]),
       caption,
+      this.reactionsEl,
     ]);
+    this.setQuality({ level: 'unknown', reasons: [] });
     if (this.audio) this.root.append(this.audio);
     if (!local) this.addOverlays();
     this.tracks = { audio: null, video: null };
@@ -91,12 +106,44 @@ class Tile {
       type: 'button', class: 'info-toggle', 'aria-expanded': 'false', 'aria-controls': panelId, text: 'i',
     });
     this.infoButton.addEventListener('click', () => this.toggleStats());
-    this.root.append(this.pausedEl, this.infoButton, this.statsPanel);
+    this.pinButton = el('button', { type: 'button', class: 'pin-toggle', 'aria-pressed': 'false', html: PIN_SVG });
+    this.root.append(this.pausedEl, this.infoButton, this.pinButton, this.statsPanel);
+  }
+
+  setPinned(pinned) {
+    this.root.classList.toggle('pinned', pinned);
+    if (!this.pinButton) return;
+    this.pinButton.setAttribute('aria-pressed', String(pinned));
+    const label = `${pinned ? 'Unpin' : 'Pin'} ${this.label}`;
+    this.pinButton.setAttribute('aria-label', label);
+    this.pinButton.title = label;
+  }
+
+  setHand(raised) {
+    this.handBadge.hidden = !raised;
+    this.root.classList.toggle('hand-raised', raised);
+  }
+
+  /** Floats `emoji` (one of reactions.js's fixed set) over the tile for `ms`. */
+  showReaction(emoji, ms) {
+    const r = el('span', { class: 'reaction', role: 'img', 'aria-label': `reacted ${emoji}`, text: emoji });
+    this.reactionsEl.append(r);
+    setTimeout(() => r.remove(), ms);
+  }
+
+  /** `{level, reasons}` from quality.js, with its spoken label. */
+  setQuality(q, label) {
+    this.quality = q;
+    this.qualityBadge.dataset.level = q.level;
+    const text = label || `Connection: ${q.level}`;
+    this.qualityBadge.setAttribute('aria-label', text);
+    this.qualityBadge.title = text;
   }
 
   setName(name) {
     this.name = name;
     const label = this.local ? `${name} (you)` : this.screen ? `${name}’s screen` : name;
+    this.label = label;
     this.nameEl.textContent = label;
     this.avatar.textContent = initials(name);
     this.avatar.style.setProperty('--hue', hue(name));
@@ -107,6 +154,7 @@ class Tile {
       this.infoButton.setAttribute('aria-label', `Video stats for ${label}`);
       this.infoButton.title = `Video stats for ${label}`;
     }
+    if (this.pinButton) this.setPinned(this.root.classList.contains('pinned'));
   }
 
   setStream(stream) {
@@ -149,7 +197,8 @@ class Tile {
     this.refresh();
   }
 
-  setPaused(paused) {
+  setPaused(paused, reason = null) {
+    this.pausedReason = paused ? reason || 'bandwidth' : null;
     if (this.pausedEl) this.pausedEl.hidden = !paused;
     this.root.classList.toggle('paused', Boolean(paused));
   }
@@ -234,8 +283,13 @@ export class TileGrid {
    * (sizes.js), told about every remote video. `stats`: a StatsStore (stats.js) for the info
    * panels. `fixedTile`: `{width, height}` in CSS pixels for every remote camera tile (tests).
    */
-  constructor(container, { onAudioBlocked, sizes = null, stats = null, fixedTile = null } = {}) {
+  constructor(container, { onAudioBlocked, onPin = null, sizes = null, stats = null, fixedTile = null } = {}) {
     this.container = container;
+    this.onPin = onPin;
+    this.view = 'grid';
+    this.pinned = null; // participant id
+    this.lastSpeaker = null; // remote participant id who spoke last
+    this.sinkId = null; // the chosen speaker (setSinkId)
     this.onAudioBlocked = onAudioBlocked;
     this.sizes = sizes;
     this.stats = stats;
@@ -261,7 +315,7 @@ export class TileGrid {
     }
     this.localTile.setName(name);
     this.localTile.setStream(stream);
-    this.layout();
+    this.updateStage();
   }
 
   setLocalMuted(kind, muted) {
@@ -281,9 +335,11 @@ export class TileGrid {
     tile = new Tile({ name });
     tile.root.dataset.participantId = participantId;
     this.wireStats(tile);
+    this.wirePin(tile, participantId);
+    this.applySink(tile);
     this.tiles.set(participantId, tile);
     this.container.append(tile.root);
-    this.layout();
+    this.updateStage();
     return tile;
   }
 
@@ -296,7 +352,10 @@ export class TileGrid {
     this.setTileTrack(tile, 'audio', null, null);
     tile.root.remove();
     this.tiles.delete(participantId);
-    this.layout();
+    if (this.lastSpeaker === participantId) this.lastSpeaker = null;
+    // A pin of someone who left: the server's pin matches nothing now; drop ours too.
+    if (this.pinned === participantId) this.setPinned(null, { notify: true });
+    this.updateStage();
   }
 
   setTrack(participantId, kind, track, trackId = null) {
@@ -311,12 +370,14 @@ export class TileGrid {
       const tile = new Tile({ name, screen: true });
       tile.root.dataset.participantId = participantId;
       this.wireStats(tile);
+      this.wirePin(tile, participantId);
+      tile.setPinned(this.pinned === participantId);
       s = { participantId, tile };
       this.screens.set(trackId, s);
       this.container.append(tile.root);
     }
     this.setTileTrack(s.tile, 'video', track, trackId);
-    this.layout();
+    this.updateStage();
   }
 
   removeScreen(trackId) {
@@ -325,7 +386,7 @@ export class TileGrid {
     this.setTileTrack(s.tile, 'video', null, null);
     s.tile.root.remove();
     this.screens.delete(trackId);
-    this.layout();
+    this.updateStage();
   }
 
   isScreen(trackId) {
@@ -352,9 +413,76 @@ export class TileGrid {
    * `active_speakers`: rings the tiles of the participants in `ids` (a Set of participant
    * ids; `localId` is ours, shown on our own tile) and no others.
    */
-  setSpeaking(ids, localId) {
+  setSpeaking(ids, localId, ordered = [...ids]) {
     for (const [id, tile] of this.tiles) tile.setSpeaking(ids.has(id));
     if (this.localTile) this.localTile.setSpeaking(ids.has(localId));
+    // The speaker view shows the loudest other participant, and keeps showing whoever spoke
+    // last through silences (a stage that empties at every pause would flicker).
+    const loudest = ordered.find((id) => id !== localId && this.tiles.has(id));
+    if (loudest && loudest !== this.lastSpeaker) {
+      this.lastSpeaker = loudest;
+      this.updateStage();
+    }
+  }
+
+  /** 'grid' or 'speaker'. */
+  setView(view) {
+    this.view = view === 'speaker' ? 'speaker' : 'grid';
+    this.container.classList.toggle('speaker-view', this.view === 'speaker');
+    this.container.dataset.view = this.view;
+    this.updateStage();
+  }
+
+  /**
+   * Pins `participantId` (null: unpins): in the speaker view it stays on the stage. With
+   * `notify`, `onPin` tells the server.
+   */
+  setPinned(participantId, { notify = true } = {}) {
+    this.pinned = participantId && this.tiles.has(participantId) ? participantId : null;
+    for (const [id, tile] of this.tiles) tile.setPinned(id === this.pinned);
+    for (const s of this.screens.values()) s.tile.setPinned(s.participantId === this.pinned);
+    if (notify && this.onPin) this.onPin(this.pinned);
+    this.updateStage();
+  }
+
+  /** The tile on the speaker view's stage, or null in the grid view. */
+  stageTile() {
+    if (this.view !== 'speaker') return null;
+    const screenOf = (id) => [...this.screens.values()].find((s) => s.participantId === id);
+    if (this.pinned) {
+      const s = screenOf(this.pinned);
+      const t = s ? s.tile : this.tiles.get(this.pinned);
+      if (t) return t;
+    }
+    const firstScreen = this.screens.values().next().value;
+    if (firstScreen) return firstScreen.tile;
+    if (this.lastSpeaker && this.tiles.has(this.lastSpeaker)) return this.tiles.get(this.lastSpeaker);
+    return this.tiles.values().next().value || this.localTile;
+  }
+
+  updateStage() {
+    const stage = this.stageTile();
+    for (const t of [...this.allRemote(), ...(this.localTile ? [this.localTile] : [])]) {
+      t.root.classList.toggle('stage', t === stage);
+    }
+    this.layout();
+  }
+
+  /** The tile of participant `id` (ours when it is `localId`). */
+  tileOf(id, localId) {
+    if (id && id === localId) return this.localTile;
+    return this.tiles.get(id) || null;
+  }
+
+  /** Plays every remote participant's sound on `sinkId` (a speaker from devices.js). */
+  async setSinkId(sinkId) {
+    this.sinkId = sinkId;
+    await Promise.all([...this.tiles.values()].map((t) => this.applySink(t)));
+  }
+
+  applySink(tile) {
+    if (!this.sinkId || !tile.audio || typeof tile.audio.setSinkId !== 'function') return Promise.resolve();
+    return tile.audio.setSinkId(this.sinkId).catch((e) => console.warn('tile: setSinkId failed', e));
   }
 
   /** Mutes the tile showing `trackId` if it is a screen share; returns whether it was one. */
@@ -368,7 +496,7 @@ export class TileGrid {
   setPaused(trackId, paused, reason) {
     const tile = this.tileForTrack(trackId);
     // `hidden` pauses are ours (we reported size 0): nothing to explain to the user.
-    if (tile) tile.setPaused(paused && reason !== 'hidden');
+    if (tile) tile.setPaused(paused && reason !== 'hidden', reason);
     return Boolean(tile);
   }
 
@@ -397,6 +525,8 @@ export class TileGrid {
       this.localTile.root.remove();
       this.localTile = null;
     }
+    this.pinned = null;
+    this.lastSpeaker = null;
     this.layout();
   }
 
@@ -410,6 +540,12 @@ export class TileGrid {
     if (kind !== 'video' || !this.sizes) return;
     if (track && tile.trackIds.video) this.sizes.observe(tile.video, tile.trackIds.video);
     else this.sizes.unobserve(tile.video);
+  }
+
+  wirePin(tile, participantId) {
+    tile.pinButton.addEventListener('click', () => {
+      this.setPinned(this.pinned === participantId ? null : participantId);
+    });
   }
 
   wireStats(tile) {
@@ -429,6 +565,8 @@ export class TileGrid {
       ...Array(this.tiles.size + (this.localTile ? 1 : 0)).fill('tile'),
     ];
     this.container.dataset.count = items.length;
+    // The speaker view is laid out by CSS alone: the stage fills what the strip leaves.
+    if (this.view === 'speaker') return;
     const css = getComputedStyle(this.container);
     const px = (v) => parseFloat(v) || 0;
     const W = this.container.clientWidth - px(css.paddingLeft) - px(css.paddingRight);

@@ -464,6 +464,7 @@ fn encode_stats(w: &mut Writer<'_>, p: &ParticipantStats) {
         w.u8(reason);
         w.u64(s.bitrate_bps);
         w.u16(s.layer_changes_last_minute.min(usize::from(u16::MAX)) as u16);
+        w.u8(u8::from(s.pinned));
     }
 }
 
@@ -499,6 +500,7 @@ fn decode_stats(r: &mut Reader<'_>) -> Result<ParticipantStats, DecodeError> {
             reason,
             bitrate_bps: r.u64()?,
             layer_changes_last_minute: usize::from(r.u16()?),
+            pinned: r.bool()?,
         });
     }
     Ok(ParticipantStats {

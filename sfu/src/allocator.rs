@@ -1,5 +1,5 @@
-//! Splits one subscriber's bandwidth estimate across the videos it receives: screen shares
-//! first, then the active speaker, then everyone else; every video first gets its lowest
+//! Splits one subscriber's bandwidth estimate across the videos it receives: what the
+//! subscriber pinned first, then screen shares, then the active speaker, then everyone else; every video first gets its lowest
 //! layer, then layers are raised in the same order while the budget lasts. No layer above
 //! what the subscriber's tile size can show is chosen. Pure and table-tested; runs on a timer,
 //! never per packet.
@@ -20,6 +20,9 @@ pub const PAUSE_BELOW: f64 = 0.75;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Priority {
+    /// The subscriber pinned its publisher (spotlight): its own choice outranks what the room
+    /// decides for it (a screen share, whoever speaks).
+    Pinned,
     Screen,
     Speaker,
     Other,
@@ -375,6 +378,47 @@ mod tests {
             vec![None, Some(0), Some(0)]
         );
         assert_eq!(d[0].reason, Reason::Bandwidth);
+    }
+
+    #[test]
+    fn a_pinned_video_comes_before_screen_speaker_and_others() {
+        // Budget for every lowest layer plus one raise to h: whoever is first in priority
+        // gets it, whatever its position in the list.
+        let budget = 150_000 * 3 + 575_000 - 150_000;
+        let table: [([Priority; 3], [Option<usize>; 3]); 4] = [
+            (
+                [Priority::Other, Priority::Other, Priority::Pinned],
+                [Some(0), Some(0), Some(1)],
+            ),
+            (
+                [Priority::Speaker, Priority::Pinned, Priority::Other],
+                [Some(0), Some(1), Some(0)],
+            ),
+            (
+                [Priority::Screen, Priority::Other, Priority::Pinned],
+                [Some(0), Some(0), Some(1)],
+            ),
+            // Without a pin the screen share wins, as before.
+            (
+                [Priority::Other, Priority::Speaker, Priority::Screen],
+                [Some(0), Some(0), Some(1)],
+            ),
+        ];
+        for (priorities, expected) in table {
+            let demands = priorities.map(|p| demand(p, None, Some(0)));
+            assert_eq!(
+                targets(budget, &demands),
+                expected.to_vec(),
+                "{priorities:?}"
+            );
+        }
+        // Too little for all three lowest layers: the pinned one is the last to pause.
+        let demands = [
+            demand(Priority::Screen, None, Some(0)),
+            demand(Priority::Speaker, None, Some(0)),
+            demand(Priority::Pinned, None, Some(0)),
+        ];
+        assert_eq!(targets(150_000, &demands), vec![None, None, Some(0)]);
     }
 
     #[test]

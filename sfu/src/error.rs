@@ -42,6 +42,8 @@ pub enum SfuError {
     DataNotAllowed,
     #[error("a data payload is at most {max} bytes; this one is {size}")]
     DataTooLarge { size: usize, max: usize },
+    #[error("participant {0} cannot be pinned: not another member of this room")]
+    NotPinnable(ParticipantId),
     #[error("too many data messages; the next is allowed in {wait_ms} ms")]
     DataRateLimited { wait_ms: u64 },
 }

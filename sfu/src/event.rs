@@ -20,6 +20,8 @@ pub struct SubscriptionStats {
     pub target_layer: Option<String>,
     pub paused: bool,
     pub reason: &'static str,
+    /// The subscriber pinned this track's publisher: it is served first.
+    pub pinned: bool,
     pub bitrate_bps: u64,
     /// How often the layer (or pause) changed in the last minute.
     pub layer_changes_last_minute: usize,

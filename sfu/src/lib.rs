@@ -13,7 +13,9 @@
 //!   [`Sfu::add_remote_candidate`], [`Sfu::set_muted`] and [`Sfu::leave`]. One owner, no locks.
 //!   Participants exchange application data with [`Sfu::send_data`] (stamped with the sender,
 //!   limited in size and rate: [`data`]); who speaks in each room comes as
-//!   [`SfuEvent::ActiveSpeakers`] ([`speakers`]).
+//!   [`SfuEvent::ActiveSpeakers`] ([`speakers`]). A subscriber that pins a participant
+//!   ([`Sfu::set_pin`]) gets that participant's videos served first when its bandwidth
+//!   estimate is short ([`allocator`]).
 //! - [`SfuServer`] runs one such core per media worker thread (one per core by default; a
 //!   room may span workers, see [`relay`]) behind one UDP socket and an ICE-TCP listener on the same
 //!   port, and hands out a cloneable [`SfuHandle`] for async code.

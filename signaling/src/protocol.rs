@@ -53,6 +53,11 @@ pub enum ClientMessage {
         to: Option<Vec<String>>,
         payload: Value,
     },
+    /// Serve this participant's videos first (`None`: unpin).
+    Pin {
+        #[serde(default)]
+        participant_id: Option<String>,
+    },
     Leave,
     Ping,
 }
@@ -74,6 +79,7 @@ const CLIENT_TYPES: &[&str] = &[
     "track_source",
     "resume",
     "data",
+    "pin",
     "leave",
     "ping",
 ];
@@ -220,6 +226,7 @@ error_codes! {
     TooManyJoins => "too_many_joins",
     ServerDraining => "server_draining",
     PayloadTooLarge => "payload_too_large",
+    UnknownParticipant => "unknown_participant",
 }
 
 impl Serialize for ErrorCode {
@@ -287,6 +294,7 @@ pub struct SubscriptionJson {
     pub target_layer: Option<String>,
     pub paused: bool,
     pub reason: &'static str,
+    pub pinned: bool,
     pub bitrate_bps: u64,
     /// Layer (or pause) changes in the last minute.
     pub layer_changes_last_minute: usize,
@@ -444,6 +452,25 @@ mod tests {
                 .message,
             ClientMessage::Data { to: Some(_), .. }
         ));
+        assert_eq!(
+            parse_request(r#"{"type":"pin","participant_id":"p1"}"#)
+                .unwrap()
+                .message,
+            ClientMessage::Pin {
+                participant_id: Some("p1".into())
+            }
+        );
+        for unpin in [
+            r#"{"type":"pin"}"#,
+            r#"{"type":"pin","participant_id":null}"#,
+        ] {
+            assert_eq!(
+                parse_request(unpin).unwrap().message,
+                ClientMessage::Pin {
+                    participant_id: None
+                }
+            );
+        }
         assert!(matches!(
             parse_request(r#"{"type":"mute","mid":"0","muted":true}"#)
                 .unwrap()
@@ -480,6 +507,10 @@ mod tests {
         );
         assert_eq!(
             code(r#"{"type":"data","to":[5],"payload":1}"#),
+            ErrorCode::BadJson
+        );
+        assert_eq!(
+            code(r#"{"type":"pin","participant_id":7}"#),
             ErrorCode::BadJson
         );
         let err = parse_request(r#"{"type":"offer","id":9}"#).unwrap_err();

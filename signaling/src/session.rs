@@ -340,6 +340,28 @@ impl Session {
                     Err(e) => sfu_error(id, p, e),
                 }
             }
+            (ClientMessage::Pin { participant_id }, Some(p)) => {
+                let target = match participant_id {
+                    None => None,
+                    Some(text) => match ParticipantId::parse(&text) {
+                        Some(target) => Some(target),
+                        None => {
+                            return vec![Action::Send(ServerMessage::error(
+                                id,
+                                ErrorCode::UnknownParticipant,
+                                format!(
+                                    "pin: no participant {:?}",
+                                    text.chars().take(40).collect::<String>()
+                                ),
+                            ))]
+                        }
+                    },
+                };
+                match self.sfu.set_pin(p, target).await {
+                    Ok(()) => Vec::new(),
+                    Err(e) => sfu_error(id, p, e),
+                }
+            }
             (ClientMessage::Data { to, payload }, Some(p)) => {
                 self.send_data(id, p, to, payload).await
             }
@@ -658,6 +680,7 @@ pub fn error_code(e: &SfuError) -> ErrorCode {
         }
         SfuError::DataTooLarge { .. } => ErrorCode::PayloadTooLarge,
         SfuError::DataRateLimited { .. } => ErrorCode::RateLimited,
+        SfuError::NotPinnable(_) => ErrorCode::UnknownParticipant,
         SfuError::UnknownSession => ErrorCode::UnknownSession,
         SfuError::UnknownParticipant(_)
         | SfuError::UnknownRoom(_)
@@ -681,6 +704,7 @@ pub fn subscription_json(s: &SubscriptionStats) -> SubscriptionJson {
         target_layer: s.target_layer.clone(),
         paused: s.paused,
         reason: s.reason,
+        pinned: s.pinned,
         bitrate_bps: s.bitrate_bps,
         layer_changes_last_minute: s.layer_changes_last_minute,
     }

@@ -32,6 +32,7 @@ const TYPES: &[&str] = &[
     "mute",
     "video_size",
     "track_source",
+    "pin",
     "leave",
     "ping",
     "Join",
@@ -52,6 +53,7 @@ const FIELDS: &[&str] = &[
     "height",
     "source",
     "sdp_mid",
+    "participant_id",
 ];
 
 /// Objects that look like client messages: a real type and a mix of real and random fields.

@@ -6,12 +6,13 @@
 #   /work/shared/bin/loopback-only bash web-client/tests/run-e2e.sh      (from the repo root)
 #
 # Needs, installed beforehand (outside the namespace): chromium (apt-get install -y chromium),
+# firefox-esr (for firefox.mjs),
 # the test's node modules ((cd web-client/tests && npm ci)), the server (cargo build -p switchboard).
 #
 # Env: SWITCHBOARD_BIN (default target/debug/switchboard, relative to the repo root),
 # SWITCHBOARD_URL (default http://127.0.0.1:8080; the server is told to listen there),
 # SWITCHBOARD_RTC_ADDR (default 127.0.0.1:50000), RUST_LOG (default info),
-# CHROMIUM_PATH (default /usr/bin/chromium), E2E_TESTS (default "e2e ui speaking-chat simulcast whip relay reconnect blackout restart cluster": which of
+# CHROMIUM_PATH (default /usr/bin/chromium), FIREFOX_PATH (default /usr/bin/firefox-esr), E2E_TESTS (default "e2e ui speaking-chat calls firefox simulcast whip relay reconnect blackout restart cluster": which of
 # tests/*.mjs to run, in order). Server log: web-client/tests/test-results/server.log.
 set -uo pipefail
 
@@ -28,9 +29,11 @@ server_log="$results/server.log"
 
 [ -x "$bin" ] || { echo "run-e2e: no server binary at $bin (build it: cargo build -p switchboard)" >&2; exit 2; }
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || { echo "run-e2e: no chromium (apt-get install -y chromium)" >&2; exit 2; }
-if [ ! -d "$here/node_modules/playwright-core" ]; then
+[ -x "${FIREFOX_PATH:-/usr/bin/firefox-esr}" ] || case " ${E2E_TESTS:-firefox} " in *" firefox "*)
+  echo "run-e2e: no firefox-esr (apt-get install -y firefox-esr, or scripts/install-test-deps)" >&2; exit 2 ;; esac
+if ! node "$here/modules-installed.cjs"; then
   # Inside loopback-only there is no registry: install first, outside it.
-  (cd "$here" && npm ci --no-audit --no-fund) || {
+  (cd "$here" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund) || {
     echo "run-e2e: npm ci failed; run (cd web-client/tests && npm ci) outside the loopback-only namespace first" >&2
     exit 2
   }
@@ -80,7 +83,7 @@ passed=0
 failed=0
 export SWITCHBOARD_BIN="$bin"  # restart.mjs and cluster.mjs run servers of their own
 export SWITCHBOARD_SERVER_PID="$server_pid" SWITCHBOARD_RTC_ADDR="$rtc_addr"  # blackout.mjs
-for test in ${E2E_TESTS:-e2e ui speaking-chat simulcast whip relay reconnect blackout restart cluster}; do
+for test in ${E2E_TESTS:-e2e ui speaking-chat calls firefox simulcast whip relay reconnect blackout restart cluster}; do
   start=$(date +%s)
   (cd "$here" && node "$test.mjs")
   rc=$?

@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, makeLogger, saveEvidence, waitFor,
+  BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, makeLogger, saveEvidence, toneWav, waitFor,
 } from './lib.mjs';
 
 const ROOM = process.env.E2E_ROOM || 'speaking-chat';
@@ -27,31 +27,6 @@ const SPEAKER_TIMEOUT_MS = 10_000;
 const TOTAL_TIMEOUT_MS = 120_000;
 
 const { elapsed, log } = makeLogger('speaking-chat');
-
-/** A mono 16-bit 48 kHz WAV of `seconds` of a 440 Hz tone at half of full scale. */
-function toneWav(seconds) {
-  const rate = 48_000;
-  const samples = rate * seconds;
-  const data = Buffer.alloc(samples * 2);
-  for (let i = 0; i < samples; i++) {
-    data.writeInt16LE(Math.round(16_000 * Math.sin((2 * Math.PI * 440 * i) / rate)), i * 2);
-  }
-  const header = Buffer.alloc(44);
-  header.write('RIFF', 0);
-  header.writeUInt32LE(36 + data.length, 4);
-  header.write('WAVE', 8);
-  header.write('fmt ', 12);
-  header.writeUInt32LE(16, 16);
-  header.writeUInt16LE(1, 20); // PCM
-  header.writeUInt16LE(1, 22); // mono
-  header.writeUInt32LE(rate, 24);
-  header.writeUInt32LE(rate * 2, 28);
-  header.writeUInt16LE(2, 32);
-  header.writeUInt16LE(16, 34);
-  header.write('data', 36);
-  header.writeUInt32LE(data.length, 40);
-  return Buffer.concat([header, data]);
-}
 
 /** The names whose tiles carry the speaking ring on `page` (`self` is the page's own name). */
 function ringed(page, self) {

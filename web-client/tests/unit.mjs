@@ -74,3 +74,57 @@ test('chat: payloads are trimmed and capped, only chat payloads are read as chat
   assert.equal(chatText({ payload: { kind: 'chat', text: 5 } }), null);
   assert.equal(chatText({}), null);
 });
+
+test('hands and reactions: only the fixed reactions, malformed payloads ignored', async () => {
+  const { REACTIONS, handPayload, parseSignal, reactionPayload } = await import('../reactions.js');
+  assert.deepEqual(handPayload(1), { kind: 'hand', raised: true });
+  assert.deepEqual(reactionPayload('👍'), { kind: 'reaction', emoji: '👍' });
+  assert.equal(reactionPayload('<img src=x>'), null);
+  assert.deepEqual(parseSignal({ payload: { kind: 'hand', raised: false } }), { hand: false });
+  assert.deepEqual(parseSignal({ payload: { kind: 'reaction', emoji: REACTIONS[1] } }), { reaction: REACTIONS[1] });
+  for (const payload of [{ kind: 'hand', raised: 'yes' }, { kind: 'reaction', emoji: '<b>hi</b>' }, { kind: 'reaction', emoji: '👍'.repeat(2) }, 'hand', null, { kind: 'chat', text: 'x' }]) {
+    assert.equal(parseSignal({ payload }), null, JSON.stringify(payload));
+  }
+});
+
+test('quality: paused video is poor, a limited layer fair, loss and RTT count, hidden is not a fault', async () => {
+  const { assessLocal, assessRemote, describe, lossBetween } = await import('../quality.js');
+  assert.equal(assessRemote({}).level, 'unknown');
+  const fine = { current_layer: 'f', target_layer: 'f', paused: false, reason: 'the best layer' };
+  assert.equal(assessRemote({ server: fine, loss: 0, rtt: 0.02 }).level, 'good');
+  const paused = assessRemote({ server: fine, paused: 'bandwidth' });
+  assert.equal(paused.level, 'poor');
+  assert.match(describe(paused), /paused/);
+  assert.equal(assessRemote({ server: { ...fine, paused: true, reason: 'paused: the lowest layer does not fit the bandwidth estimate' } }).level, 'poor');
+  assert.equal(assessRemote({ server: { ...fine, paused: true, reason: 'hidden by the subscriber' } }).level, 'good');
+  assert.equal(assessRemote({ server: fine, paused: 'hidden' }).level, 'good');
+  const limited = assessRemote({ server: { current_layer: 'q', target_layer: 'q', paused: false, reason: 'limited by the bandwidth estimate' } });
+  assert.equal(limited.level, 'fair');
+  assert.match(describe(limited), /bandwidth/);
+  assert.equal(assessRemote({ server: { ...fine, current_layer: 'q' } }).level, 'fair', 'below the target while switching');
+  assert.equal(assessRemote({ server: fine, loss: 0.05 }).level, 'fair');
+  assert.equal(assessRemote({ server: fine, loss: 0.2 }).level, 'poor');
+  assert.equal(assessRemote({ server: fine, rtt: 0.6 }).level, 'poor');
+  assert.equal(lossBetween({ lost: 10, received: 100 }, { lost: 15, received: 195 }), 0.05);
+  assert.equal(lossBetween({ lost: 1, received: 10 }, { lost: 1, received: 10 }), null);
+  assert.equal(assessLocal({ connected: false }).level, 'poor');
+  assert.equal(assessLocal({ loss: 0, rtt: 0.01 }).level, 'good');
+  assert.equal(assessLocal({ loss: 0, rtt: 0.01, limitation: 'bandwidth' }).level, 'fair');
+});
+
+test('devices: remembered choices survive bad storage; constraints pick the device', async () => {
+  const { constraintsFor, loadPrefs, savePrefs } = await import('../devices.js');
+  const store = new Map();
+  const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v) };
+  assert.deepEqual(loadPrefs(storage), { camera: null, microphone: null, speaker: null, cameraOn: true, micOn: true });
+  savePrefs({ camera: 'cam-2', micOn: false }, storage);
+  assert.deepEqual(loadPrefs(storage), { camera: 'cam-2', microphone: null, speaker: null, cameraOn: true, micOn: false });
+  store.set('switchboard.devices', '{not json');
+  assert.equal(loadPrefs(storage).camera, null);
+  store.set('switchboard.devices', JSON.stringify({ camera: 5, micOn: 'no', speaker: 'x'.repeat(600) }));
+  assert.deepEqual(loadPrefs(storage), { camera: null, microphone: null, speaker: null, cameraOn: true, micOn: true });
+  assert.deepEqual(constraintsFor('video', null), { video: { width: 1280, height: 720 } });
+  assert.deepEqual(constraintsFor('audio', null), { audio: true });
+  assert.deepEqual(constraintsFor('audio', 'mic-1'), { audio: { deviceId: { ideal: 'mic-1' } } });
+  assert.deepEqual(constraintsFor('video', 'cam-1', { exact: true }).video.deviceId, { exact: 'cam-1' });
+});

@@ -141,6 +141,7 @@ impl Sfu {
         let Some(p) = self.participants.get(&id) else {
             return;
         };
+        let pinned = self.pins.get(&id).copied();
         let mut videos: Vec<VideoDownTrack> = Vec::new();
         let mut audio_bps = 0;
         for d in p.downtracks.values() {
@@ -161,6 +162,7 @@ impl Sfu {
             let mut offers = Vec::with_capacity(track.layers.len());
             track.layer_offers(now, &mut offers);
             let priority = match (track.source, speakers.contains(&track.publisher)) {
+                _ if pinned == Some(track.publisher) => Priority::Pinned,
                 (TrackSource::Screen, _) => Priority::Screen,
                 (_, true) => Priority::Speaker,
                 _ => Priority::Other,
@@ -360,6 +362,7 @@ impl Sfu {
                     target_layer: rid_of(d.target_layer()),
                     paused: d.target_layer().is_none(),
                     reason: d.reason.as_str(),
+                    pinned: self.pins.get(&id) == Some(&track.publisher),
                     bitrate_bps: d.sent_bytes.bps(),
                     layer_changes_last_minute: d.gate.changes_last_minute(),
                 })

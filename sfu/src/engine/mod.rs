@@ -10,6 +10,7 @@ mod allocate;
 mod data;
 mod forward;
 mod negotiate;
+mod pin;
 mod relay;
 mod single_offer;
 
@@ -159,6 +160,8 @@ pub struct Sfu {
     relay_media: Vec<Vec<RelayedPacket>>,
     /// Subscriptions changed: tell the workers of relayed tracks what is needed now.
     relay_needs_changed: bool,
+    /// Subscriber -> the participant it pinned (`pin.rs`).
+    pins: HashMap<ParticipantId, ParticipantId>,
 }
 
 impl Sfu {
@@ -185,6 +188,7 @@ impl Sfu {
             relay_control: (0..config.workers).map(|_| Vec::new()).collect(),
             relay_media: (0..config.workers).map(|_| Vec::new()).collect(),
             relay_needs_changed: false,
+            pins: HashMap::new(),
             config,
         }
     }
@@ -931,6 +935,7 @@ impl Sfu {
         let Some(p) = self.participants.remove(&id) else {
             return;
         };
+        self.pins.remove(&id);
         self.timeouts.remove(&(p.next_timeout, id));
         self.update_route(RouteUpdate::Remove(p.ice_ufrag.clone(), id));
         for track_id in p.published.values() {

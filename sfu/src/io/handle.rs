@@ -298,6 +298,17 @@ impl SfuHandle {
         .await?
     }
 
+    /// Serve `target`'s videos first for `participant` (`None`: unpin); see
+    /// [`Sfu::set_pin`](crate::Sfu::set_pin).
+    pub async fn set_pin(
+        &self,
+        participant: ParticipantId,
+        target: Option<ParticipantId>,
+    ) -> Result<(), SfuError> {
+        self.call(participant, move |w| w.sfu.set_pin(participant, target))
+            .await?
+    }
+
     pub async fn set_track_source(
         &self,
         participant: ParticipantId,

@@ -93,6 +93,8 @@ pub struct Str0mPeer {
     pub recorded: Arc<Mutex<Recorded>>,
     /// Dropping the WebSocket (without `leave`) while media goes on.
     drop_signaling: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Extra signaling messages for the server (`pin`, ...).
+    outgoing: tokio::sync::mpsc::UnboundedSender<Value>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -148,8 +150,10 @@ impl Str0mPeer {
             .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
         let (drop_tx, drop_rx) = tokio::sync::oneshot::channel();
+        let (outgoing, outgoing_rx) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(run(
             drop_rx,
+            outgoing_rx,
             rtc,
             socket,
             ws,
@@ -163,8 +167,14 @@ impl Str0mPeer {
         Str0mPeer {
             recorded,
             drop_signaling: Some(drop_tx),
+            outgoing,
             task,
         }
+    }
+
+    /// Send `message` to the server over the peer's signaling connection.
+    pub fn send(&self, message: Value) {
+        self.outgoing.send(message).expect("the peer is running");
     }
 
     /// Drop the signaling connection abruptly (no `leave`, no close frame); media goes on.
@@ -217,6 +227,7 @@ struct LayerSender {
 #[allow(clippy::too_many_arguments)]
 async fn run(
     mut drop_signaling: tokio::sync::oneshot::Receiver<()>,
+    mut outgoing: tokio::sync::mpsc::UnboundedReceiver<Value>,
     mut rtc: Rtc,
     socket: UdpSocket,
     ws: Ws,
@@ -333,6 +344,7 @@ async fn run(
                 signaling_dropped = true;
                 ws = None; // dropped without a close frame, as a lost network would
             }
+            Some(message) = outgoing.recv() => send(&mut ws, send_json(message)).await,
             message = next_message(&mut ws) => {
                 let text = match message {
                     Some(Ok(Message::Text(text))) => text,
