@@ -176,10 +176,13 @@ pub fn allocate(budget_bps: u64, demands: &[Demand]) -> Vec<Decision> {
     decisions
 }
 
-/// Each downgrade for want of bandwidth in the last minute makes the next upgrade wait this
-/// much longer, up to `MAX_UPGRADE_HOLD`: a link that keeps failing a layer is not offered it
-/// every few seconds (each try costs a keyframe and, on failure, loss).
+/// Each failed upgrade in the last minute (a downgrade for want of bandwidth within
+/// `FAILED_UPGRADE_WITHIN` of an upgrade) makes the next upgrade wait this much longer, up to
+/// `MAX_UPGRADE_HOLD`: a link that keeps failing a layer is not offered it every few seconds
+/// (each try costs a keyframe and, on failure, loss). A downgrade after a layer held for a
+/// while is the network changing, not a flap, and does not slow the way back.
 pub const FLAP_PENALTY: Duration = Duration::from_secs(4);
+pub const FAILED_UPGRADE_WITHIN: Duration = Duration::from_secs(10);
 pub const MAX_UPGRADE_HOLD: Duration = Duration::from_secs(20);
 /// The window in which layer changes are counted (for the penalty and for metrics).
 pub const CHANGE_WINDOW: Duration = Duration::from_secs(60);
@@ -187,15 +190,17 @@ pub const CHANGE_WINDOW: Duration = Duration::from_secs(60);
 /// Applies the time part of the upgrade hysteresis to one down-track's targets: lowering is
 /// immediate (the estimate it follows is already steadied, `bandwidth.rs`), raising
 /// (including resuming after a pause) waits until the allocator has allowed it for
-/// `UPGRADE_HOLD` plus `FLAP_PENALTY` per recent downgrade, one step at a time.
+/// `UPGRADE_HOLD` plus `FLAP_PENALTY` per recently failed upgrade, one step at a time.
 #[derive(Debug, Clone, Default)]
 pub struct UpgradeGate {
     started: bool,
     pending: Option<(Option<usize>, Instant)>,
     /// Target changes in the last `CHANGE_WINDOW`.
     changes: VecDeque<Instant>,
-    /// Those of them that were downgrades for want of bandwidth.
-    bandwidth_downgrades: VecDeque<Instant>,
+    /// Downgrades for want of bandwidth soon after an upgrade, in the last `CHANGE_WINDOW`.
+    failed_upgrades: VecDeque<Instant>,
+    /// When the last upgrade (or resume) happened.
+    last_upgrade: Option<Instant>,
 }
 
 impl UpgradeGate {
@@ -208,7 +213,7 @@ impl UpgradeGate {
         reason: Reason,
         now: Instant,
     ) -> Option<usize> {
-        for window in [&mut self.changes, &mut self.bandwidth_downgrades] {
+        for window in [&mut self.changes, &mut self.failed_upgrades] {
             while window
                 .front()
                 .is_some_and(|at| now.saturating_duration_since(*at) > CHANGE_WINDOW)
@@ -225,21 +230,27 @@ impl UpgradeGate {
             self.pending = None;
             if proposed < current {
                 self.changes.push_back(now);
-                if matches!(reason, Reason::Bandwidth | Reason::BandwidthLimited) {
-                    self.bandwidth_downgrades.push_back(now);
+                let soon_after_upgrade = self
+                    .last_upgrade
+                    .is_some_and(|at| now.saturating_duration_since(at) <= FAILED_UPGRADE_WITHIN);
+                if soon_after_upgrade
+                    && matches!(reason, Reason::Bandwidth | Reason::BandwidthLimited)
+                {
+                    self.failed_upgrades.push_back(now);
                 }
             }
             return proposed;
         }
         // One step up at a time: the next layer above the current one.
         let step = Some(current.map_or(0, |c| c + 1));
-        let hold = (UPGRADE_HOLD + FLAP_PENALTY * self.bandwidth_downgrades.len() as u32)
-            .min(MAX_UPGRADE_HOLD);
+        let hold =
+            (UPGRADE_HOLD + FLAP_PENALTY * self.failed_upgrades.len() as u32).min(MAX_UPGRADE_HOLD);
         match self.pending {
             Some((level, since)) if level == step => {
                 if now.saturating_duration_since(since) >= hold {
                     self.pending = None;
                     self.changes.push_back(now);
+                    self.last_upgrade = Some(now);
                     return step;
                 }
             }
@@ -505,11 +516,12 @@ mod tests {
     }
 
     #[test]
-    fn downgrades_for_bandwidth_make_the_next_upgrades_wait_longer() {
+    fn failed_upgrades_make_the_next_upgrades_wait_longer() {
         let t0 = Instant::now();
         let mut gate = UpgradeGate::default();
         gate.admit(None, Some(2), SIZE, t0);
-        // The link fails the top layer twice within a minute.
+        // The top layer fails three times within a minute: the first downgrade follows a layer
+        // held since the start (no penalty), the next two follow upgrades by a second.
         let mut t = t0;
         let mut current = Some(2);
         let mut upgrade_waits = Vec::new();
@@ -526,8 +538,8 @@ mod tests {
         }
         assert_eq!(
             upgrade_waits,
-            vec![6, 10, 14],
-            "2 s + 4 s per recent downgrade"
+            vec![2, 6, 10],
+            "2 s + 4 s per recently failed upgrade"
         );
         assert_eq!(gate.changes_last_minute(), 6);
         // A minute later the penalty and the old changes are gone.
@@ -540,7 +552,7 @@ mod tests {
             t += Duration::from_millis(500);
             current = gate.admit(current, Some(2), Reason::Best, t);
         }
-        assert_eq!((t - asked).as_secs(), 6);
+        assert_eq!((t - asked).as_secs(), 2);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::Bitrate;
-use str0m::media::{MediaKind, Mid, Rid};
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Rid};
 
 use super::{Sfu, SfuOutput};
 use crate::allocator::{allocate, Demand, LayerOffer, Priority, Reason, UPGRADE_HEADROOM};
@@ -202,6 +202,7 @@ impl Sfu {
         let budget = estimate.allocation_bps.saturating_sub(audio_bps);
         let decisions = allocate(budget, &demands);
         let mut resume_bps = None;
+        let mut keyframes_wanted: Vec<(TrackId, usize)> = Vec::new();
         let (mut floor_bps, mut desired_bps) = (audio_bps, audio_bps);
         for (
             VideoDownTrack {
@@ -227,6 +228,11 @@ impl Sfu {
             if target != before {
                 tracing::debug!(participant = %id, track = %d.track, ?before, ?target, reason = decision.reason.as_str(), estimate = estimate.allocation_bps, "layer target changed");
                 d.set_target(target);
+                if let Some(layer) = target.filter(|&t| d.current_layer() != Some(t)) {
+                    // Ask now rather than when the layer's next packet arrives: a frame
+                    // interval sooner, which is most of a downswitch's freeze.
+                    keyframes_wanted.push((d.track, layer));
+                }
                 if target.is_some() && target < before && estimate.congested {
                     // The link is overflowing: stop the old layer now, and throw away what
                     // str0m's pacer still holds of it, so the lower layer's keyframe goes
@@ -276,6 +282,9 @@ impl Sfu {
             Bitrate::bps(desired_bps.max(floor_bps).saturating_mul(PROBE_HEADROOM)),
         );
         self.mark_dirty(id);
+        for (track, layer) in keyframes_wanted {
+            self.request_keyframe(track, layer, KeyframeRequestKind::Pli, now);
+        }
     }
 
     /// Tell each simulcast publisher which layers are still wanted by some subscriber, here

@@ -189,10 +189,14 @@ impl Str0mPeer {
     }
 
     /// Wait until `pred` holds; panics with `what` and `describe` after `timeout`.
+    /// Wait until `pred` holds; prints how long it took (seen with `--nocapture`: QUALITY.md's
+    /// recovery figures come from these lines).
     pub async fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&Recorded) -> bool) {
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
+        let deadline = start + timeout;
         loop {
             if pred(&self.recorded()) {
+                eprintln!("waited {:.1} s for {what}", start.elapsed().as_secs_f32());
                 return;
             }
             if Instant::now() > deadline {
