@@ -306,20 +306,16 @@ impl SubscriberBandwidth {
         base.max(floor).max(MIN_ESTIMATE_BPS)
     }
 
-    /// The rate sent over about the last `span` (at least 100 ms of history), if known.
+    /// The rate sent over about the last `span`: from the newest sample at least `span` old
+    /// (or the oldest kept) to the latest, if that covers at least 100 ms.
     fn sent_rate(&self, now: Instant, span: Duration) -> Option<u64> {
-        let (at, bytes) = *self
-            .sent_history
-            .iter()
-            .find(|(at, _)| now.saturating_duration_since(*at) <= span)?;
         let (_, latest) = *self.sent_history.back()?;
-        let (at, bytes) = self
+        let (at, bytes) = *self
             .sent_history
             .iter()
             .rev()
             .find(|(t, _)| now.saturating_duration_since(*t) >= span)
-            .copied()
-            .unwrap_or((at, bytes));
+            .or(self.sent_history.front())?;
         let elapsed = now.saturating_duration_since(at);
         (elapsed >= Duration::from_millis(100))
             .then(|| (latest.saturating_sub(bytes) as f64 * 8.0 / elapsed.as_secs_f64()) as u64)

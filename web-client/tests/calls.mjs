@@ -40,13 +40,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  BASE, CHROMIUM, CHROMIUM_ARGS, RESULTS, captureConsole, keepPeerConnections, keepWebSockets,
-  makeLogger, saveEvidence, sleep, toneWav, waitFor,
+  BASE, captureConsole, CHROMIUM, CHROMIUM_ARGS, expectDecoding, keepPeerConnections, keepWebSockets, makeLogger, RESULTS, saveEvidence, setMic, sleep, toneWav, waitFor,
 } from './lib.mjs';
 
 const ROOM = process.env.CALLS_ROOM || 'calls';
 const CONNECT_TIMEOUT_MS = 30_000;
 const STEP_TIMEOUT_MS = 15_000;
+const DECODING = { connectMs: CONNECT_TIMEOUT_MS, stepMs: STEP_TIMEOUT_MS, more: 10 };
 const LAYER_TIMEOUT_MS = 30_000;
 const TOTAL_TIMEOUT_MS = 180_000;
 const SCREENSHOT_DIR = process.env.E2E_UPDATE_SCREENSHOTS === '1'
@@ -57,34 +57,6 @@ const { elapsed, log } = makeLogger('calls');
 const inject = (page, msg) => page.evaluate((m) => window.__e2eInject(m), msg);
 const RANK = { q: 1, h: 2, f: 3 };
 
-/** framesDecoded of the video received from `name` on `page` (through its kept peer connections). */
-function framesFrom(page, name) {
-  return page.evaluate(async (n) => {
-    const v = document.querySelector(`video[data-participant="${n}"]`);
-    const track = v && v.srcObject && v.srcObject.getVideoTracks()[0];
-    if (!track) return null;
-    for (const pc of window.__e2ePeerConnections || []) {
-      for (const r of pc.getReceivers()) {
-        if (r.track !== track) continue;
-        let frames = null;
-        (await r.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') frames = s.framesDecoded ?? 0; });
-        return frames;
-      }
-    }
-    return null;
-  }, name);
-}
-
-async function expectDecoding(page, name, what) {
-  const first = await waitFor(`${what}: video from ${name} decoded`, async () => {
-    const f = await framesFrom(page, name);
-    return { ok: f !== null && f > 0, detail: f };
-  }, CONNECT_TIMEOUT_MS);
-  await waitFor(`${what}: video from ${name} still being decoded`, async () => {
-    const f = await framesFrom(page, name);
-    return { ok: f !== null && f > first + 10, detail: { first, now: f } };
-  }, STEP_TIMEOUT_MS);
-}
 
 /** Whose tile is on the stage of `page`'s speaker view (its participant name, or null). */
 function stageOf(page) {
@@ -128,11 +100,6 @@ function sentTracks(page) {
 
 const offersSent = (page) => page.evaluate(() => window.__e2eSent.filter((m) => m.type === 'offer').length);
 
-async function setMic(page, muted) {
-  const button = page.locator('#mic-button');
-  await waitFor('the microphone button to be enabled', async () => ({ ok: await button.isEnabled(), detail: null }), CONNECT_TIMEOUT_MS);
-  if ((await button.getAttribute('aria-pressed')) !== String(muted)) await button.click();
-}
 
 async function main() {
   const pages = new Map();
@@ -203,10 +170,10 @@ async function main() {
       return { ok: label === 'Unmute' && Boolean(sent.video) && !sent.audio, detail: { label, sent } };
     }, CONNECT_TIMEOUT_MS);
     await bob.goto(`${BASE}/?room=${ROOM}&name=Bob&autojoin=1`);
-    await setMic(bob, true);
+    await setMic(bob, true, CONNECT_TIMEOUT_MS);
     await cat.goto(`${BASE}/?room=${ROOM}&name=Cat&autojoin=1&publish=none`);
     if ((await ann.evaluate(() => localStorage.getItem('switchboard.name'))) !== 'Ann') throw new Error('the name was not remembered');
-    for (const [page, from] of [[cat, 'Ann'], [cat, 'Bob'], [ann, 'Bob'], [bob, 'Ann']]) await expectDecoding(page, from, 'call');
+    for (const [page, from] of [[cat, 'Ann'], [cat, 'Bob'], [ann, 'Bob'], [bob, 'Ann']]) await expectDecoding(page, from, 'call', DECODING);
     log('everyone sees everyone');
 
     // 1. Speaker view follows the speaker. Nobody speaks yet: the stage shows the first
@@ -214,9 +181,9 @@ async function main() {
     //    microphone on (it opens and is published now); then Ann mutes with Ctrl+D and Bob
     //    unmutes.
     await cat.getByRole('button', { name: 'Speaker view' }).click();
-    await setMic(bob, false);
+    await setMic(bob, false, CONNECT_TIMEOUT_MS);
     await expectStage(cat, 'Bob', 'Bob speaks, Ann has no microphone');
-    await setMic(bob, true);
+    await setMic(bob, true, CONNECT_TIMEOUT_MS);
     await ann.locator('#mic-button').click();
     await waitFor('Ann to send her microphone', async () => {
       const sent = await sentTracks(ann);
@@ -225,7 +192,7 @@ async function main() {
     await expectStage(cat, 'Ann', 'Ann speaks, Bob muted');
     await ann.locator('body').press('Control+d');
     await waitFor('Ctrl+D to mute Ann', async () => ({ ok: (await ann.getAttribute('#mic-button', 'aria-pressed')) === 'true', detail: null }), STEP_TIMEOUT_MS);
-    await setMic(bob, false);
+    await setMic(bob, false, CONNECT_TIMEOUT_MS);
     await expectStage(cat, 'Bob', 'Ann muted with Ctrl+D, Bob unmuted');
 
     // 2. Pin: Ann back on the stage, and served first by the server.
@@ -314,7 +281,7 @@ async function main() {
       const ok = now.video && now.audio && now.video.id !== before.video.id && now.video.label === otherLabel && now.audio.id !== before.audio.id;
       return { ok, detail: { before, now, otherLabel } };
     }, STEP_TIMEOUT_MS);
-    await expectDecoding(cat, 'Ann', 'after the camera switch');
+    await expectDecoding(cat, 'Ann', 'after the camera switch', DECODING);
     const stored = await ann.evaluate(() => JSON.parse(localStorage.getItem('switchboard.devices')));
     if (stored.camera !== other) throw new Error(`the camera choice was not remembered: ${JSON.stringify(stored)}`);
     if ((await offersSent(ann)) !== offers) throw new Error('switching devices renegotiated');

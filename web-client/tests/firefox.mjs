@@ -26,8 +26,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  BASE, CHROMIUM, CHROMIUM_ARGS, RESULTS, keepPeerConnections, keepWebSockets, makeLogger,
-  rtpSummary, saveConsoleLogs, waitFor,
+  BASE, CHROMIUM, CHROMIUM_ARGS, expectDecoding, keepPeerConnections, keepWebSockets, makeLogger, RESULTS, rtpSummary, saveConsoleLogs, waitFor,
 } from './lib.mjs';
 
 const FIREFOX = process.env.FIREFOX_PATH || '/usr/bin/firefox-esr';
@@ -35,6 +34,8 @@ const ROOM = process.env.FX_ROOM || 'fx';
 const XSS = '<img src=x onerror="window.__chatXss=1">';
 const CONNECT_TIMEOUT_MS = 40_000;
 const STEP_TIMEOUT_MS = 15_000;
+const logDecoding = (what, name, { first, now }) => log(`${what}: ${name}'s video decoded (${first} -> ${now} frames)`);
+const DECODING = { connectMs: CONNECT_TIMEOUT_MS, stepMs: STEP_TIMEOUT_MS, more: 15 };
 const TOTAL_TIMEOUT_MS = 150_000;
 
 export const FIREFOX_PREFS = {
@@ -51,35 +52,6 @@ export const FIREFOX_PREFS = {
 
 const { elapsed, log } = makeLogger('firefox');
 
-/** framesDecoded of the video received from `name` (works in both browsers). */
-async function framesFrom(page, name) {
-  return page.evaluate(async (n) => {
-    const v = document.querySelector(`video[data-participant="${n}"]`);
-    const track = v && v.srcObject && v.srcObject.getVideoTracks()[0];
-    if (!track) return null;
-    for (const pc of window.__e2ePeerConnections || []) {
-      for (const r of pc.getReceivers()) {
-        if (r.track !== track) continue;
-        let frames = null;
-        (await r.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') frames = s.framesDecoded ?? 0; });
-        return frames;
-      }
-    }
-    return null;
-  }, name);
-}
-
-async function expectDecoding(page, name, what) {
-  const first = await waitFor(`${what}: video from ${name} decoded`, async () => {
-    const f = await framesFrom(page, name);
-    return { ok: f !== null && f > 0, detail: f };
-  }, CONNECT_TIMEOUT_MS);
-  const now = await waitFor(`${what}: video from ${name} still being decoded`, async () => {
-    const f = await framesFrom(page, name);
-    return { ok: f !== null && f > first + 15, detail: { first, now: f } };
-  }, STEP_TIMEOUT_MS);
-  log(`${what}: ${name}'s video decoded (${first} -> ${now.now ?? now} frames)`);
-}
 
 function sentTracks(page) {
   return page.evaluate(() => {
@@ -150,8 +122,8 @@ async function main() {
     await crow.goto(`${BASE}/?room=${ROOM}&name=Crow&autojoin=1`);
 
     // 1. Basic call.
-    await expectDecoding(fox, 'Crow', 'Firefox receives Chromium');
-    await expectDecoding(crow, 'Fox', 'Chromium receives Firefox');
+    logDecoding('Firefox receives Chromium', 'Crow', await expectDecoding(fox, 'Crow', 'Firefox receives Chromium', DECODING));
+    logDecoding('Chromium receives Firefox', 'Fox', await expectDecoding(crow, 'Fox', 'Chromium receives Firefox', DECODING));
 
     const foxTile = crow.locator('figure.tile', { has: crow.locator('video[data-participant="Fox"]') });
     await waitFor('Crow to show the hand Fox raised before Crow joined', async () => ({ ok: await foxTile.locator('.hand').isVisible(), detail: null }), STEP_TIMEOUT_MS);
@@ -188,7 +160,7 @@ async function main() {
     const offersAfter = await fox.evaluate(() => window.__e2eSent.filter((m) => m.type === 'offer').length);
     if (offersAfter !== offers) throw new Error(`switching devices in Firefox renegotiated (${offers} -> ${offersAfter} offers)`);
     log(`Firefox switched camera and microphone without renegotiating: ${JSON.stringify(after)} (devices ${JSON.stringify(devices)})`);
-    await expectDecoding(crow, 'Fox', 'after Firefox\'s device switch');
+    logDecoding('after Firefox\'s device switch', 'Fox', await expectDecoding(crow, 'Fox', 'after Firefox\'s device switch', DECODING));
 
     clearTimeout(watchdog);
     saveConsoleLogs(logs);

@@ -205,3 +205,43 @@ export function keepWebSockets() {
     return open.length;
   };
 }
+
+/** framesDecoded of the video received from `name` on `page`, through its kept peer
+ * connections (`keepPeerConnections`); works in Chromium and Firefox alike. */
+export function framesFrom(page, name) {
+  return page.evaluate(async (n) => {
+    const v = document.querySelector(`video[data-participant="${n}"]`);
+    const track = v && v.srcObject && v.srcObject.getVideoTracks()[0];
+    if (!track) return null;
+    for (const pc of window.__e2ePeerConnections || []) {
+      for (const r of pc.getReceivers()) {
+        if (r.track !== track) continue;
+        let frames = null;
+        (await r.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') frames = s.framesDecoded ?? 0; });
+        return frames;
+      }
+    }
+    return null;
+  }, name);
+}
+
+/** The video from `name` is decoded on `page` within `connectMs`, and `more` frames later
+ * within `stepMs` (it keeps playing). Returns the two frame counts. */
+export async function expectDecoding(page, name, what, { connectMs, stepMs, more }) {
+  const first = await waitFor(`${what}: video from ${name} decoded`, async () => {
+    const f = await framesFrom(page, name);
+    return { ok: f !== null && f > 0, detail: f };
+  }, connectMs);
+  const later = await waitFor(`${what}: video from ${name} still being decoded`, async () => {
+    const f = await framesFrom(page, name);
+    return { ok: f !== null && f > first + more, detail: f };
+  }, stepMs);
+  return { first, now: later };
+}
+
+/** Mute or unmute the page's microphone with its button, once the call has enabled it. */
+export async function setMic(page, muted, timeoutMs) {
+  const button = page.locator('#mic-button');
+  await waitFor('the microphone button to be enabled', async () => ({ ok: await button.isEnabled(), detail: null }), timeoutMs);
+  if ((await button.getAttribute('aria-pressed')) !== String(muted)) await button.click();
+}

@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, makeLogger, saveEvidence, toneWav, waitFor,
+  BASE, captureConsole, CHROMIUM, CHROMIUM_ARGS, makeLogger, saveEvidence, setMic, toneWav, waitFor,
 } from './lib.mjs';
 
 const ROOM = process.env.E2E_ROOM || 'speaking-chat';
@@ -45,11 +45,6 @@ async function expectRings(pages, expected, why) {
   log(`every page rings ${expected.join(' and ')} (${why})`);
 }
 
-async function setMic(page, muted) {
-  const button = page.locator('#mic-button');
-  await waitFor('the microphone button to be enabled', async () => ({ ok: await button.isEnabled(), detail: null }), CONNECT_TIMEOUT_MS);
-  if ((await button.getAttribute('aria-pressed')) !== String(muted)) await button.click();
-}
 
 async function main() {
   const pages = new Map();
@@ -80,7 +75,7 @@ async function main() {
     }
     for (const [name, page] of pages) {
       await page.goto(`${BASE}/?room=${ROOM}&name=${name}&autojoin=1&publish=audio`);
-      if (name === 'B') await setMic(page, true);
+      if (name === 'B') await setMic(page, true, CONNECT_TIMEOUT_MS);
     }
     for (const [name, page] of pages) {
       const others = NAMES.filter((n) => n !== name);
@@ -92,8 +87,8 @@ async function main() {
 
     // 1. The ring is on the unmuted, sounding microphones only; then it follows the mutes.
     await expectRings(pages, ['A', 'C'], 'B muted');
-    await setMic(pages.get('A'), true);
-    await setMic(pages.get('B'), false);
+    await setMic(pages.get('A'), true, CONNECT_TIMEOUT_MS);
+    await setMic(pages.get('B'), false, CONNECT_TIMEOUT_MS);
     await expectRings(pages, ['B', 'C'], 'A muted, B unmuted');
 
     // 2. Chat: A's message reaches B and C, as text, under A's name, with an unread badge.

@@ -14,6 +14,7 @@ use super::{Sfu, SfuOutput};
 use crate::allocator::{allocate, Demand, LayerOffer, Priority, Reason, UPGRADE_HEADROOM};
 use crate::event::{SfuEvent, SubscriptionStats};
 use crate::ids::{ParticipantId, TrackId};
+use crate::relay::{has_layer, with_layer, LayerMask};
 use crate::room::Room;
 use crate::speakers::{MemberAudio, SPEAKING_LOUDNESS};
 use crate::track::TrackSource;
@@ -32,8 +33,8 @@ const AUDIO_ALLOWANCE_BPS: u64 = 48_000;
 struct VideoDownTrack {
     mid: Mid,
     offers: Vec<LayerOffer>,
-    /// Which layers arrive from the publisher now (bit per layer).
-    live: u32,
+    /// Which layers arrive from the publisher now.
+    live: LayerMask,
     priority: Priority,
     shown: Option<(u32, u32)>,
     current: Option<usize>,
@@ -172,7 +173,7 @@ impl Sfu {
                 .iter()
                 .enumerate()
                 .filter(|(_, l)| l.is_live(now))
-                .fold(0u32, |mask, (i, _)| mask | 1 << i.min(31));
+                .fold(0, |mask, (i, _)| with_layer(mask, i));
             videos.push(VideoDownTrack {
                 mid: d.mid,
                 offers,
@@ -220,8 +221,8 @@ impl Sfu {
                 // Stepping down on a congested link: never to a layer the publisher has
                 // stopped (dynacast), whose restart and keyframe would take longer than the
                 // freeze already under way. The next lower layer that flows will do.
-                if down < from && live & (1 << down) == 0 {
-                    proposed = (0..down).rev().find(|l| live & (1 << l) != 0).or(proposed);
+                if down < from && !has_layer(*live, down) {
+                    proposed = (0..down).rev().find(|&l| has_layer(*live, l)).or(proposed);
                 }
             }
             let target = d.gate.admit(before, proposed, decision.reason, now);
@@ -306,7 +307,7 @@ impl Sfu {
                 *n |= track
                     .relay_needs
                     .iter()
-                    .any(|&(_, layers)| crate::relay::has_layer(layers, i));
+                    .any(|&(_, layers)| has_layer(layers, i));
             }
             for (subscriber, mid) in &track.subscribers {
                 let Some(d) = self

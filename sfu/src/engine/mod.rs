@@ -935,7 +935,9 @@ impl Sfu {
         let Some(p) = self.participants.remove(&id) else {
             return;
         };
-        self.pins.remove(&id);
+        // Its own pin goes, and so do others' pins of it.
+        self.pins
+            .retain(|subscriber, pinned| *subscriber != id && *pinned != id);
         self.timeouts.remove(&(p.next_timeout, id));
         self.update_route(RouteUpdate::Remove(p.ice_ufrag.clone(), id));
         for track_id in p.published.values() {

@@ -8,8 +8,7 @@ use crate::ids::ParticipantId;
 
 impl Sfu {
     /// Pin `target`'s videos for `id` (`None`: unpin). The target must be another member of
-    /// the same room, on this worker or another; a pin of someone who later leaves simply
-    /// matches nothing until it is changed.
+    /// the same room, on this worker or another; the pin ends when either leaves.
     pub fn set_pin(
         &mut self,
         id: ParticipantId,

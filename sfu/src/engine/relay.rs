@@ -224,6 +224,7 @@ impl Sfu {
                     return;
                 };
                 let member = r.remote.remove(at);
+                self.pins.retain(|_, pinned| *pinned != participant);
                 for track in member.tracks {
                     self.unpublish(track);
                 }
