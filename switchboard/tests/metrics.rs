@@ -23,6 +23,7 @@ async fn metrics_parse_and_move_with_a_call() {
         "switchboard_layer_switches_total",
         "switchboard_subscriber_estimate_bps_count",
         "switchboard_subscriber_estimate_bps_bucket{le=\"+Inf\"}",
+        "switchboard_subscription_layer_changes_per_minute_count",
         "switchboard_signaling_errors_total{code=\"bad_json\"}",
         "switchboard_limit_hits_total{limit=\"rooms\"}",
     ] {
@@ -67,6 +68,11 @@ async fn metrics_parse_and_move_with_a_call() {
     );
     assert_eq!(
         later["switchboard_subscriber_estimate_bps_count"], 2.0,
+        "{later:?}"
+    );
+    // Each receives the other's video: two video subscriptions, each counted once.
+    assert_eq!(
+        later["switchboard_subscription_layer_changes_per_minute_count"], 2.0,
         "{later:?}"
     );
     ann.leave().await;
