@@ -26,6 +26,13 @@ const INITIAL_ESTIMATE: str0m::bwe::Bitrate = str0m::bwe::Bitrate::kbps(800);
 /// bandwidth estimate reacts to (`bandwidth.rs`), so a sudden drop is seen within this.
 const STATS_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How long each outgoing stream keeps what it sent, to answer NACKs. str0m's default is
+/// 3 s, which was most of a meeting participant's memory (heaptrack, meeting of 12: the
+/// retransmission caches held 15 of 37 MB). libwebrtc keeps max(1 s, 3 x RTT), mediasoup
+/// 2 s for video; 1.5 s answers a second NACK round at a 500 ms round trip, and a packet
+/// asked for later than that misses its playout anyway.
+const RTX_HISTORY: Duration = Duration::from_millis(1500);
+
 /// One send stream's cumulative counts as last read.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EgressSeen {
@@ -143,6 +150,7 @@ impl Participant {
             .enable_h264(true)
             .enable_bwe(Some(INITIAL_ESTIMATE))
             .set_stats_interval(Some(STATS_INTERVAL))
+            .set_rtx_cache_duration(RTX_HISTORY)
             .build(now);
         for (proto, addr) in local_candidates {
             let candidate = match proto {

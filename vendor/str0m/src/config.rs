@@ -50,6 +50,7 @@ pub struct RtcConfig {
     pub(crate) pause_threshold: Duration,
     pub(crate) send_buffer_audio: usize,
     pub(crate) send_buffer_video: usize,
+    pub(crate) rtx_cache_duration: Duration,
     pub(crate) sctp_max_buffered_amount: usize,
     pub(crate) sctp_max_message_size: u32,
     pub(crate) rtp_mode: bool,
@@ -662,6 +663,30 @@ impl RtcConfig {
         self.send_buffer_video
     }
 
+    /// Sets how long sent packets are kept to answer NACKs (and for spurious resends when
+    /// probing), for send streams created after this.
+    ///
+    /// Memory grows with it: each send stream holds this long of its packets. A packet asked
+    /// for after about three round trips usually comes too late to be played.
+    pub fn set_rtx_cache_duration(mut self, duration: Duration) -> Self {
+        self.rtx_cache_duration = duration;
+        self
+    }
+
+    /// Returns how long sent packets are kept to answer NACKs.
+    ///
+    /// ```
+    /// # use str0m::Rtc;
+    /// # use std::time::Duration;
+    /// let config = Rtc::builder();
+    ///
+    /// // Defaults to 3 seconds.
+    /// assert_eq!(config.rtx_cache_duration(), Duration::from_secs(3));
+    /// ```
+    pub fn rtx_cache_duration(&self) -> Duration {
+        self.rtx_cache_duration
+    }
+
     /// Sets how many bytes the data channels can buffer for sending, summed over all channels.
     ///
     /// [`Channel::write()`][crate::channel::Channel::write()] does not accept a message (returns
@@ -902,6 +927,7 @@ impl Default for RtcConfig {
             pause_threshold: Duration::from_millis(1500),
             send_buffer_audio: 50,
             send_buffer_video: 1000,
+            rtx_cache_duration: crate::streams::DEFAULT_RTX_CACHE_DURATION,
             sctp_max_buffered_amount: crate::sctp::DEFAULT_MAX_BUFFERED_AMOUNT,
             sctp_max_message_size: crate::sctp::LOCAL_MAX_MESSAGE_SIZE,
             rtp_mode: false,

@@ -76,6 +76,7 @@ pub(crate) struct Session {
     intervals: RtcpReportIntervals,
     pub send_buffer_audio: usize,
     pub send_buffer_video: usize,
+    pub rtx_cache_duration: Duration,
 
     /// Extension mappings are _per BUNDLE_, but we can only have one a=group BUNDLE
     /// in WebRTC (one ice connection), so they are effectively per session.
@@ -187,6 +188,7 @@ impl Session {
             intervals: config.intervals,
             send_buffer_audio: config.send_buffer_audio,
             send_buffer_video: config.send_buffer_video,
+            rtx_cache_duration: config.rtx_cache_duration,
             exts: config.exts.clone(),
 
             // Both sending and receiving starts from the configured codecs.

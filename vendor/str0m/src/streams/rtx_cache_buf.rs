@@ -14,7 +14,11 @@ use crate::util::already_happened;
 /// overwrite an entry that has not been evicted due to age, the buffer grows.
 #[derive(Debug)]
 pub struct EvictingBuffer<T> {
+    /// Empty until the first push: a send stream that never caches (audio, which is not
+    /// nackable) then costs nothing here.
     buf: Vec<Option<Entry<T>>>,
+    /// The size `buf` is given at the first push.
+    initial_size: usize,
     /// How long to keep entries for.
     max_age: Duration,
     /// The maximum size allowed to grow to. Once this sized is reached, new pushed
@@ -53,7 +57,8 @@ impl<T> EvictingBuffer<T> {
     /// Creates a new buffer with an initial size.
     pub fn new(initial_size: usize, max_age: Duration, max_size: usize) -> Self {
         Self {
-            buf: prepare_buf(initial_size),
+            buf: Vec::new(),
+            initial_size,
             max_age,
             max_size,
             last_position: None,
@@ -66,6 +71,13 @@ impl<T> EvictingBuffer<T> {
         (position % self.buf.len() as u64) as usize
     }
 
+    /// Whether the buffer never holds anything (no size or no age).
+    #[inline(always)]
+    fn is_disabled(&self) -> bool {
+        self.initial_size == 0 || self.max_age.is_zero()
+    }
+
+    /// Whether the buffer holds nothing now: disabled, or nothing pushed yet.
     #[inline(always)]
     fn is_inert(&self) -> bool {
         self.buf.is_empty() || self.max_age.is_zero()
@@ -75,8 +87,11 @@ impl<T> EvictingBuffer<T> {
     ///
     /// Position is an increasing sequence number. The sequence can be out of order.
     pub fn push(&mut self, position: u64, timestamp: Instant, value: T) {
-        if self.is_inert() {
+        if self.is_disabled() {
             return;
+        }
+        if self.buf.is_empty() {
+            self.buf = prepare_buf(self.initial_size);
         }
 
         if timestamp < self.last_timeout {
