@@ -118,6 +118,8 @@ async fn websocket(
     upgrade
         .max_message_size(ws::HARD_FRAME_LIMIT)
         .max_frame_size(ws::HARD_FRAME_LIMIT)
+        .read_buffer_size(ws::READ_BUFFER_BYTES)
+        .write_buffer_size(ws::WRITE_BUFFER_BYTES)
         .on_upgrade(move |mut socket| async move {
             let Some(permit) = permit else {
                 // Refused after the upgrade rather than with an HTTP status, which a browser
