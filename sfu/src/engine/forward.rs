@@ -3,6 +3,7 @@
 //! subscribers of the layer (`relay.rs`); and keyframe requests travelling the other way,
 //! merged per layer.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind};
@@ -181,6 +182,11 @@ impl Sfu {
             ..Default::default()
         };
         let mut wants_keyframe = false;
+        // One copy of the payload serves every subscriber whose VP8 fields come out the
+        // same (all of them for audio and H.264, all on one layer that switched at the same
+        // points for VP8); str0m holds payloads as `Arc<[u8]>`, in its send queue and its
+        // NACK history, so the copies are shared there too.
+        let mut shared: Option<((Option<u16>, Option<u8>), Arc<[u8]>)> = None;
 
         for &(subscriber_id, mid) in &track.subscribers {
             let Some(subscriber) = self.participants.get_mut(&subscriber_id) else {
@@ -214,11 +220,17 @@ impl Sfu {
             if layer_before.is_some() && layer_before != downtrack.current_layer() {
                 self.counters.layer_switches += 1;
             }
-            // Each subscriber's copy is its own, so its VP8 fields are rewritten in place.
-            let mut data = payload.to_vec();
-            if let Some(h) = &vp8 {
-                h.rewrite(&mut data, picture_id, tl0);
-            }
+            let data = match &shared {
+                Some((fields, data)) if *fields == (picture_id, tl0) => Arc::clone(data),
+                _ => {
+                    let mut data = Arc::<[u8]>::from(payload);
+                    if let (Some(h), Some(bytes)) = (&vp8, Arc::get_mut(&mut data)) {
+                        h.rewrite(bytes, picture_id, tl0);
+                    }
+                    shared = Some(((picture_id, tl0), Arc::clone(&data)));
+                    data
+                }
+            };
             let write = RtpWrite::new(pt, seq.into(), timestamp, packet.received, data)
                 .marker(packet.marker)
                 .ext_vals(exts.clone())

@@ -684,12 +684,21 @@ impl Sfu {
     /// The next thing to do: a datagram to send or an event to deliver. Call it until `None`
     /// after every input.
     pub fn poll_output(&mut self) -> Option<SfuOutput> {
-        if self.outputs.is_empty() {
-            if let Some(received) = self.receive_pending.take() {
-                self.drive(received);
-            }
-            if self.outputs.is_empty() {
+        // The participants a receive batch left dirty are drained one at a time, as their
+        // output is taken: the queue then holds one subscriber's datagrams, not the whole
+        // batch's fan-out (in a meeting of 12 that was up to 8 MB of datagrams at once),
+        // and the first subscriber's packets leave before the last one's are built.
+        while self.outputs.is_empty() {
+            let Some(received) = self.receive_pending else {
                 self.hand_out_relayed();
+                break;
+            };
+            if self.relay_needs_changed {
+                self.update_relay_needs();
+            }
+            match self.dirty.pop() {
+                Some(id) => self.drain(id, received),
+                None => self.receive_pending = None,
             }
         }
         self.outputs.pop_front()
