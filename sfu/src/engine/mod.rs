@@ -586,7 +586,10 @@ impl Sfu {
     /// Only the sender's connection is processed here; the subscribers it forwarded to are
     /// drained by the next `poll_output`. Feeding every datagram that is waiting before
     /// polling lets each subscriber's connection send several forwarded packets per drain,
-    /// which is most of the per-packet cost with many subscribers.
+    /// which is most of the per-packet cost with many subscribers. That writes to a
+    /// subscriber's streams several times between two drains, which str0m's run-loop
+    /// contract does not allow; why it is safe, and the tests that pin it, are in
+    /// `sfu/tests/run_loop.rs`.
     pub fn handle_receive(
         &mut self,
         now: Instant,
