@@ -21,6 +21,7 @@
 
 mod driver;
 mod floor;
+mod lobby;
 mod peer;
 mod procstat;
 mod report;
@@ -134,6 +135,11 @@ pub struct BenchArgs {
     /// descriptors and threads; fails if they grow or do not come back when the load stops
     #[arg(long, conflicts_with = "find_max")]
     pub soak: Option<f64>,
+    /// Memory instead of forwarding: -n participants join (in rooms of 10) and offer but
+    /// never connect media; reports the server's RSS per joined participant, then all leave,
+    /// this many rounds, and the RSS after the last round against the idle server's
+    #[arg(long, conflicts_with_all = ["find_max", "soak"])]
+    pub lobby: Option<usize>,
     /// Seconds between two samples of a soak
     #[arg(long, default_value_t = 10.0)]
     pub sample_seconds: f64,
@@ -182,6 +188,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     local.block_on(&runtime, async move {
         if let Some(minutes) = args.soak {
             soak(&args, minutes).await
+        } else if let Some(rounds) = args.lobby {
+            lobby(&args, rounds).await
         } else if args.find_max {
             find_max(&args).await
         } else {
@@ -364,6 +372,40 @@ async fn soak(args: &BenchArgs, minutes: f64) -> anyhow::Result<()> {
     }
     if !report.holds {
         anyhow::bail!("the soak failed: resources grew or did not come back to idle");
+    }
+    Ok(())
+}
+
+/// `--lobby`: joined-but-unconnected participants' memory, and memory given back after leaves.
+async fn lobby(args: &BenchArgs, rounds: usize) -> anyhow::Result<()> {
+    if !(1..=1000).contains(&rounds) {
+        anyhow::bail!("--lobby takes 1 to 1000 rounds, not {rounds}");
+    }
+    let server = match (&args.server, args.server_pid) {
+        (Some(url), Some(pid)) => server::Server::existing(url.clone(), pid),
+        _ => server::Server::spawn(args.media_workers, args.worker_spill_margin).await?,
+    };
+    let specs = lobby::specs(args.n);
+    eprintln!(
+        "lobby: {} participants in rooms of {}, {rounds} round(s), server pid {}",
+        specs.len(),
+        lobby::ROOM_SIZE,
+        server.pid()
+    );
+    let report = lobby::run(&specs, &server, rounds).await?;
+    println!(
+        "lobby: {} participants joined, not connected: {:.1} KiB each (rss {} KiB, idle {} KiB); \
+         after {} joins and leaves: rss {} KiB, {:.2}x idle",
+        report.participants,
+        report.kib_per_participant,
+        report.joined_rss_kib,
+        report.idle_rss_kib,
+        report.joins,
+        report.after_rss_kib,
+        report.after_over_idle,
+    );
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
     }
     Ok(())
 }
