@@ -141,6 +141,7 @@ impl Participant {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
+            .enable_vp9(true)
             .enable_bwe(Some(INITIAL_ESTIMATE))
             .set_stats_interval(Some(STATS_INTERVAL))
             .build(now);
