@@ -206,9 +206,10 @@ export function keepWebSockets() {
   };
 }
 
-/** framesDecoded of the video received from `name` on `page`, through its kept peer
- * connections (`keepPeerConnections`); works in Chromium and Firefox alike. */
-export function framesFrom(page, name) {
+/** The inbound-rtp stats of the video received from `name` on `page` (framesDecoded,
+ * frameWidth, frameHeight, and the codec's mimeType), through its kept peer connections
+ * (`keepPeerConnections`); null before it is received. Chromium and Firefox alike. */
+export function inboundFrom(page, name) {
   return page.evaluate(async (n) => {
     const v = document.querySelector(`video[data-participant="${n}"]`);
     const track = v && v.srcObject && v.srcObject.getVideoTracks()[0];
@@ -216,13 +217,29 @@ export function framesFrom(page, name) {
     for (const pc of window.__e2ePeerConnections || []) {
       for (const r of pc.getReceivers()) {
         if (r.track !== track) continue;
-        let frames = null;
-        (await r.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') frames = s.framesDecoded ?? 0; });
-        return frames;
+        const stats = await r.getStats();
+        let inbound = null;
+        stats.forEach((s) => {
+          if (s.type !== 'inbound-rtp') return;
+          const codec = s.codecId && stats.get(s.codecId);
+          inbound = {
+            framesDecoded: s.framesDecoded ?? 0,
+            frameWidth: s.frameWidth ?? 0,
+            frameHeight: s.frameHeight ?? 0,
+            mimeType: codec ? codec.mimeType : null,
+          };
+        });
+        return inbound;
       }
     }
     return null;
   }, name);
+}
+
+/** framesDecoded of the video received from `name` on `page` (see `inboundFrom`). */
+export async function framesFrom(page, name) {
+  const inbound = await inboundFrom(page, name);
+  return inbound && inbound.framesDecoded;
 }
 
 /** The video from `name` is decoded on `page` within `connectMs`, and `more` frames later
