@@ -203,7 +203,7 @@ proptest! {
             }
             let (spatial, temporal) = targets[i % targets.len()];
             let target = SvcLayers { spatial, temporal };
-            let verdict = selector.select(target, &d, markers[i % markers.len()]);
+            let verdict = selector.select(target, &d, markers[i % markers.len()], true);
             let Some(current) = selector.current() else {
                 prop_assert_eq!(verdict, SvcVerdict::NeedKeyframe);
                 continue;

@@ -116,6 +116,11 @@ impl SeqRewriter {
         Some(out)
     }
 
+    /// Whether incoming `seq` is newer than every packet of the current source so far.
+    pub fn is_newest(&self, seq: u64) -> bool {
+        self.highest_in.is_none_or(|h| seq > h)
+    }
+
     /// Highest outgoing sequence number so far.
     pub fn highest_out(&self) -> Option<u64> {
         self.highest_out

@@ -56,16 +56,20 @@ impl SvcSelector {
         self.current = None;
     }
 
+    /// The verdict on one packet. `in_order`: it is newer than every packet seen before; a
+    /// late one (reordered, or a publisher's retransmission) never moves the layers, or a
+    /// retransmitted keyframe packet would switch a layer up in the middle of its chain.
     pub fn select(
         &mut self,
         target: SvcLayers,
         packet: &Vp9Descriptor,
         marker: bool,
+        in_order: bool,
     ) -> SvcVerdict {
         let current = match self.current {
             None if packet.starts_keyframe() => target,
             None => return SvcVerdict::NeedKeyframe,
-            Some(current) if packet.starts_picture() => {
+            Some(current) if in_order && packet.starts_picture() => {
                 next_layers(current, target, packet.starts_keyframe(), packet)
             }
             Some(current) => current,
@@ -151,8 +155,8 @@ mod tests {
             first.ends_frame = false;
             let mut last = frame(spatial, temporal, key, switching_up);
             last.begins_frame = false;
-            out.push(selector.select(target, &first, false));
-            out.push(selector.select(target, &last, spatial == 2));
+            out.push(selector.select(target, &first, false, true));
+            out.push(selector.select(target, &last, spatial == 2, true));
         }
         out
     }
@@ -252,23 +256,41 @@ mod tests {
         let mut key = frame(0, 0, true, false);
         key.ends_frame = false;
         assert!(matches!(
-            s.select(ALL, &key, false),
+            s.select(ALL, &key, false, true),
             SvcVerdict::Forward { .. }
         ));
         // Mid-picture, the target drops to layer 0: the picture in progress keeps its
         // spatial layer 1 and 2 packets, or the decoder would get half a picture.
         let target = layers(0, 2);
-        assert_eq!(s.select(target, &frame(1, 0, true, false), false), SEND);
-        assert_eq!(s.select(target, &frame(2, 0, true, false), true), END);
         assert_eq!(
-            s.select(target, &frame(0, 1, false, false), false),
+            s.select(target, &frame(1, 0, true, false), false, true),
+            SEND
+        );
+        assert_eq!(s.select(target, &frame(2, 0, true, false), true, true), END);
+        assert_eq!(
+            s.select(target, &frame(0, 1, false, false), false, true),
             END,
             "the next picture: layer 0 only, whose E bit now ends it"
         );
-        assert_eq!(s.select(target, &frame(1, 1, false, false), false), DROP);
+        assert_eq!(
+            s.select(target, &frame(1, 1, false, false), false, true),
+            DROP
+        );
+        // A late keyframe packet (a retransmission) does not move the layers back up; the
+        // up-switch still waits for a keyframe of its own.
+        let waiting_end = SvcVerdict::Forward {
+            marker: true,
+            wants_keyframe: true,
+        };
+        assert_eq!(
+            s.select(ALL, &frame(0, 0, true, false), false, false),
+            waiting_end
+        );
+        assert_eq!(s.select(ALL, &frame(1, 0, true, false), false, false), DROP);
+        assert_eq!(s.current(), Some(layers(0, 2)));
         s.reset();
         assert_eq!(
-            s.select(target, &frame(0, 0, false, false), false),
+            s.select(target, &frame(0, 0, false, false), false, true),
             SvcVerdict::NeedKeyframe
         );
     }

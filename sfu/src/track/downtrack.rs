@@ -208,7 +208,8 @@ impl DownTrack {
             spatial: u8::try_from(target).unwrap_or(u8::MAX),
             temporal: ALL_TEMPORAL_LAYERS,
         };
-        match self.svc.select(layers, vp9, packet.marker) {
+        let in_order = !same_source || self.seq.is_newest(packet.seq);
+        match self.svc.select(layers, vp9, packet.marker, in_order) {
             SvcVerdict::NeedKeyframe => ForwardDecision::NeedKeyframe,
             SvcVerdict::Drop => {
                 self.seq.skip(packet.seq);
