@@ -262,6 +262,19 @@ impl PayloadTypes {
         Self { entries }
     }
 
+    /// Only the payload types the remote accepted on one m-line (`Media::remote_pts`): the
+    /// session's list also holds every codec we offered, taken or not.
+    pub fn accepted_by(&self, remote_pts: &[Pt]) -> Self {
+        Self {
+            entries: self
+                .entries
+                .iter()
+                .filter(|(pt, _)| remote_pts.contains(pt))
+                .copied()
+                .collect(),
+        }
+    }
+
     pub fn codec(&self, pt: Pt) -> Option<ForwardedCodec> {
         self.entries.iter().find(|(p, _)| *p == pt).map(|(_, c)| *c)
     }

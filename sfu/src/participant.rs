@@ -196,6 +196,11 @@ impl Participant {
     /// Refresh the payload-type map after a negotiation, which may renumber codecs.
     pub fn refresh_payload_types(&mut self) {
         self.payload_types = PayloadTypes::from_config(self.rtc.codec_config());
+        for downtrack in self.downtracks.values_mut() {
+            if let Some(media) = self.rtc.media(downtrack.mid) {
+                downtrack.payload_types = self.payload_types.accepted_by(media.remote_pts());
+            }
+        }
     }
 
     /// Why this participant should be removed, if it should.

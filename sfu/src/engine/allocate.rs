@@ -159,6 +159,10 @@ impl Sfu {
                 };
                 continue;
             }
+            if d.notified_codec_unsupported {
+                // It gets none of this video: no share of the budget either.
+                continue;
+            }
             let Some(track) = self.tracks.get(&d.track) else {
                 continue;
             };

@@ -210,6 +210,26 @@ impl Sfu {
             let Some(downtrack) = subscriber.downtracks.get_mut(&mid) else {
                 continue;
             };
+            // Not negotiated yet: nothing to send on, and nothing to tell.
+            let Some(tx_ssrc) = downtrack.tx_ssrc() else {
+                continue;
+            };
+            // Checked before the layer decision: a subscriber that cannot decode the codec
+            // must not make the publisher send keyframes for it either.
+            let Some(pt) = downtrack.payload_types.pt(codec) else {
+                if !downtrack.notified_codec_unsupported {
+                    downtrack.notified_codec_unsupported = true;
+                    tracing::info!(participant = %subscriber_id, track = %track_id, codec = codec.sdp_name(), "subscriber cannot receive this codec");
+                    self.outputs
+                        .push_back(SfuOutput::Event(SfuEvent::CodecUnsupported {
+                            to: subscriber_id,
+                            participant: track.publisher,
+                            track: track_id,
+                            codec: codec.sdp_name(),
+                        }));
+                }
+                continue;
+            };
             let layer_before = downtrack.current_layer();
             let (seq, timestamp, picture_id, tl0, marker) = match downtrack.forward(&info, now) {
                 ForwardDecision::Send {
@@ -228,23 +248,6 @@ impl Sfu {
                     continue;
                 }
                 ForwardDecision::Drop => continue,
-            };
-            let Some(tx_ssrc) = downtrack.tx_ssrc() else {
-                continue;
-            };
-            let Some(pt) = subscriber.payload_types.pt(codec) else {
-                if !downtrack.notified_codec_unsupported {
-                    downtrack.notified_codec_unsupported = true;
-                    tracing::info!(participant = %subscriber_id, track = %track_id, codec = codec.sdp_name(), "subscriber cannot receive this codec");
-                    self.outputs
-                        .push_back(SfuOutput::Event(SfuEvent::CodecUnsupported {
-                            to: subscriber_id,
-                            participant: track.publisher,
-                            track: track_id,
-                            codec: codec.sdp_name(),
-                        }));
-                }
-                continue;
             };
             downtrack.sent_bytes.record(payload.len());
             self.counters.forwarded_packets += 1;

@@ -7,6 +7,7 @@ use str0m::media::{MediaKind, Mid};
 use str0m::rtp::Ssrc;
 
 use crate::allocator::{Reason, UpgradeGate};
+use crate::codec::PayloadTypes;
 use crate::ids::TrackId;
 use crate::rewrite::{SeqRewriter, TsRewriter, Vp8Rewriter};
 use crate::svc::{SvcLayers, SvcSelector, SvcVerdict, Vp9Descriptor};
@@ -72,6 +73,8 @@ pub struct DownTrack {
     pub notified_paused: bool,
     /// Whether the subscriber was told it negotiated no payload type for this track's codec.
     pub notified_codec_unsupported: bool,
+    /// The payload types the subscriber accepted on this m-line.
+    pub payload_types: PayloadTypes,
     seq: SeqRewriter,
     ts: TsRewriter,
     vp8: Vp8Rewriter,
@@ -99,6 +102,7 @@ impl DownTrack {
             gate: UpgradeGate::default(),
             notified_paused: false,
             notified_codec_unsupported: false,
+            payload_types: PayloadTypes::default(),
             // Random starting points, as RFC 3550 asks, so streams are not predictable.
             seq: SeqRewriter::new(rand::random::<u16>() & 0x7fff),
             ts: TsRewriter::new(clock_rate, rand::random()),
