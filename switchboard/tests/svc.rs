@@ -16,6 +16,9 @@ use common::TestServer;
 
 const WINDOW: Duration = Duration::from_secs(3);
 
+/// The tests shape links and measure rates: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn server_layer_is(r: &Recorded, layer: &str) -> bool {
     r.server_layer().as_deref() == Some(layer)
 }
@@ -80,7 +83,19 @@ fn assert_layers(name: &str, packets: &[VideoPacket], top: u8) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_subscriber_gets_the_spatial_layers_its_link_allows() {
-    let server = TestServer::start().await;
+    spatial_layers_follow_each_link(&[]).await;
+}
+
+/// The same with every participant on a media worker of its own: the publisher's worker
+/// relays the one stream to each subscriber's worker, which selects its layers there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_subscriber_gets_the_spatial_layers_its_link_allows_across_workers() {
+    spatial_layers_follow_each_link(&["--media-workers", "4", "--worker-spill-margin", "0"]).await;
+}
+
+async fn spatial_layers_follow_each_link(server_flags: &[&str]) {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start_with(server_flags).await;
     let url = server.ws_url();
     let media = server.rtc_addr;
     let _publisher = Str0mPeer::start(&url, "svc", "Pub", Role::SvcPublisher, media, None).await;
