@@ -25,6 +25,22 @@ export const CHROMIUM_ARGS = [
   '--autoplay-policy=no-user-gesture-required',
 ];
 
+export const FIREFOX = process.env.FIREFOX_PATH || '/usr/bin/firefox-esr';
+
+// Firefox needs prefs for fake media, permissions and loopback ICE (/work/shared/FIELD-NOTES.md,
+// "Firefox in tests"): without the permission prefs it gathers no candidates here.
+export const FIREFOX_PREFS = {
+  'media.navigator.streams.fake': true,
+  'media.navigator.permission.disabled': true,
+  'media.navigator.permission.fake': true,
+  'permissions.default.camera': 1,
+  'permissions.default.microphone': 1,
+  'media.peerconnection.ice.loopback': true,
+  'media.peerconnection.ice.obfuscate_host_addresses': false,
+  'media.autoplay.default': 0,
+  'media.autoplay.blocking_policy': 0,
+};
+
 // Runs in every page before its scripts: keep each RTCPeerConnection so the test can read its
 // stats without any help from the page.
 export function keepPeerConnections() {

@@ -8,19 +8,21 @@
 // (expect 1280: all three layers), and keep decoding. Then Large's tile shrinks to 320x180
 // (the server drops its upper layers at the next picture) and grows back (the server asks
 // for a keyframe and adds them there): through both, Large's framesDecoded must never stall
-// for more than 500 ms (sampled every 50 ms in the page).
+// for more than 500 ms (sampled every 50 ms in the page). A Firefox watcher (Fox, 320x180
+// tile, through WebDriver BiDi as in firefox.mjs) must decode the same stream's low layer.
 //
-// Env: as e2e.mjs (SWITCHBOARD_URL, CHROMIUM_PATH), SVC_ROOM (default svc), SVC_SETTLE_MS
+// Env: as e2e.mjs (SWITCHBOARD_URL, CHROMIUM_PATH, FIREFOX_PATH), SVC_ROOM (default svc), SVC_SETTLE_MS
 // (default 30000), SVC_MODE (default L3T3_KEY; L3T3 works too).
 // Prints one final line starting with "SVC PASS" or "SVC FAIL".
 
 import { chromium } from 'playwright-core';
+import puppeteer from 'puppeteer-core';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  BASE, CHROMIUM, CHROMIUM_ARGS, captureConsole, inboundFrom, keepPeerConnections, makeLogger,
-  saveConsoleLogs, saveEvidence, sleep, waitFor,
+  BASE, CHROMIUM, CHROMIUM_ARGS, FIREFOX, FIREFOX_PREFS, captureConsole, inboundFrom,
+  keepPeerConnections, makeLogger, saveConsoleLogs, saveEvidence, sleep, waitFor,
 } from './lib.mjs';
 
 const ROOM = process.env.SVC_ROOM || 'svc';
@@ -138,6 +140,7 @@ async function main() {
   const consoleLogs = new Map();
   const userDataDir = mkdtempSync(join(tmpdir(), 'switchboard-svc-'));
   let context;
+  let firefox;
   const watchdog = setTimeout(() => {
     console.log(`SVC FAIL: the whole test took longer than ${TOTAL_TIMEOUT_MS / 1000}s`);
     process.exit(1);
@@ -199,10 +202,31 @@ async function main() {
     const smallNow = await inboundFrom(small, 'Pub');
     if (!(smallNow.framesDecoded > s.framesDecoded)) throw new Error(`Small stopped decoding: ${fmt(smallNow)}`);
 
+    // 4. Firefox decodes the same VP9 stream's low layer.
+    firefox = await puppeteer.launch({
+      browser: 'firefox',
+      executablePath: FIREFOX,
+      headless: true,
+      userDataDir: join(userDataDir, 'firefox-profile'),
+      extraPrefsFirefox: FIREFOX_PREFS,
+      args: ['--width=1280', '--height=720'],
+    });
+    const fox = (await firefox.pages())[0] || await firefox.newPage();
+    await fox.setViewport({ width: 1280, height: 720 });
+    await fox.evaluateOnNewDocument(keepPeerConnections);
+    const foxLines = [];
+    consoleLogs.set('Fox', foxLines);
+    fox.on('console', (m) => foxLines.push(`[${elapsed()}] ${m.type()}: ${m.text()}`));
+    await fox.goto(`${BASE}/?room=${encodeURIComponent(ROOM)}&name=Fox&autojoin=1&publish=none&tile=320x180`);
+    log(`Fox (Firefox ${await firefox.version()}) joined`);
+    const f = await expectWidth(fox, 'Fox (Firefox) to decode VP9 at most 640 wide', (w) => w > 0 && w <= SMALL_MAX_WIDTH, CONNECT_TIMEOUT_MS, HOLD_MS);
+    log(`Fox decodes ${fmt(f)}`);
+
     saveConsoleLogs(consoleLogs);
     clearTimeout(watchdog);
     console.log(`SVC PASS: ${MODE}: Small decodes ${s.frameWidth}x${s.frameHeight}, Large ${l.frameWidth}x${l.frameHeight}, ` +
-      `down to ${down.frameWidth}x${down.frameHeight} and up to ${up.frameWidth}x${up.frameHeight} with a longest stall of ${freeze.longestMs} ms (${elapsed()})`);
+      `down to ${down.frameWidth}x${down.frameHeight} and up to ${up.frameWidth}x${up.frameHeight} with a longest stall of ${freeze.longestMs} ms; ` +
+      `Firefox decodes ${f.frameWidth}x${f.frameHeight} (${elapsed()})`);
     return 0;
   } catch (e) {
     clearTimeout(watchdog);
@@ -212,6 +236,7 @@ async function main() {
     return 1;
   } finally {
     if (context) await context.close().catch(() => {});
+    if (firefox) await firefox.close().catch(() => {});
     rmSync(userDataDir, { recursive: true, force: true });
   }
 }
