@@ -223,7 +223,7 @@ export function keepWebSockets() {
 }
 
 /** The inbound-rtp stats of the video received from `name` on `page` (framesDecoded,
- * frameWidth, frameHeight, and the codec's mimeType), through its kept peer connections
+ * frameWidth, frameHeight, bytesReceived, and the codec's mimeType), through its kept peer connections
  * (`keepPeerConnections`); null before it is received. Chromium and Firefox alike. */
 export function inboundFrom(page, name) {
   return page.evaluate(async (n) => {
@@ -242,6 +242,7 @@ export function inboundFrom(page, name) {
             framesDecoded: s.framesDecoded ?? 0,
             frameWidth: s.frameWidth ?? 0,
             frameHeight: s.frameHeight ?? 0,
+            bytesReceived: s.bytesReceived ?? 0,
             mimeType: codec ? codec.mimeType : null,
           };
         });

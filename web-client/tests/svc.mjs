@@ -185,6 +185,13 @@ async function main() {
       expectWidth(large, 'Large to decode VP9 at least 960 wide', (w) => w >= LARGE_MIN_WIDTH, SETTLE_MS, HOLD_MS),
     ]);
     log(`settled: Small ${fmt(s)}, Large ${fmt(l)}`);
+    // What each receives of the one stream, over 2 s: the small one far less.
+    const before = await Promise.all([inboundFrom(small, 'Pub'), inboundFrom(large, 'Pub')]);
+    await sleep(2_000);
+    const after = await Promise.all([inboundFrom(small, 'Pub'), inboundFrom(large, 'Pub')]);
+    const [smallKbps, largeKbps] = after.map((a, i) => Math.round(((a.bytesReceived - before[i].bytesReceived) * 8) / 2_000));
+    log(`received: Small ${smallKbps} kbit/s, Large ${largeKbps} kbit/s`);
+    if (!(smallKbps < largeKbps)) throw new Error(`Small receives ${smallKbps} kbit/s, not less than Large's ${largeKbps}`);
 
     // 3. Large steps down and back up; its video never stalls past MAX_FREEZE_MS.
     await startFreezeWatch(large);
@@ -224,7 +231,7 @@ async function main() {
 
     saveConsoleLogs(consoleLogs);
     clearTimeout(watchdog);
-    console.log(`SVC PASS: ${MODE}: Small decodes ${s.frameWidth}x${s.frameHeight}, Large ${l.frameWidth}x${l.frameHeight}, ` +
+    console.log(`SVC PASS: ${MODE}: Small decodes ${s.frameWidth}x${s.frameHeight} (${smallKbps} kbit/s), Large ${l.frameWidth}x${l.frameHeight} (${largeKbps} kbit/s), ` +
       `down to ${down.frameWidth}x${down.frameHeight} and up to ${up.frameWidth}x${up.frameHeight} with a longest stall of ${freeze.longestMs} ms; ` +
       `Firefox decodes ${f.frameWidth}x${f.frameHeight} (${elapsed()})`);
     return 0;
