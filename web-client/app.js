@@ -12,9 +12,13 @@
 //   `simulcast=0`               send the camera as one encoding instead of q/h/f
 //   `publish=audio|video|none`  publish only that (default: camera and microphone)
 //   `tile=WxH`                  show remote camera tiles at a fixed CSS size (e.g. 320x180)
+//   `codec=vp8|h264|vp9`        publish the camera with that codec if the browser can (else VP8);
+//                               VP9 goes as one scalable encoding
+//   `scalability=L1T3|L3T3|L3T3_KEY`  VP9's scalability mode (default L3T3_KEY)
 
 import { Signaling, signalingUrl } from './signaling.js';
 import { Call } from './call.js';
+import { readCodecOptions } from './codecs.js';
 import { TileGrid, parseTileSize } from './tiles.js';
 import { SizeReporter } from './sizes.js';
 import { StatsStore } from './stats.js';
@@ -104,6 +108,7 @@ export function readOptions(params) {
     fixedTile: parseTileSize(params.get('tile')),
     // `relay=udp|tcp`: only TURN relay candidates over that transport (testing TURN paths).
     relay: ['udp', 'tcp'].includes(params.get('relay')) ? params.get('relay') : null,
+    ...readCodecOptions(params),
   };
 }
 
@@ -293,6 +298,8 @@ function startCall(s, joined) {
     iceServers: joined.ice_servers || [],
     simulcast: options.simulcast,
     relay: options.relay,
+    codec: options.codec,
+    scalability: options.scalability,
   });
   stats.debug.cameraLayers = () => (s.call ? s.call.cameraLayers() : {});
   stats.debug.unsupported = () => [...s.signaling.unsupported];
@@ -502,6 +509,13 @@ function onServerMessage(s, msg) {
       grid.setPaused(msg.track_id, Boolean(msg.paused), msg.reason);
       s.quality.show(s.call);
       break;
+    case 'codec_unsupported': {
+      const p = s.participants.get(msg.participant_id);
+      const who = p && p.name ? p.name : 'someone';
+      console.warn(`switchboard: this browser cannot receive ${msg.codec}, the codec of track ${msg.track_id}`);
+      toast(`This browser cannot play ${who}'s ${msg.codec} video.`, 'warn');
+      break;
+    }
     case 'active_speakers': {
       const ordered = (Array.isArray(msg.speakers) ? msg.speakers : []).map((sp) => sp && sp.participant_id).filter((id) => typeof id === 'string');
       grid.setSpeaking(new Set(ordered), s.participantId, ordered);

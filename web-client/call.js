@@ -13,14 +13,21 @@
 // server stops are reported as removed whatever way the browser signals it.
 
 import { SenderLayers, cameraEncodings } from './simulcast.js';
+import { cameraCodecPlan } from './codecs.js';
 
-/** How the camera is sent: simulcast q/h/f (simulcast.js), or one encoding. */
-function videoSendInit(stream, { simulcast = true } = {}) {
+/** How the camera is sent: simulcast q/h/f (simulcast.js), one encoding, or the codec
+ * plan's own encodings (one scalable VP9 encoding, codecs.js). */
+function videoSendInit(stream, { simulcast = true, encodings = null } = {}) {
   return {
     direction: 'sendonly',
     streams: [stream],
-    sendEncodings: cameraEncodings(simulcast),
+    sendEncodings: encodings || cameraEncodings(simulcast),
   };
+}
+
+/** The browser's codec capabilities, or null where the API is missing. */
+function capabilities(api) {
+  return typeof api?.getCapabilities === 'function' ? api.getCapabilities('video') : null;
 }
 
 function audioSendInit(stream) {
@@ -55,9 +62,10 @@ function relayServers(iceServers, transport) {
 }
 
 export class Call extends EventTarget {
-  constructor({ signaling, iceServers = [], simulcast = true, relay = null }) {
+  constructor({ signaling, iceServers = [], simulcast = true, relay = null, codec = null, scalability = null }) {
     super();
     this.signaling = signaling;
+    this.codecOptions = { codec, scalability };
     this.pc = new RTCPeerConnection({
       iceServers: relay ? relayServers(iceServers, relay) : iceServers,
       iceTransportPolicy: relay ? 'relay' : 'all',
@@ -115,13 +123,28 @@ export class Call extends EventTarget {
     }
   }
 
+  /** The camera's codec and encodings (codecs.js); `this.cameraCodec` says what was chosen. */
+  cameraPlan() {
+    const plan = cameraCodecPlan(this.codecOptions, {
+      sendCaps: capabilities(globalThis.RTCRtpSender),
+      receiveCaps: capabilities(globalThis.RTCRtpReceiver),
+    });
+    this.cameraCodec = plan.codec;
+    return plan;
+  }
+
   /** Adds the local camera/microphone tracks. Negotiation starts by itself. */
   publish(stream) {
     const tracks = stream ? stream.getTracks() : [];
     for (const track of tracks) {
       const video = track.kind === 'video';
-      const transceiver = this.pc.addTransceiver(track, video ? videoSendInit(stream, { simulcast: this.simulcast }) : audioSendInit(stream));
-      const layers = video ? new SenderLayers(transceiver.sender, { simulcast: this.simulcast }) : null;
+      const plan = video ? this.cameraPlan() : null;
+      const simulcast = this.simulcast && !plan?.encodings;
+      const transceiver = this.pc.addTransceiver(track, video ? videoSendInit(stream, { simulcast, encodings: plan.encodings }) : audioSendInit(stream));
+      if (plan?.codecs && typeof transceiver.setCodecPreferences === 'function') {
+        transceiver.setCodecPreferences(plan.codecs);
+      }
+      const layers = video ? new SenderLayers(transceiver.sender, { simulcast }) : null;
       this.local.set(track.kind, { track, transceiver, muted: false, announced: false, source: video ? 'camera' : null, layers });
     }
     // With nothing to publish the first offer still needs an m-line (docs/protocol.md, "A

@@ -374,10 +374,15 @@ fn encode_packet(w: &mut Writer<'_>, p: &RelayedPacket) {
         ForwardedCodec::Opus => 0,
         ForwardedCodec::Vp8 => 1,
         ForwardedCodec::H264(_) => 2,
+        ForwardedCodec::Vp9 { .. } => 3,
     });
-    if let ForwardedCodec::H264(profile) = p.codec {
-        w.u8(profile.profile_idc());
-        w.u8(u8::from(profile.constrained_baseline()));
+    match p.codec {
+        ForwardedCodec::H264(profile) => {
+            w.u8(profile.profile_idc());
+            w.u8(u8::from(profile.constrained_baseline()));
+        }
+        ForwardedCodec::Vp9 { profile } => w.u8(profile),
+        ForwardedCodec::Opus | ForwardedCodec::Vp8 => {}
     }
     w.u32(*p.ssrc);
     w.u64(p.seq);
@@ -405,6 +410,7 @@ fn decode_packet(r: &mut Reader<'_>, received: Instant) -> Result<RelayedPacket,
         0 => ForwardedCodec::Opus,
         1 => ForwardedCodec::Vp8,
         2 => ForwardedCodec::H264(H264Profile::new(r.u8()?, r.bool()?)),
+        3 => ForwardedCodec::Vp9 { profile: r.u8()? },
         _ => return Err(DecodeError("codec")),
     };
     let ssrc = Ssrc::from(r.u32()?);
@@ -691,6 +697,15 @@ mod tests {
             (p.audio_level, p.voice_activity, &p.payload),
             (Some(-30), Some(true), &packet.payload)
         );
+        // VP9 keeps its profile across the link.
+        let vp9 = RelayedPacket {
+            codec: ForwardedCodec::Vp9 { profile: 2 },
+            ..packet
+        };
+        let NodeMessage::Media(packets) = round_trip(&NodeMessage::Media(vec![vp9])) else {
+            panic!("not media");
+        };
+        assert_eq!(packets[0].codec, ForwardedCodec::Vp9 { profile: 2 });
     }
 
     #[test]

@@ -366,6 +366,82 @@ mod tests {
         assert_eq!(d[3].reason, Reason::Hidden);
     }
 
+    /// An SVC stream's spatial layers as its up-track offers them: each layer's rate is its
+    /// own plus every layer below it (S0 200 k, S1 400 k more, S2 1 M more).
+    const SVC: [LayerOffer; 3] = [
+        LayerOffer {
+            bitrate_bps: 200_000,
+            width: 320,
+            height: 180,
+        },
+        LayerOffer {
+            bitrate_bps: 600_000,
+            width: 640,
+            height: 360,
+        },
+        LayerOffer {
+            bitrate_bps: 1_600_000,
+            width: 1280,
+            height: 720,
+        },
+    ];
+
+    #[test]
+    fn an_svc_grid_is_chosen_by_tile_size_and_budget_on_cumulative_rates() {
+        let svc = |shown, current| Demand {
+            priority: Priority::Other,
+            layers: &SVC,
+            shown,
+            current,
+        };
+        // (budget, shown, current, expected target)
+        let table = [
+            (10_000_000, Some((320, 180)), Some(0), Some(0)),
+            (10_000_000, Some((640, 360)), Some(0), Some(1)),
+            (10_000_000, Some((1280, 720)), Some(0), Some(2)),
+            (10_000_000, None, Some(0), Some(2)),
+            (10_000_000, Some((0, 0)), Some(2), None),
+            // Raising to S1 costs its cumulative 600 k plus headroom (690 k).
+            (680_000, Some((1280, 720)), Some(0), Some(0)),
+            (700_000, Some((1280, 720)), Some(0), Some(1)),
+            // Keeping S2 needs its 1.6 M, not the 1 M S2 adds on its own.
+            (1_500_000, Some((1280, 720)), Some(2), Some(1)),
+            (1_600_000, Some((1280, 720)), Some(2), Some(2)),
+            (140_000, Some((1280, 720)), Some(0), None),
+        ];
+        for (budget, shown, current, expected) in table {
+            assert_eq!(
+                targets(budget, &[svc(shown, current)]),
+                vec![expected],
+                "budget {budget}, shown {shown:?}, current {current:?}"
+            );
+        }
+        // Two subscribers' tiles of one SVC track share nothing: each demand stands alone.
+        // One subscriber with a small and a large SVC video and room for both at full size
+        // fills the large one first to what its tile needs.
+        assert_eq!(
+            targets(
+                2_300_000,
+                &[
+                    svc(Some((320, 180)), Some(0)),
+                    svc(Some((1280, 720)), Some(0))
+                ]
+            ),
+            vec![Some(0), Some(2)]
+        );
+        assert_eq!(
+            targets(
+                1_000_000,
+                &[
+                    svc(Some((640, 360)), Some(0)),
+                    svc(Some((1280, 720)), Some(0))
+                ]
+            ),
+            vec![Some(1), Some(0)],
+            "the first in order takes S1; the 110 k left does not raise the other"
+        );
+    }
+
     #[test]
     fn screen_share_first_then_speaker_then_others() {
         let demands = [

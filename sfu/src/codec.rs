@@ -5,6 +5,8 @@
 use str0m::format::{Codec, CodecConfig};
 use str0m::media::Pt;
 
+use crate::svc::Vp9Descriptor;
+
 /// Codecs the SFU forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForwardedCodec {
@@ -13,6 +15,12 @@ pub enum ForwardedCodec {
     /// H.264 in packetization mode 1, of one profile: a subscriber gets it on its payload
     /// type of the same profile when it negotiated one.
     H264(H264Profile),
+    /// VP9 of one profile (`profile-id` 0, 8-bit 4:2:0, or 2, 10-bit): a subscriber gets it
+    /// only on a payload type of the same profile, since a profile 0 decoder cannot decode
+    /// profile 2. Possibly scalable (SVC): `svc::Vp9Descriptor` says which layer a packet is.
+    Vp9 {
+        profile: u8,
+    },
 }
 
 /// The profile part of an H.264 `profile-level-id` (RFC 6184 8.1): the level does not
@@ -66,6 +74,17 @@ impl ForwardedCodec {
             Self::Opus => true,
             Self::Vp8 => Vp8Header::parse(payload).is_some_and(|h| h.starts_keyframe(payload)),
             Self::H264(_) => h264_starts_keyframe(payload),
+            Self::Vp9 { .. } => Vp9Descriptor::parse(payload).is_some_and(|d| d.starts_keyframe()),
+        }
+    }
+
+    /// The SDP encoding name (`a=rtpmap`), for telling a subscriber what it cannot decode.
+    pub fn sdp_name(self) -> &'static str {
+        match self {
+            Self::Opus => "opus",
+            Self::Vp8 => "VP8",
+            Self::H264(_) => "H264",
+            Self::Vp9 { .. } => "VP9",
         }
     }
 }
@@ -228,12 +247,32 @@ impl PayloadTypes {
                             spec.format.profile_level_id,
                         ))
                     }
+                    // Absent, the profile is 0 (RFC 9628 6).
+                    Codec::Vp9 => match spec.format.profile_id.unwrap_or(0) {
+                        profile @ (0 | 2) => ForwardedCodec::Vp9 {
+                            profile: profile as u8,
+                        },
+                        _ => return None,
+                    },
                     other => ForwardedCodec::from_str0m(other)?,
                 };
                 Some((p.pt(), codec))
             })
             .collect();
         Self { entries }
+    }
+
+    /// Only the payload types the remote accepted on one m-line (`Media::remote_pts`): the
+    /// session's list also holds every codec we offered, taken or not.
+    pub fn accepted_by(&self, remote_pts: &[Pt]) -> Self {
+        Self {
+            entries: self
+                .entries
+                .iter()
+                .filter(|(pt, _)| remote_pts.contains(pt))
+                .copied()
+                .collect(),
+        }
     }
 
     pub fn codec(&self, pt: Pt) -> Option<ForwardedCodec> {

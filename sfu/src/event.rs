@@ -127,6 +127,16 @@ pub enum SfuEvent {
         paused: bool,
         reason: LayerReason,
     },
+    /// This subscriber negotiated no payload type for the codec of a video (or audio) it is
+    /// subscribed to, so it gets none of its media (nothing is transcoded). Sent once per
+    /// down-track, when the first packet cannot go out.
+    CodecUnsupported {
+        to: ParticipantId,
+        participant: ParticipantId,
+        track: TrackId,
+        /// The codec's SDP name, as in `a=rtpmap` (`VP9`, `H264`, ...).
+        codec: &'static str,
+    },
     /// Dynacast: the simulcast rids of the publisher's transceiver `mid` that anyone needs.
     PublisherLayers {
         to: ParticipantId,
@@ -169,6 +179,7 @@ impl SfuEvent {
             | Self::TrackUnpublished { to, .. }
             | Self::TrackMuted { to, .. }
             | Self::VideoPaused { to, .. }
+            | Self::CodecUnsupported { to, .. }
             | Self::PublisherLayers { to, .. }
             | Self::Stats { to, .. }
             | Self::ActiveSpeakers { to, .. }

@@ -33,7 +33,8 @@
 //!
 //! - `engine/`: the core (`forward.rs` is the per-packet path); `demux.rs`: datagram to peer;
 //!   `participant.rs`: one peer's state; `room.rs`: membership; `track/`: up- and down-tracks;
-//!   `rewrite/`: sequence and timestamp rewriting; `codec.rs`: payload types and keyframes;
+//!   `rewrite/`: sequence and timestamp rewriting; `svc/`: VP9 SVC layer selection;
+//!   `codec.rs`: payload types and keyframes;
 //!   `io/`: the sockets, batched datagram I/O, and the media workers that own the cores.
 
 pub mod allocator;
@@ -58,6 +59,7 @@ pub mod relay;
 pub mod rewrite;
 mod room;
 pub mod speakers;
+mod svc;
 mod track;
 
 pub use codec::{ForwardedCodec, H264Profile};

@@ -148,6 +148,7 @@ impl Participant {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
+            .enable_vp9(true)
             .enable_bwe(Some(INITIAL_ESTIMATE))
             .set_stats_interval(Some(STATS_INTERVAL))
             .set_rtx_cache_duration(RTX_HISTORY)
@@ -203,6 +204,11 @@ impl Participant {
     /// Refresh the payload-type map after a negotiation, which may renumber codecs.
     pub fn refresh_payload_types(&mut self) {
         self.payload_types = PayloadTypes::from_config(self.rtc.codec_config());
+        for downtrack in self.downtracks.values_mut() {
+            if let Some(media) = self.rtc.media(downtrack.mid) {
+                downtrack.payload_types = self.payload_types.accepted_by(media.remote_pts());
+            }
+        }
     }
 
     /// Why this participant should be removed, if it should.

@@ -11,6 +11,7 @@ use crate::codec::{ForwardedCodec, H264Profile, Vp8Header};
 use crate::demux::Demux;
 use crate::ids::ParticipantId;
 use crate::rewrite::{SeqRewriter, TsRewriter, Vp8Rewriter};
+use crate::svc::{SvcLayers, SvcSelector, SvcVerdict, Vp9Descriptor};
 
 const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 
@@ -110,6 +111,7 @@ proptest! {
             ForwardedCodec::Opus,
             ForwardedCodec::Vp8,
             ForwardedCodec::H264(H264Profile::from_profile_level_id(Some(0x42e01f))),
+            ForwardedCodec::Vp9 { profile: 0 },
         ] {
             let _ = codec.starts_keyframe(&payload);
         }
@@ -178,6 +180,72 @@ proptest! {
             let _ = ts.rewrite(t, now);
             let (p, _) = vp8.rewrite(pic, tl0);
             prop_assert!(p.is_none_or(|p| p < 0x8000));
+        }
+    }
+
+    /// Hostile VP9 descriptors never panic the parser, and what it reads stays in range;
+    /// the selector fed any of them never forwards a layer above its target.
+    #[test]
+    fn vp9_descriptors_parse_and_select_safely(
+        payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..48), 1..40),
+        targets in proptest::collection::vec((0u8..4, 0u8..8), 1..40),
+        markers in proptest::collection::vec(any::<bool>(), 1..40),
+    ) {
+        let mut selector = SvcSelector::default();
+        for (i, payload) in payloads.iter().enumerate() {
+            let Some(d) = Vp9Descriptor::parse(payload) else {
+                continue;
+            };
+            prop_assert!(d.spatial < 8 && d.temporal < 8);
+            prop_assert!(d.picture_id.is_none_or(|p| p < 0x8000));
+            if let Some(structure) = d.structure {
+                prop_assert!((1..=8).contains(&structure.spatial_layers));
+            }
+            let (spatial, temporal) = targets[i % targets.len()];
+            let target = SvcLayers { spatial, temporal };
+            let verdict = selector.select(target, &d, markers[i % markers.len()], true);
+            let Some(current) = selector.current() else {
+                prop_assert_eq!(verdict, SvcVerdict::NeedKeyframe);
+                continue;
+            };
+            if let SvcVerdict::Forward { .. } = verdict {
+                prop_assert!(d.spatial <= current.spatial && d.temporal <= current.temporal);
+            }
+            if d.starts_picture() {
+                prop_assert!(
+                    current.spatial <= spatial && current.temporal <= temporal,
+                    "a picture starts with layers no higher than the target"
+                );
+            }
+        }
+    }
+
+    /// Whatever mix of sent, skipped, late and repeated packets, no two packets sent get one
+    /// outgoing number, and numbers only grow between packets sent in order.
+    #[test]
+    fn skipping_never_gives_two_packets_one_number(
+        initial in any::<u16>(),
+        start in 0u64..1_000_000,
+        steps in proptest::collection::vec((any::<bool>(), 0u64..400, any::<bool>()), 1..300),
+    ) {
+        let mut seq = SeqRewriter::new(initial);
+        seq.switch_source(start);
+        let mut numbers = std::collections::HashMap::new();
+        for (skip, delta, switch) in steps {
+            if switch && delta % 50 == 0 {
+                seq.switch_source(start + delta);
+                continue;
+            }
+            let incoming = start + delta;
+            if skip {
+                seq.skip(incoming);
+            } else if let Some(out) = seq.rewrite(incoming) {
+                let previous = numbers.insert(out, incoming);
+                prop_assert!(
+                    previous.is_none_or(|p| p == incoming),
+                    "{} and {} both got {}", previous.unwrap_or(0), incoming, out
+                );
+            }
         }
     }
 }

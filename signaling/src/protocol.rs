@@ -359,6 +359,12 @@ pub enum ServerMessage {
         mid: String,
         active: Vec<String>,
     },
+    /// You negotiated no payload type for this track's codec: you get none of its media.
+    CodecUnsupported {
+        participant_id: String,
+        track_id: String,
+        codec: &'static str,
+    },
     VideoPaused {
         participant_id: String,
         track_id: String,

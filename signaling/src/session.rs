@@ -530,6 +530,16 @@ impl Session {
                     _ => "bandwidth",
                 }),
             },
+            SfuEvent::CodecUnsupported {
+                participant,
+                track,
+                codec,
+                ..
+            } => ServerMessage::CodecUnsupported {
+                participant_id: participant.to_string(),
+                track_id: track.to_string(),
+                codec,
+            },
             SfuEvent::PublisherLayers { mid, active, .. } => {
                 ServerMessage::PublisherLayers { mid, active }
             }

@@ -26,10 +26,9 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  BASE, CHROMIUM, CHROMIUM_ARGS, expectDecoding, keepPeerConnections, keepWebSockets, makeLogger, RESULTS, rtpSummary, saveConsoleLogs, waitFor,
+  BASE, CHROMIUM, CHROMIUM_ARGS, FIREFOX, FIREFOX_PREFS, expectDecoding, keepPeerConnections, keepWebSockets, makeLogger, RESULTS, rtpSummary, saveConsoleLogs, waitFor,
 } from './lib.mjs';
 
-const FIREFOX = process.env.FIREFOX_PATH || '/usr/bin/firefox-esr';
 const ROOM = process.env.FX_ROOM || 'fx';
 const XSS = '<img src=x onerror="window.__chatXss=1">';
 const CONNECT_TIMEOUT_MS = 40_000;
@@ -38,20 +37,7 @@ const logDecoding = (what, name, { first, now }) => log(`${what}: ${name}'s vide
 const DECODING = { connectMs: CONNECT_TIMEOUT_MS, stepMs: STEP_TIMEOUT_MS, more: 15 };
 const TOTAL_TIMEOUT_MS = 150_000;
 
-export const FIREFOX_PREFS = {
-  'media.navigator.streams.fake': true,
-  'media.navigator.permission.disabled': true,
-  'media.navigator.permission.fake': true,
-  'permissions.default.camera': 1,
-  'permissions.default.microphone': 1,
-  'media.peerconnection.ice.loopback': true,
-  'media.peerconnection.ice.obfuscate_host_addresses': false,
-  'media.autoplay.default': 0,
-  'media.autoplay.blocking_policy': 0,
-};
-
 const { elapsed, log } = makeLogger('firefox');
-
 
 function sentTracks(page) {
   return page.evaluate(() => {

@@ -25,6 +25,22 @@ export const CHROMIUM_ARGS = [
   '--autoplay-policy=no-user-gesture-required',
 ];
 
+export const FIREFOX = process.env.FIREFOX_PATH || '/usr/bin/firefox-esr';
+
+// Firefox needs prefs for fake media, permissions and loopback ICE (/work/shared/FIELD-NOTES.md,
+// "Firefox in tests"): without the permission prefs it gathers no candidates here.
+export const FIREFOX_PREFS = {
+  'media.navigator.streams.fake': true,
+  'media.navigator.permission.disabled': true,
+  'media.navigator.permission.fake': true,
+  'permissions.default.camera': 1,
+  'permissions.default.microphone': 1,
+  'media.peerconnection.ice.loopback': true,
+  'media.peerconnection.ice.obfuscate_host_addresses': false,
+  'media.autoplay.default': 0,
+  'media.autoplay.blocking_policy': 0,
+};
+
 // Runs in every page before its scripts: keep each RTCPeerConnection so the test can read its
 // stats without any help from the page.
 export function keepPeerConnections() {
@@ -206,9 +222,10 @@ export function keepWebSockets() {
   };
 }
 
-/** framesDecoded of the video received from `name` on `page`, through its kept peer
- * connections (`keepPeerConnections`); works in Chromium and Firefox alike. */
-export function framesFrom(page, name) {
+/** The inbound-rtp stats of the video received from `name` on `page` (framesDecoded,
+ * frameWidth, frameHeight, bytesReceived, and the codec's mimeType), through its kept peer connections
+ * (`keepPeerConnections`); null before it is received. Chromium and Firefox alike. */
+export function inboundFrom(page, name) {
   return page.evaluate(async (n) => {
     const v = document.querySelector(`video[data-participant="${n}"]`);
     const track = v && v.srcObject && v.srcObject.getVideoTracks()[0];
@@ -216,13 +233,30 @@ export function framesFrom(page, name) {
     for (const pc of window.__e2ePeerConnections || []) {
       for (const r of pc.getReceivers()) {
         if (r.track !== track) continue;
-        let frames = null;
-        (await r.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') frames = s.framesDecoded ?? 0; });
-        return frames;
+        const stats = await r.getStats();
+        let inbound = null;
+        stats.forEach((s) => {
+          if (s.type !== 'inbound-rtp') return;
+          const codec = s.codecId && stats.get(s.codecId);
+          inbound = {
+            framesDecoded: s.framesDecoded ?? 0,
+            frameWidth: s.frameWidth ?? 0,
+            frameHeight: s.frameHeight ?? 0,
+            bytesReceived: s.bytesReceived ?? 0,
+            mimeType: codec ? codec.mimeType : null,
+          };
+        });
+        return inbound;
       }
     }
     return null;
   }, name);
+}
+
+/** framesDecoded of the video received from `name` on `page` (see `inboundFrom`). */
+export async function framesFrom(page, name) {
+  const inbound = await inboundFrom(page, name);
+  return inbound && inbound.framesDecoded;
 }
 
 /** The video from `name` is decoded on `page` within `connectMs`, and `more` frames later

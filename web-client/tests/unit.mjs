@@ -128,3 +128,35 @@ test('devices: remembered choices survive bad storage; constraints pick the devi
   assert.deepEqual(constraintsFor('audio', 'mic-1'), { audio: { deviceId: { ideal: 'mic-1' } } });
   assert.deepEqual(constraintsFor('video', 'cam-1', { exact: true }).video.deviceId, { exact: 'cam-1' });
 });
+
+test('codecs: the asked codec first, VP9 as one scalable encoding, VP8 when the browser cannot', async () => {
+  const { cameraCodecPlan, preferredCodecs, readCodecOptions } = await import('../codecs.js');
+  const caps = {
+    codecs: [
+      { mimeType: 'video/VP8' },
+      { mimeType: 'video/rtx' },
+      { mimeType: 'video/VP9', sdpFmtpLine: 'profile-id=2' },
+      { mimeType: 'video/VP9', sdpFmtpLine: 'profile-id=0' },
+      { mimeType: 'video/H264', sdpFmtpLine: 'packetization-mode=1' },
+    ],
+  };
+  const both = { sendCaps: caps, receiveCaps: caps };
+  assert.deepEqual(
+    preferredCodecs('vp9', caps).map((c) => `${c.mimeType} ${c.sdpFmtpLine || ''}`.trim()),
+    ['video/VP9 profile-id=0', 'video/VP9 profile-id=2', 'video/rtx'],
+  );
+  let plan = cameraCodecPlan({ codec: 'vp9', scalability: null }, both);
+  assert.deepEqual([plan.codec, plan.encodings], ['vp9', [{ scalabilityMode: 'L3T3_KEY' }]]);
+  plan = cameraCodecPlan({ codec: 'vp9', scalability: 'L3T3' }, both);
+  assert.deepEqual(plan.encodings, [{ scalabilityMode: 'L3T3' }]);
+  plan = cameraCodecPlan({ codec: 'h264', scalability: null }, both);
+  assert.deepEqual([plan.codec, plan.encodings, plan.codecs[0].mimeType], ['h264', null, 'video/H264']);
+  const noVp9 = { codecs: caps.codecs.filter((c) => c.mimeType !== 'video/VP9') };
+  plan = cameraCodecPlan({ codec: 'vp9', scalability: 'L3T3' }, { sendCaps: noVp9, receiveCaps: caps });
+  assert.deepEqual([plan.codec, plan.encodings, plan.codecs[0].mimeType], ['vp8', null, 'video/VP8'], 'fallback');
+  plan = cameraCodecPlan({ codec: null, scalability: null }, both);
+  assert.deepEqual(plan, { codec: 'vp8', codecs: null, encodings: null }, 'nothing asked: the default');
+  const params = new URLSearchParams('codec=VP9&scalability=l3t3_key');
+  assert.deepEqual(readCodecOptions(params), { codec: 'vp9', scalability: 'L3T3_KEY' });
+  assert.deepEqual(readCodecOptions(new URLSearchParams('codec=av2&scalability=L9T9')), { codec: null, scalability: null });
+});

@@ -38,6 +38,8 @@ struct VideoDownTrack {
     priority: Priority,
     shown: Option<(u32, u32)>,
     current: Option<usize>,
+    /// A scalable stream: its layers are parts of one stream, none to stop or flush.
+    svc: bool,
 }
 
 impl Sfu {
@@ -157,6 +159,10 @@ impl Sfu {
                 };
                 continue;
             }
+            if d.notified_codec_unsupported {
+                // It gets none of this video: no share of the budget either.
+                continue;
+            }
             let Some(track) = self.tracks.get(&d.track) else {
                 continue;
             };
@@ -181,6 +187,7 @@ impl Sfu {
                 priority,
                 shown: d.shown,
                 current: d.target_layer(),
+                svc: track.svc,
             });
         }
         let demands: Vec<Demand> = videos
@@ -207,7 +214,11 @@ impl Sfu {
         let (mut floor_bps, mut desired_bps) = (audio_bps, audio_bps);
         for (
             VideoDownTrack {
-                mid, offers, live, ..
+                mid,
+                offers,
+                live,
+                svc,
+                ..
             },
             decision,
         ) in videos.iter().zip(&decisions)
@@ -229,15 +240,21 @@ impl Sfu {
             if target != before {
                 tracing::debug!(participant = %id, track = %d.track, ?before, ?target, reason = decision.reason.as_str(), estimate = estimate.allocation_bps, "layer target changed");
                 d.set_target(target);
-                if let Some(layer) = target.filter(|&t| d.current_layer() != Some(t)) {
+                // A scalable stream steps down without one: it only needs a keyframe to go up.
+                let needs_keyframe = |t: usize| {
+                    let current = d.current_layer();
+                    current != Some(t) && (!svc || current < Some(t))
+                };
+                if let Some(layer) = target.filter(|&t| needs_keyframe(t)) {
                     // Ask now rather than when the layer's next packet arrives: a frame
                     // interval sooner, which is most of a downswitch's freeze.
                     keyframes_wanted.push((d.track, layer));
                 }
-                if target.is_some() && target < before && estimate.congested {
+                if target.is_some() && target < before && estimate.congested && !svc {
                     // The link is overflowing: stop the old layer now, and throw away what
                     // str0m's pacer still holds of it, so the lower layer's keyframe goes
-                    // out next instead of seconds later.
+                    // out next instead of seconds later. (A scalable stream steps down at
+                    // its next picture by itself; stopping it would wait for a keyframe.)
                     d.stop_current();
                     if let Some(ssrc) = d.tx_ssrc() {
                         if let Some(stream) = p.rtc.direct_api().stream_tx(&ssrc) {
@@ -359,6 +376,10 @@ impl Sfu {
             .filter_map(|d| {
                 let track = self.tracks.get(&d.track)?;
                 let rid_of = |layer: Option<usize>| {
+                    if track.svc {
+                        // Spatial layers have no rid: name them as scalability modes do.
+                        return layer.map(|l| format!("S{l}"));
+                    }
                     layer
                         .and_then(|l| track.layers.get(l))
                         .and_then(|l| l.rid)

@@ -9,10 +9,12 @@ use std::time::Instant;
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc, VideoOrientation};
 
-use super::Sfu;
+use super::{Sfu, SfuOutput};
 use crate::codec::{ForwardedCodec, Vp8Header};
+use crate::event::SfuEvent;
 use crate::ids::{ParticipantId, TrackId};
 use crate::relay::{has_layer, RelayMessage, RelayedPacket};
+use crate::svc::Vp9Descriptor;
 use crate::track::{vp8_keyframe_size, ForwardDecision, PacketInfo};
 
 /// A packet to fan out, received from a local publisher or through the relay.
@@ -109,7 +111,14 @@ impl Sfu {
             return;
         };
         for &(worker, layers) in &track.relay_needs {
-            if !has_layer(layers, packet.layer) {
+            // A scalable stream's packets all travel on one stream: any need takes them
+            // (the other worker's subscribers select from them).
+            let needed = if track.svc {
+                layers != 0
+            } else {
+                has_layer(layers, packet.layer)
+            };
+            if !needed {
                 continue;
             }
             let Some(out) = self.relay_media.get_mut(usize::from(worker)) else {
@@ -145,12 +154,22 @@ impl Sfu {
         let vp8 = (codec == ForwardedCodec::Vp8)
             .then(|| Vp8Header::parse(payload))
             .flatten();
-        let starts_keyframe = match (codec, vp8) {
-            (ForwardedCodec::Vp8, Some(h)) => h.starts_keyframe(payload),
-            (ForwardedCodec::Vp8, None) => false,
+        // Likewise the VP9 descriptor: keyframes, the stream's spatial layers, and each
+        // subscriber's layer selection.
+        let vp9 = matches!(codec, ForwardedCodec::Vp9 { .. })
+            .then(|| Vp9Descriptor::parse(payload))
+            .flatten();
+        let starts_keyframe = match (codec, vp8, vp9) {
+            (ForwardedCodec::Vp8, Some(h), _) => h.starts_keyframe(payload),
+            (ForwardedCodec::Vp9 { .. }, _, Some(d)) => d.starts_keyframe(),
+            (ForwardedCodec::Vp8 | ForwardedCodec::Vp9 { .. }, _, _) => false,
             _ => codec.starts_keyframe(payload),
         };
-        if let Some(state) = track.layers.get_mut(layer) {
+        if let Some(d) = &vp9 {
+            track.learn_spatial_layers(d);
+        }
+        let measured_layer = track.measured_layer(layer, vp9.as_ref());
+        if let Some(state) = track.layers.get_mut(measured_layer) {
             state.rate.record(payload.len());
             state.last_packet = Some(now);
             if let (true, Some(h)) = (starts_keyframe, vp8) {
@@ -171,8 +190,10 @@ impl Sfu {
             seq: packet.seq,
             timestamp: packet.timestamp,
             starts_keyframe,
+            marker: packet.marker,
             picture_id: vp8.and_then(|h| h.picture_id),
             tl0: vp8.and_then(|h| h.tl0),
+            vp9: vp9.filter(|_| track.is_single_stream()),
         };
         let nackable = track.kind == MediaKind::Video;
         let exts = ExtensionValues {
@@ -195,24 +216,44 @@ impl Sfu {
             let Some(downtrack) = subscriber.downtracks.get_mut(&mid) else {
                 continue;
             };
+            // Not negotiated yet: nothing to send on, and nothing to tell.
+            let Some(tx_ssrc) = downtrack.tx_ssrc() else {
+                continue;
+            };
+            // Checked before the layer decision: a subscriber that cannot decode the codec
+            // must not make the publisher send keyframes for it either.
+            let Some(pt) = downtrack.payload_types.pt(codec) else {
+                if !downtrack.notified_codec_unsupported {
+                    downtrack.notified_codec_unsupported = true;
+                    tracing::info!(participant = %subscriber_id, track = %track_id, codec = codec.sdp_name(), "subscriber cannot receive this codec");
+                    self.outputs
+                        .push_back(SfuOutput::Event(SfuEvent::CodecUnsupported {
+                            to: subscriber_id,
+                            participant: track.publisher,
+                            track: track_id,
+                            codec: codec.sdp_name(),
+                        }));
+                }
+                continue;
+            };
             let layer_before = downtrack.current_layer();
-            let (seq, timestamp, picture_id, tl0) = match downtrack.forward(&info, now) {
+            let (seq, timestamp, picture_id, tl0, marker) = match downtrack.forward(&info, now) {
                 ForwardDecision::Send {
                     seq,
                     timestamp,
                     picture_id,
                     tl0,
-                } => (seq, timestamp, picture_id, tl0),
+                    marker,
+                    wants_keyframe: wants,
+                } => {
+                    wants_keyframe |= wants;
+                    (seq, timestamp, picture_id, tl0, marker)
+                }
                 ForwardDecision::NeedKeyframe => {
                     wants_keyframe = true;
                     continue;
                 }
                 ForwardDecision::Drop => continue,
-            };
-            let (Some(tx_ssrc), Some(pt)) =
-                (downtrack.tx_ssrc(), subscriber.payload_types.pt(codec))
-            else {
-                continue;
             };
             downtrack.sent_bytes.record(payload.len());
             self.counters.forwarded_packets += 1;
@@ -232,7 +273,7 @@ impl Sfu {
                 }
             };
             let write = RtpWrite::new(pt, seq.into(), timestamp, packet.received, data)
-                .marker(packet.marker)
+                .marker(marker)
                 .ext_vals(exts.clone())
                 .nackable(nackable);
             if let Some(stream) = subscriber.rtc.direct_api().stream_tx(&tx_ssrc) {
@@ -280,6 +321,8 @@ impl Sfu {
             return;
         };
         let origin = track.origin;
+        // A scalable stream's keyframe is one for every layer: one throttle for them all.
+        let layer = if track.svc { 0 } else { layer };
         let Some(state) = track.layers.get_mut(layer) else {
             return;
         };

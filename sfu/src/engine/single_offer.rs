@@ -219,6 +219,9 @@ impl Sfu {
             let mut downtrack = DownTrack::new(track, mid, kind);
             // Answering the viewer's offer made the send stream of each of its recvonly
             // m-lines; there is no answer of its own to wait for.
+            if let Some(media) = p.rtc.media(mid) {
+                downtrack.payload_types = p.payload_types.accepted_by(media.remote_pts());
+            }
             match p.rtc.direct_api().stream_tx_by_mid(mid, None) {
                 Some(stream) => downtrack.activate(stream.ssrc()),
                 None => {

@@ -1,5 +1,11 @@
 //! Sequence numbers: several incoming sequence spaces, one after the other, mapped onto one
-//! continuous outgoing space.
+//! continuous outgoing space, with the packets a subscriber is not sent (an SVC layer it
+//! does not get) taken out of it.
+
+/// Dropped packets remembered so that a late packet (reordered, or repaired by
+/// retransmission) from before them still gets the number it would have had: about half a
+/// second of a 720p SVC stream whose top layer is dropped.
+const SKIPS_REMEMBERED: usize = 128;
 
 /// Rewrites extended (64-bit, rollover-free) sequence numbers.
 ///
@@ -17,6 +23,13 @@ pub struct SeqRewriter {
     highest_out: Option<u64>,
     /// Outgoing number for the very first packet.
     initial_out: u64,
+    /// Highest incoming number of the current source, forwarded or skipped.
+    highest_in: Option<u64>,
+    /// Incoming numbers of the latest skipped packets of the current source, a ring in
+    /// increasing order starting at `skips_oldest`.
+    skips: [u64; SKIPS_REMEMBERED],
+    skips_len: usize,
+    skips_oldest: usize,
 }
 
 impl SeqRewriter {
@@ -28,6 +41,10 @@ impl SeqRewriter {
             source_start: 0,
             highest_out: None,
             initial_out: u64::from(initial_out),
+            highest_in: None,
+            skips: [0; SKIPS_REMEMBERED],
+            skips_len: 0,
+            skips_oldest: 0,
         }
     }
 
@@ -39,6 +56,28 @@ impl SeqRewriter {
         };
         self.offset = first_out.wrapping_sub(first_in);
         self.source_start = first_in;
+        self.highest_in = None;
+        self.skips_len = 0;
+        self.skips_oldest = 0;
+    }
+
+    /// The packet with incoming number `seq` is not sent: the packets after it move down one
+    /// number, so the subscriber sees no gap (a gap would be NACKed, and a frame across it
+    /// never completed). A late packet needs nothing: its number was never handed out, and
+    /// the numbers after it already account for it.
+    pub fn skip(&mut self, seq: u64) {
+        if seq < self.source_start || self.highest_in.is_some_and(|h| seq <= h) {
+            return;
+        }
+        self.highest_in = Some(seq);
+        self.offset = self.offset.wrapping_sub(1);
+        if self.skips_len < SKIPS_REMEMBERED {
+            self.skips[(self.skips_oldest + self.skips_len) % SKIPS_REMEMBERED] = seq;
+            self.skips_len += 1;
+        } else {
+            self.skips[self.skips_oldest] = seq;
+            self.skips_oldest = (self.skips_oldest + 1) % SKIPS_REMEMBERED;
+        }
     }
 
     /// The outgoing number for incoming `seq` of the current source, or `None` when the packet
@@ -47,11 +86,39 @@ impl SeqRewriter {
         if seq < self.source_start {
             return None;
         }
-        let out = seq.wrapping_add(self.offset);
+        // A packet from before the latest skips had the offset from before them (and a
+        // repeat of a skipped packet has no number of its own).
+        let mut skipped_after = 0u64;
+        if self.highest_in.is_some_and(|h| seq <= h) && self.skips_len > 0 {
+            let oldest = self.skips[self.skips_oldest];
+            if seq < oldest && self.skips_len == SKIPS_REMEMBERED {
+                // Older than what is remembered: its number cannot be known any more.
+                return None;
+            }
+            for i in 0..self.skips_len {
+                let skipped = self.skips[(self.skips_oldest + i) % SKIPS_REMEMBERED];
+                if skipped == seq {
+                    // Skipped once already; the number after it went to the next packet.
+                    return None;
+                }
+                if skipped > seq {
+                    skipped_after += 1;
+                }
+            }
+        }
+        if self.highest_in.is_none_or(|h| seq > h) {
+            self.highest_in = Some(seq);
+        }
+        let out = seq.wrapping_add(self.offset).wrapping_add(skipped_after);
         if self.highest_out.is_none_or(|h| out > h) {
             self.highest_out = Some(out);
         }
         Some(out)
+    }
+
+    /// Whether incoming `seq` is newer than every packet of the current source so far.
+    pub fn is_newest(&self, seq: u64) -> bool {
+        self.highest_in.is_none_or(|h| seq > h)
     }
 
     /// Highest outgoing sequence number so far.
@@ -105,6 +172,48 @@ mod tests {
         // Switching to a source with a much higher space works the same way.
         rw.switch_source(9_000_000);
         assert_eq!(rw.rewrite(9_000_000), Some(65_539));
+    }
+
+    #[test]
+    fn skipped_packets_leave_no_gap_and_late_packets_keep_their_numbers() {
+        let mut rw = SeqRewriter::new(10);
+        rw.switch_source(500);
+        assert_eq!(rw.rewrite(500), Some(10));
+        rw.skip(501);
+        rw.skip(502);
+        assert_eq!(rw.rewrite(503), Some(11), "no gap over the skipped ones");
+        // 505 arrives before 504 (lost or reordered), then 506 is skipped.
+        assert_eq!(rw.rewrite(505), Some(13));
+        rw.skip(506);
+        assert_eq!(rw.rewrite(507), Some(14));
+        // The late 504 gets the number left free for it, before the skip of 506.
+        assert_eq!(rw.rewrite(504), Some(12));
+        // A duplicate of a skipped packet is not sent: its number is taken.
+        assert_eq!(rw.rewrite(506), None);
+        // Skipping a late packet changes nothing.
+        rw.skip(504);
+        assert_eq!(rw.rewrite(508), Some(15));
+        // A new source forgets the skips of the old one.
+        rw.switch_source(100);
+        assert_eq!(rw.rewrite(100), Some(16));
+        assert_eq!(rw.highest_out(), Some(16));
+    }
+
+    #[test]
+    fn a_late_packet_older_than_the_remembered_skips_is_refused() {
+        let mut rw = SeqRewriter::new(0);
+        rw.switch_source(0);
+        assert_eq!(rw.rewrite(0), Some(0));
+        for seq in 2..2 + SKIPS_REMEMBERED as u64 + 1 {
+            rw.skip(seq);
+        }
+        assert_eq!(
+            rw.rewrite(1),
+            None,
+            "how many skips followed it is forgotten"
+        );
+        let next = 3 + SKIPS_REMEMBERED as u64;
+        assert_eq!(rw.rewrite(next), Some(next - SKIPS_REMEMBERED as u64 - 1));
     }
 
     #[test]

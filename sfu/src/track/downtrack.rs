@@ -7,8 +7,14 @@ use str0m::media::{MediaKind, Mid};
 use str0m::rtp::Ssrc;
 
 use crate::allocator::{Reason, UpgradeGate};
+use crate::codec::PayloadTypes;
 use crate::ids::TrackId;
 use crate::rewrite::{SeqRewriter, TsRewriter, Vp8Rewriter};
+use crate::svc::{SvcLayers, SvcSelector, SvcVerdict, Vp9Descriptor};
+
+/// Temporal layers a scalable stream's subscriber gets: all of them, since the allocator
+/// picks spatial layers only (VP9 has at most eight temporal layers, indices 0..=7).
+const ALL_TEMPORAL_LAYERS: u8 = 7;
 
 /// What to do with one incoming packet for one down-track.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +25,11 @@ pub enum ForwardDecision {
         timestamp: u32,
         picture_id: Option<u16>,
         tl0: Option<u8>,
+        /// The RTP marker: the publisher's, or for a scalable stream whose upper layers are
+        /// dropped, the end of the highest layer sent.
+        marker: bool,
+        /// A scalable stream's spatial up-switch waits for a keyframe: ask for one.
+        wants_keyframe: bool,
     },
     /// The target layer cannot start before its keyframe: drop, and ask the publisher.
     NeedKeyframe,
@@ -34,8 +45,12 @@ pub struct PacketInfo {
     pub seq: u64,
     pub timestamp: u32,
     pub starts_keyframe: bool,
+    pub marker: bool,
     pub picture_id: Option<u16>,
     pub tl0: Option<u8>,
+    /// The VP9 descriptor of a single-stream VP9 track's packet: selected by its layer
+    /// indices (`svc`) rather than by `layer`.
+    pub vp9: Option<Vp9Descriptor>,
 }
 
 #[derive(Debug)]
@@ -56,9 +71,14 @@ pub struct DownTrack {
     pub gate: UpgradeGate,
     /// Whether the subscriber was last told this video is paused.
     pub notified_paused: bool,
+    /// Whether the subscriber was told it negotiated no payload type for this track's codec.
+    pub notified_codec_unsupported: bool,
+    /// The payload types the subscriber accepted on this m-line.
+    pub payload_types: PayloadTypes,
     seq: SeqRewriter,
     ts: TsRewriter,
     vp8: Vp8Rewriter,
+    svc: SvcSelector,
     pub sent_bytes: crate::rate::RateMeter,
 }
 
@@ -81,10 +101,13 @@ impl DownTrack {
             shown: None,
             gate: UpgradeGate::default(),
             notified_paused: false,
+            notified_codec_unsupported: false,
+            payload_types: PayloadTypes::default(),
             // Random starting points, as RFC 3550 asks, so streams are not predictable.
             seq: SeqRewriter::new(rand::random::<u16>() & 0x7fff),
             ts: TsRewriter::new(clock_rate, rand::random()),
             vp8: Vp8Rewriter::default(),
+            svc: SvcSelector::default(),
             sent_bytes: Default::default(),
         }
     }
@@ -99,7 +122,10 @@ impl DownTrack {
     }
 
     pub fn current_layer(&self) -> Option<usize> {
-        self.current.map(|(layer, _)| layer)
+        match self.svc.current() {
+            Some(layers) => Some(usize::from(layers.spatial)),
+            None => self.current.map(|(layer, _)| layer),
+        }
     }
 
     pub fn target_layer(&self) -> Option<usize> {
@@ -111,6 +137,7 @@ impl DownTrack {
         self.target = target;
         if target.is_none() {
             self.current = None;
+            self.svc.reset();
         }
     }
 
@@ -119,6 +146,7 @@ impl DownTrack {
     /// lost, and the target's keyframe would wait behind them.
     pub fn stop_current(&mut self) {
         self.current = None;
+        self.svc.reset();
     }
 
     /// The layer a keyframe request from the subscriber is about.
@@ -136,6 +164,9 @@ impl DownTrack {
         let Some(target) = self.target else {
             return ForwardDecision::Drop;
         };
+        if let Some(vp9) = &packet.vp9 {
+            return self.forward_scalable(packet, vp9, target, now);
+        }
         let on_current = self.current == Some((packet.layer, packet.ssrc));
         if !on_current {
             if packet.layer != target {
@@ -159,6 +190,57 @@ impl DownTrack {
             timestamp: self.ts.rewrite(packet.timestamp, now),
             picture_id,
             tl0,
+            marker: packet.marker,
+            wants_keyframe: false,
+        }
+    }
+
+    /// One packet of a single VP9 stream: its layer indices decide (`svc::SvcSelector`);
+    /// what is not sent is taken out of the sequence numbers.
+    fn forward_scalable(
+        &mut self,
+        packet: &PacketInfo,
+        vp9: &Vp9Descriptor,
+        target: usize,
+        now: Instant,
+    ) -> ForwardDecision {
+        let same_source = self.current.is_some_and(|(_, ssrc)| ssrc == packet.ssrc);
+        if !same_source {
+            self.svc.reset();
+        }
+        let layers = SvcLayers {
+            spatial: u8::try_from(target).unwrap_or(u8::MAX),
+            temporal: ALL_TEMPORAL_LAYERS,
+        };
+        let in_order = !same_source || self.seq.is_newest(packet.seq);
+        match self.svc.select(layers, vp9, packet.marker, in_order) {
+            SvcVerdict::NeedKeyframe => ForwardDecision::NeedKeyframe,
+            SvcVerdict::Drop => {
+                self.seq.skip(packet.seq);
+                ForwardDecision::Drop
+            }
+            SvcVerdict::Forward {
+                marker,
+                wants_keyframe,
+            } => {
+                if !same_source {
+                    self.current = Some((packet.layer, packet.ssrc));
+                    self.seq.switch_source(packet.seq);
+                    self.ts.switch_source(packet.timestamp, now);
+                }
+                let Some(seq) = self.seq.rewrite(packet.seq) else {
+                    return ForwardDecision::Drop;
+                };
+                ForwardDecision::Send {
+                    seq,
+                    timestamp: self.ts.rewrite(packet.timestamp, now),
+                    // VP9 picture IDs pass through (see `svc::selector`).
+                    picture_id: None,
+                    tl0: None,
+                    marker,
+                    wants_keyframe,
+                }
+            }
         }
     }
 }
@@ -188,8 +270,10 @@ mod tests {
             seq,
             timestamp,
             starts_keyframe: key,
+            marker: false,
             picture_id: Some(pic),
             tl0: Some(pic as u8),
+            vp9: None,
         }
     }
 
@@ -344,5 +428,139 @@ mod tests {
             ForwardDecision::Drop,
             "stale"
         );
+    }
+
+    /// The six packets of one VP9 SVC picture (three spatial layers of two packets each),
+    /// from incoming sequence number `first_seq`; the publisher's marker on the last.
+    fn svc_picture(first_seq: u64, timestamp: u32, key: bool, temporal: u8) -> Vec<PacketInfo> {
+        (0..6u8)
+            .map(|i| {
+                let spatial = i / 2;
+                let vp9 = Vp9Descriptor {
+                    picture_id: Some(7),
+                    inter_picture_predicted: !key,
+                    begins_frame: i % 2 == 0,
+                    ends_frame: i % 2 == 1,
+                    temporal,
+                    spatial,
+                    switching_up: false,
+                    inter_layer_dependent: spatial > 0,
+                    structure: None,
+                };
+                PacketInfo {
+                    layer: 0,
+                    ssrc: 5.into(),
+                    seq: first_seq + u64::from(i),
+                    timestamp,
+                    starts_keyframe: vp9.starts_keyframe(),
+                    marker: i == 5,
+                    picture_id: Some(7),
+                    tl0: None,
+                    vp9: Some(vp9),
+                }
+            })
+            .collect()
+    }
+
+    /// What each packet became: `Some((seq, marker, wants_keyframe))` when sent.
+    fn outcomes(
+        dt: &mut DownTrack,
+        packets: &[PacketInfo],
+        now: Instant,
+    ) -> Vec<Option<(u64, bool, bool)>> {
+        packets
+            .iter()
+            .map(|p| match dt.forward(p, now) {
+                ForwardDecision::Send {
+                    seq,
+                    marker,
+                    wants_keyframe,
+                    picture_id,
+                    ..
+                } => {
+                    assert_eq!(picture_id, None, "VP9 picture ids are not rewritten");
+                    Some((seq, marker, wants_keyframe))
+                }
+                ForwardDecision::Drop => None,
+                ForwardDecision::NeedKeyframe => panic!("unexpected keyframe wait"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_svc_subscriber_gets_its_layers_with_continuous_numbers_and_a_fixed_marker() {
+        let mut dt = video();
+        dt.activate(42.into());
+        let now = Instant::now();
+        dt.set_target(Some(1));
+        let delta = svc_picture(4, 0, false, 0);
+        assert_eq!(dt.forward(&delta[0], now), ForwardDecision::NeedKeyframe);
+        assert_eq!(
+            outcomes(&mut dt, &svc_picture(10, 3000, true, 0), now),
+            [
+                Some((100, false, false)),
+                Some((101, false, false)),
+                Some((102, false, false)),
+                Some((103, true, false)),
+                None,
+                None
+            ]
+        );
+        assert_eq!(dt.current_layer(), Some(1));
+        assert_eq!(
+            outcomes(&mut dt, &svc_picture(16, 6000, false, 1), now),
+            [
+                Some((104, false, false)),
+                Some((105, false, false)),
+                Some((106, false, false)),
+                Some((107, true, false)),
+                None,
+                None
+            ],
+            "no gap where spatial layer 2 was dropped"
+        );
+        // Up to layer 2: not before a keyframe, which is asked for meanwhile.
+        dt.set_target(Some(2));
+        assert_eq!(
+            outcomes(&mut dt, &svc_picture(22, 9000, false, 0), now),
+            [
+                Some((108, false, true)),
+                Some((109, false, true)),
+                Some((110, false, true)),
+                Some((111, true, true)),
+                None,
+                None
+            ]
+        );
+        assert_eq!(
+            outcomes(&mut dt, &svc_picture(28, 12000, true, 0), now),
+            [
+                Some((112, false, false)),
+                Some((113, false, false)),
+                Some((114, false, false)),
+                Some((115, false, false)),
+                Some((116, false, false)),
+                Some((117, true, false))
+            ]
+        );
+        assert_eq!(dt.current_layer(), Some(2));
+        // Down to layer 0 at the next picture, no keyframe needed.
+        dt.set_target(Some(0));
+        assert_eq!(
+            outcomes(&mut dt, &svc_picture(34, 15000, false, 1), now),
+            [
+                Some((118, false, false)),
+                Some((119, true, false)),
+                None,
+                None,
+                None,
+                None
+            ]
+        );
+        assert_eq!(dt.current_layer(), Some(0));
+        // A late copy (a publisher's retransmission) of a layer 0 packet sent before the
+        // drops gets the number it had.
+        let late = outcomes(&mut dt, &svc_picture(28, 12000, true, 0)[1..2], now);
+        assert_eq!(late[0].map(|(seq, ..)| seq), Some(113));
     }
 }

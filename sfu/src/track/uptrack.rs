@@ -10,6 +10,7 @@ use crate::ids::{ParticipantId, TrackId};
 use crate::keyframe::KeyframeThrottle;
 use crate::rate::RateMeter;
 use crate::relay::{LayerMask, WorkerIndex};
+use crate::svc::{Vp9Descriptor, MAX_SPATIAL_LAYERS};
 
 /// Keyframe requests toward a publisher, merged across all its subscribers, per layer.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
@@ -79,8 +80,12 @@ pub struct UpTrack {
     pub kind: MediaKind,
     pub source: TrackSource,
     pub muted: bool,
-    /// Simulcast layers, lowest first; one layer with no rid without simulcast.
+    /// Simulcast layers, lowest first; one layer with no rid without simulcast; the spatial
+    /// layers of one stream (no rids) for a scalable one (`svc`).
     pub layers: Vec<Layer>,
+    /// One RTP stream carrying several spatial layers (VP9 SVC): a subscriber's layer `n`
+    /// is every packet of spatial layers `0..=n` of that stream.
+    pub svc: bool,
     /// Each subscriber and the mid of its down-track. A short list walked once per packet.
     pub subscribers: Vec<(ParticipantId, Mid)>,
     /// Audio: smoothed loudness (127 - RFC 6464 level), for the active speaker.
@@ -120,6 +125,7 @@ impl UpTrack {
             source: TrackSource::Camera,
             muted: false,
             layers,
+            svc: false,
             subscribers: Vec::new(),
             loudness: 0.0,
             active_rids: None,
@@ -131,7 +137,45 @@ impl UpTrack {
     }
 
     pub fn is_simulcast(&self) -> bool {
-        self.layers.len() > 1
+        self.layers.len() > 1 && !self.svc
+    }
+
+    /// One RTP stream (no simulcast): its VP9 packets are selected by their layer indices.
+    pub fn is_single_stream(&self) -> bool {
+        self.layers.first().is_some_and(|l| l.rid.is_none())
+    }
+
+    /// Learn a single stream's spatial layers from a VP9 packet of it: a packet of spatial
+    /// layer `n`, or a scalability structure announcing `n + 1` layers, makes the track
+    /// present `n + 1` layers to subscribers (at most three), with the structure's sizes.
+    pub fn learn_spatial_layers(&mut self, descriptor: &Vp9Descriptor) {
+        if !self.is_single_stream() {
+            return;
+        }
+        let announced = descriptor.structure.map_or(1, |s| s.spatial_layers);
+        let count = usize::from(announced.max(descriptor.spatial + 1)).min(MAX_SPATIAL_LAYERS);
+        if count > 1 {
+            self.svc = true;
+        }
+        while self.layers.len() < count {
+            self.layers.push(Layer::new(None));
+            self.unneeded_since.push(None);
+        }
+        let sizes = descriptor.structure.and_then(|s| s.sizes);
+        for (layer, (width, height)) in self.layers.iter_mut().zip(sizes.into_iter().flatten()) {
+            if width > 0 && height > 0 {
+                layer.size = Some((u32::from(width), u32::from(height)));
+            }
+        }
+    }
+
+    /// The layer whose measurements a packet counts toward: its rid's, or for a scalable
+    /// stream its spatial layer's.
+    pub fn measured_layer(&self, layer: usize, descriptor: Option<&Vp9Descriptor>) -> usize {
+        match descriptor {
+            Some(d) if self.svc => usize::from(d.spatial),
+            _ => layer,
+        }
     }
 
     pub fn layer_index(&self, rid: Option<Rid>) -> Option<usize> {
@@ -142,6 +186,8 @@ impl UpTrack {
     pub fn layer_offers(&self, now: Instant, out: &mut Vec<LayerOffer>) {
         out.clear();
         let n = self.layers.len();
+        // A scalable stream's layer `i` is sent with every layer below it.
+        let mut below_bps = 0;
         for (i, layer) in self.layers.iter().enumerate() {
             // Nominal values by rank from the top, so a two-layer track gets h and f.
             let nominal = NOMINAL[(NOMINAL.len() + i).saturating_sub(n).min(NOMINAL.len() - 1)];
@@ -155,6 +201,12 @@ impl UpTrack {
                 nominal.bitrate_bps
             };
             let (width, height) = layer.size.unwrap_or((nominal.width, nominal.height));
+            let bitrate_bps = if self.svc {
+                below_bps += bitrate_bps;
+                below_bps
+            } else {
+                bitrate_bps
+            };
             out.push(LayerOffer {
                 bitrate_bps,
                 width,

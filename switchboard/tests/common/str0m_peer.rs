@@ -1,6 +1,7 @@
 //! A synthetic participant on str0m for the simulcast tests: it publishes Opus and three VP8
-//! simulcast layers with real keyframe headers (answering keyframe requests), or receives and
-//! records what the SFU forwards; it answers TWCC so the server's estimator works, and can be
+//! simulcast layers with real keyframe headers (answering keyframe requests), or one VP9 k-SVC
+//! stream of three spatial layers with valid payload descriptors, or receives and records what
+//! the SFU forwards; it answers TWCC so the server's estimator works, and can be
 //! pointed at a shaping proxy instead of the server's media port.
 
 #![allow(dead_code)]
@@ -31,11 +32,15 @@ const MAX_PAYLOAD: usize = 1_100;
 #[derive(Debug, Clone, Copy)]
 pub struct VideoPacket {
     pub seq: u64,
-    /// Which simulcast layer the publisher sent it on (read from the payload).
+    /// Which simulcast layer the publisher sent it on (read from the payload), or for VP9
+    /// its spatial layer.
     pub layer: u8,
     pub starts_keyframe: bool,
     pub picture_id: u16,
     pub at: Instant,
+    pub marker: bool,
+    /// A VP9 packet: its descriptor's E bit (the last packet of its layer frame).
+    pub vp9_ends_frame: Option<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +54,8 @@ pub struct Recorded {
     pub stats: Option<Value>,
     /// Every `video_paused` message, in order.
     pub paused_messages: Vec<Value>,
+    /// Every `codec_unsupported` message, in order.
+    pub codec_unsupported: Vec<Value>,
     pub keyframe_requests: u64,
     pub connected: bool,
 }
@@ -85,8 +92,14 @@ impl Recorded {
 }
 
 pub enum Role {
+    /// Opus and VP8 simulcast q/h/f.
     Publisher,
+    /// Opus and one VP9 stream with three spatial layers (k-SVC: they depend on each other
+    /// at keyframes only), all in every picture.
+    SvcPublisher,
     Subscriber,
+    /// A subscriber whose peer connection negotiates VP8 (and Opus) only.
+    Vp8OnlySubscriber,
 }
 
 pub struct Str0mPeer {
@@ -146,6 +159,7 @@ impl Str0mPeer {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
+            .enable_vp9(!matches!(role, Role::Vp8OnlySubscriber))
             .set_extension_map(extensions)
             .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
@@ -261,9 +275,15 @@ async fn run(
         .await
         .expect("join");
 
-    let publisher = matches!(role, Role::Publisher);
+    let svc = matches!(role, Role::SvcPublisher);
+    let publisher = svc || matches!(role, Role::Publisher);
     let mut api = rtc.sdp_api();
-    let (audio_mid, video_mid) = if publisher {
+    let (audio_mid, video_mid) = if svc {
+        (
+            api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None),
+            api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None),
+        )
+    } else if publisher {
         let mut simulcast = Simulcast::new();
         for rid in RIDS {
             simulcast.add_send_layer(SimulcastLayer::new(rid));
@@ -328,8 +348,12 @@ async fn run(
                     next_keyframe = now + KEYFRAME_INTERVAL;
                     layers.iter_mut().for_each(|l| l.keyframe_due = true);
                 }
-                for (index, layer) in layers.iter_mut().enumerate() {
-                    send_frame(&mut rtc, video_mid, index, layer, now, start);
+                if svc {
+                    send_svc_picture(&mut rtc, video_mid, &mut layers[0], now, start);
+                } else {
+                    for (index, layer) in layers.iter_mut().enumerate() {
+                        send_frame(&mut rtc, video_mid, index, layer, now, start);
+                    }
                 }
             }
         }
@@ -374,7 +398,9 @@ async fn run(
                         if let Some(p) = pending.take() {
                             rtc.sdp_api().accept_answer(p, answer).expect("answer accepted");
                         }
-                        if publisher {
+                        if svc {
+                            declare_svc_stream(&mut rtc, video_mid);
+                        } else if publisher {
                             declare_layer_streams(&mut rtc, video_mid, &layers);
                         }
                     }
@@ -385,6 +411,7 @@ async fn run(
                     }
                     Some("stats") => recorded.lock().expect("lock").stats = Some(msg),
                     Some("video_paused") => recorded.lock().expect("lock").paused_messages.push(msg),
+                    Some("codec_unsupported") => recorded.lock().expect("lock").codec_unsupported.push(msg),
                     _ => {}
                 }
             }
@@ -444,6 +471,33 @@ fn handle_event(
                 }
                 return;
             }
+            let vp9 = rtc
+                .codec_config()
+                .params()
+                .iter()
+                .any(|p| p.pt() == packet.header.payload_type && p.spec().codec == Codec::Vp9);
+            if vp9 {
+                // Ours: I|P|L|B|E|V flags, 15-bit picture id, TID/U/SID/D, TL0PICIDX.
+                let (Some(&flags), Some(&hi), Some(&lo), Some(&layer_byte)) = (
+                    payload.first(),
+                    payload.get(1),
+                    payload.get(2),
+                    payload.get(3),
+                ) else {
+                    return;
+                };
+                let spatial = (layer_byte >> 1) & 0x07;
+                r.video.push(VideoPacket {
+                    seq: *packet.seq_no,
+                    layer: spatial,
+                    starts_keyframe: flags & 0x40 == 0 && flags & 0x08 != 0 && spatial == 0,
+                    picture_id: (u16::from(hi & 0x7f) << 8) | u16::from(lo),
+                    at: Instant::now(),
+                    marker: packet.header.marker,
+                    vp9_ends_frame: Some(flags & 0x04 != 0),
+                });
+                return;
+            }
             // Our VP8 descriptor is always 6 bytes: X, I|L|T, 15-bit picture id, TL0, TID.
             let (Some(&first), Some(&hi), Some(&lo)) =
                 (payload.first(), payload.get(2), payload.get(3))
@@ -468,6 +522,8 @@ fn handle_event(
                     starts_keyframe: keyframe,
                     picture_id: (u16::from(hi & 0x7f) << 8) | u16::from(lo),
                     at: Instant::now(),
+                    marker: packet.header.marker,
+                    vp9_ends_frame: None,
                 });
             }
         }
@@ -482,6 +538,15 @@ fn declare_layer_streams(rtc: &mut Rtc, mid: Mid, layers: &[LayerSender]) {
             let (ssrc, rtx) = (api.new_ssrc(), api.new_ssrc());
             api.declare_stream_tx(ssrc, Some(rtx), mid, Some(layer.rid));
         }
+    }
+}
+
+/// The VP9 stream: one SSRC, no rid.
+fn declare_svc_stream(rtc: &mut Rtc, mid: Mid) {
+    let mut api = rtc.direct_api();
+    if api.stream_tx_by_mid(mid, None).is_none() {
+        let (ssrc, rtx) = (api.new_ssrc(), api.new_ssrc());
+        api.declare_stream_tx(ssrc, Some(rtx), mid, None);
     }
 }
 
@@ -563,5 +628,77 @@ fn send_frame(
                 .marker(i + 1 == packets)
                 .nackable(true),
         );
+    }
+}
+
+/// One VP9 picture of three spatial layers (the sizes and rates of `LAYERS`), as Chromium's
+/// k-SVC sends it: a non-flexible payload descriptor on every packet (picture ID, layer
+/// indices, TL0PICIDX), the scalability structure with the layer sizes on a keyframe's first
+/// packet, the upper layers depending on the lower ones only in a keyframe, and the marker on
+/// the picture's last packet. The first byte after the descriptor is the spatial layer.
+fn send_svc_picture(
+    rtc: &mut Rtc,
+    mid: Mid,
+    stream: &mut LayerSender,
+    now: Instant,
+    start: Instant,
+) {
+    let Some(pt) = rtc
+        .codec_config()
+        .params()
+        .iter()
+        .find(|p| p.spec().codec == Codec::Vp9 && p.spec().format.profile_id.unwrap_or(0) == 0)
+        .map(|p| p.pt())
+    else {
+        return;
+    };
+    let keyframe = std::mem::take(&mut stream.keyframe_due);
+    stream.picture_id = (stream.picture_id + 1) & 0x7fff;
+    stream.tl0 = stream.tl0.wrapping_add(1);
+    let ts = ((now - start).as_micros() as u64 * 90 / 1000) as u32;
+    let mut api = rtc.direct_api();
+    let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+        return;
+    };
+    for (spatial, &(_, _, frame_bytes)) in LAYERS.iter().enumerate() {
+        let frame_bytes = if keyframe {
+            frame_bytes * 3
+        } else {
+            frame_bytes
+        };
+        let packets = frame_bytes.div_ceil(MAX_PAYLOAD);
+        for i in 0..packets {
+            let (first, last) = (i == 0, i + 1 == packets);
+            let structure = keyframe && first && spatial == 0;
+            let flags = 0x80 // I: picture ID
+                | if keyframe { 0 } else { 0x40 } // P: predicted from an earlier picture
+                | 0x20 // L: layer indices
+                | if first { 0x08 } else { 0 } // B
+                | if last { 0x04 } else { 0 } // E
+                | if structure { 0x02 } else { 0 }; // V
+            let mut payload = Vec::with_capacity(MAX_PAYLOAD + 20);
+            payload.push(flags);
+            payload.push(0x80 | (stream.picture_id >> 8) as u8);
+            payload.push(stream.picture_id as u8);
+            // TID 0, SID, D (inter-layer dependency) in a keyframe's upper layers.
+            payload.push(((spatial as u8) << 1) | u8::from(keyframe && spatial > 0));
+            payload.push(stream.tl0);
+            if structure {
+                // N_S = 3, Y (sizes follow), no picture group description.
+                payload.push(0x40 | 0x10);
+                for (width, height, _) in LAYERS {
+                    payload.extend_from_slice(&width.to_be_bytes());
+                    payload.extend_from_slice(&height.to_be_bytes());
+                }
+            }
+            payload.push(spatial as u8);
+            payload.resize(payload.len().max(MAX_PAYLOAD.min(frame_bytes)), 0x5a);
+            stream.seq += 1;
+            tx.write_rtp(
+                RtpWrite::new(pt, SeqNo::from(stream.seq), ts, now, payload)
+                    .marker(last && spatial + 1 == LAYERS.len())
+                    .nackable(true),
+            );
+        }
     }
 }

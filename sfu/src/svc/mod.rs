@@ -1,0 +1,10 @@
+//! Scalable video coding: one encoded stream carrying several spatial and temporal layers,
+//! of which each subscriber gets the ones its allocation allows. `vp9.rs` reads the VP9
+//! payload descriptor once per packet; `selector.rs` decides, per subscriber, which packets
+//! to forward and where the end of each picture now is.
+
+mod selector;
+mod vp9;
+
+pub use selector::{SvcLayers, SvcSelector, SvcVerdict};
+pub use vp9::{Vp9Descriptor, MAX_SPATIAL_LAYERS};

@@ -1,0 +1,297 @@
+//! Which packets of one VP9 SVC stream one subscriber gets: every packet of the spatial and
+//! temporal layers up to its current ones, with the current layers moving toward the target
+//! only where the subscriber's decoder can follow.
+//!
+//! - Spatial up: only at a keyframe (the layer's frames predict from its own earlier
+//!   frames, which the subscriber never had). Chromium's k-SVC (`L3T3_KEY`) and full SVC
+//!   (`L3T3`) both give every layer a fresh start at a keyframe; the selector asks for one
+//!   while an up-switch waits.
+//! - Spatial down: at the next picture. The lower layers were forwarded all along (layer `n`
+//!   needs the ones below it in full SVC, and in k-SVC their own chains stay whole), so the
+//!   decoder just stops getting the top one.
+//! - Temporal up: at the start of a picture whose frame is a switching-up point (U bit),
+//!   or at a keyframe. Temporal down: at the next picture.
+//! - The marker bit goes on the last packet of the highest forwarded spatial layer of each
+//!   picture (its E bit) when the layers above it, which carried the publisher's marker, are
+//!   dropped.
+//!
+//! Picture IDs pass through unchanged, as LiveKit and mediasoup do for VP9: the receiver's
+//! VP9 reference finder follows frames by picture ID plus TL0PICIDX and temporal index, and
+//! tolerates the gaps left by dropped temporal layers; only whole pictures are ever
+//! dropped, never some of a forwarded layer's packets.
+
+use super::vp9::Vp9Descriptor;
+
+/// Spatial and temporal layer indices, lowest 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SvcLayers {
+    pub spatial: u8,
+    pub temporal: u8,
+}
+
+/// What to do with one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SvcVerdict {
+    /// Send it, with this marker bit. `wants_keyframe`: a spatial up-switch waits for one.
+    Forward { marker: bool, wants_keyframe: bool },
+    /// Not for this subscriber: a layer above its current ones.
+    Drop,
+    /// Nothing can be sent before a keyframe starts the stream.
+    NeedKeyframe,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SvcSelector {
+    /// The layers forwarded now; `None` until a keyframe starts the stream.
+    current: Option<SvcLayers>,
+}
+
+impl SvcSelector {
+    pub fn current(&self) -> Option<SvcLayers> {
+        self.current
+    }
+
+    /// Forget the stream: the next packet sent will be a keyframe's.
+    pub fn reset(&mut self) {
+        self.current = None;
+    }
+
+    /// The verdict on one packet. `in_order`: it is newer than every packet seen before; a
+    /// late one (reordered, or a publisher's retransmission) never moves the layers, or a
+    /// retransmitted keyframe packet would switch a layer up in the middle of its chain.
+    pub fn select(
+        &mut self,
+        target: SvcLayers,
+        packet: &Vp9Descriptor,
+        marker: bool,
+        in_order: bool,
+    ) -> SvcVerdict {
+        let current = match self.current {
+            None if packet.starts_keyframe() => target,
+            None => return SvcVerdict::NeedKeyframe,
+            Some(current) if in_order && packet.starts_picture() => {
+                next_layers(current, target, packet.starts_keyframe(), packet)
+            }
+            Some(current) => current,
+        };
+        self.current = Some(current);
+        if packet.spatial > current.spatial || packet.temporal > current.temporal {
+            return SvcVerdict::Drop;
+        }
+        SvcVerdict::Forward {
+            marker: marker || (packet.ends_frame && packet.spatial == current.spatial),
+            wants_keyframe: target.spatial > current.spatial,
+        }
+    }
+}
+
+/// The layers to forward from the picture that `first` starts.
+fn next_layers(
+    current: SvcLayers,
+    target: SvcLayers,
+    keyframe: bool,
+    first: &Vp9Descriptor,
+) -> SvcLayers {
+    let spatial = if target.spatial < current.spatial || keyframe {
+        target.spatial
+    } else {
+        current.spatial
+    };
+    let temporal = if target.temporal < current.temporal || keyframe {
+        target.temporal
+    } else if first.switching_up
+        && first.temporal > current.temporal
+        && first.temporal <= target.temporal
+    {
+        // U speaks for this frame's own layer only: the layers between may still need
+        // frames the subscriber never got.
+        first.temporal
+    } else {
+        current.temporal
+    };
+    SvcLayers { spatial, temporal }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: SvcLayers = SvcLayers {
+        spatial: 2,
+        temporal: 2,
+    };
+
+    fn layers(spatial: u8, temporal: u8) -> SvcLayers {
+        SvcLayers { spatial, temporal }
+    }
+
+    /// One packet carrying a whole layer frame (B and E set).
+    fn frame(spatial: u8, temporal: u8, key: bool, switching_up: bool) -> Vp9Descriptor {
+        Vp9Descriptor {
+            picture_id: Some(1),
+            inter_picture_predicted: !key,
+            begins_frame: true,
+            ends_frame: true,
+            temporal,
+            spatial,
+            switching_up,
+            inter_layer_dependent: spatial > 0,
+            structure: None,
+        }
+    }
+
+    /// The verdicts for a picture of three spatial layers, each of two packets; the
+    /// publisher's marker on the last one.
+    fn picture(
+        selector: &mut SvcSelector,
+        target: SvcLayers,
+        temporal: u8,
+        key: bool,
+        switching_up: bool,
+    ) -> Vec<SvcVerdict> {
+        let mut out = Vec::new();
+        for spatial in 0..3 {
+            let mut first = frame(spatial, temporal, key, switching_up);
+            first.ends_frame = false;
+            let mut last = frame(spatial, temporal, key, switching_up);
+            last.begins_frame = false;
+            out.push(selector.select(target, &first, false, true));
+            out.push(selector.select(target, &last, spatial == 2, true));
+        }
+        out
+    }
+
+    const SEND: SvcVerdict = SvcVerdict::Forward {
+        marker: false,
+        wants_keyframe: false,
+    };
+    const END: SvcVerdict = SvcVerdict::Forward {
+        marker: true,
+        wants_keyframe: false,
+    };
+    const DROP: SvcVerdict = SvcVerdict::Drop;
+
+    #[test]
+    fn nothing_is_sent_before_a_keyframe_then_every_layer_up_to_the_target() {
+        let mut s = SvcSelector::default();
+        assert_eq!(
+            picture(&mut s, ALL, 0, false, false),
+            vec![SvcVerdict::NeedKeyframe; 6]
+        );
+        assert_eq!(
+            picture(&mut s, ALL, 0, true, false),
+            vec![SEND, SEND, SEND, SEND, SEND, END]
+        );
+        assert_eq!(s.current(), Some(ALL));
+    }
+
+    #[test]
+    fn dropped_upper_layers_move_the_marker_to_the_top_forwarded_layer() {
+        let mut s = SvcSelector::default();
+        assert_eq!(
+            picture(&mut s, layers(1, 2), 0, true, false),
+            vec![SEND, SEND, SEND, END, DROP, DROP]
+        );
+        assert_eq!(
+            picture(&mut s, layers(0, 2), 1, false, false),
+            vec![SEND, END, DROP, DROP, DROP, DROP],
+            "down at the next picture, no keyframe needed"
+        );
+    }
+
+    #[test]
+    fn spatial_up_waits_for_a_keyframe_and_asks_for_one() {
+        let mut s = SvcSelector::default();
+        picture(&mut s, layers(0, 2), 0, true, false);
+        let waiting = SvcVerdict::Forward {
+            marker: false,
+            wants_keyframe: true,
+        };
+        let waiting_end = SvcVerdict::Forward {
+            marker: true,
+            wants_keyframe: true,
+        };
+        assert_eq!(
+            picture(&mut s, ALL, 2, false, true),
+            vec![waiting, waiting_end, DROP, DROP, DROP, DROP]
+        );
+        assert_eq!(
+            picture(&mut s, ALL, 0, true, false),
+            vec![SEND, SEND, SEND, SEND, SEND, END]
+        );
+    }
+
+    #[test]
+    fn temporal_up_only_at_a_switching_up_point_down_at_any_picture() {
+        let mut s = SvcSelector::default();
+        picture(&mut s, layers(0, 0), 0, true, false);
+        // Temporal layer 2 and 1 pictures are dropped whole while the target is 0.
+        assert_eq!(picture(&mut s, layers(0, 0), 2, false, true), vec![DROP; 6]);
+        // Target raised to TL1: a TL1 picture without U is still dropped, and a TL2 one
+        // with U too (above the target, and U does not speak for TL1).
+        let target = layers(0, 1);
+        assert_eq!(picture(&mut s, target, 1, false, false), vec![DROP; 6]);
+        assert_eq!(picture(&mut s, target, 2, false, true), vec![DROP; 6]);
+        assert_eq!(s.current(), Some(layers(0, 0)));
+        assert_eq!(
+            picture(&mut s, target, 1, false, true)[..2],
+            [SEND, END],
+            "TL1 opens at its own switching-up point"
+        );
+        assert_eq!(picture(&mut s, target, 1, false, false)[..2], [SEND, END]);
+        // Down to TL0 at the next picture, whatever it is.
+        assert_eq!(
+            picture(&mut s, layers(0, 0), 1, false, false),
+            vec![DROP; 6]
+        );
+        assert_eq!(
+            picture(&mut s, layers(0, 0), 0, false, false)[..2],
+            [SEND, END]
+        );
+    }
+
+    #[test]
+    fn layers_change_only_at_a_picture_start() {
+        let mut s = SvcSelector::default();
+        let mut key = frame(0, 0, true, false);
+        key.ends_frame = false;
+        assert!(matches!(
+            s.select(ALL, &key, false, true),
+            SvcVerdict::Forward { .. }
+        ));
+        // Mid-picture, the target drops to layer 0: the picture in progress keeps its
+        // spatial layer 1 and 2 packets, or the decoder would get half a picture.
+        let target = layers(0, 2);
+        assert_eq!(
+            s.select(target, &frame(1, 0, true, false), false, true),
+            SEND
+        );
+        assert_eq!(s.select(target, &frame(2, 0, true, false), true, true), END);
+        assert_eq!(
+            s.select(target, &frame(0, 1, false, false), false, true),
+            END,
+            "the next picture: layer 0 only, whose E bit now ends it"
+        );
+        assert_eq!(
+            s.select(target, &frame(1, 1, false, false), false, true),
+            DROP
+        );
+        // A late keyframe packet (a retransmission) does not move the layers back up; the
+        // up-switch still waits for a keyframe of its own.
+        let waiting_end = SvcVerdict::Forward {
+            marker: true,
+            wants_keyframe: true,
+        };
+        assert_eq!(
+            s.select(ALL, &frame(0, 0, true, false), false, false),
+            waiting_end
+        );
+        assert_eq!(s.select(ALL, &frame(1, 0, true, false), false, false), DROP);
+        assert_eq!(s.current(), Some(layers(0, 2)));
+        s.reset();
+        assert_eq!(
+            s.select(target, &frame(0, 0, false, false), false, true),
+            SvcVerdict::NeedKeyframe
+        );
+    }
+}
