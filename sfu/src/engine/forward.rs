@@ -17,6 +17,10 @@ use crate::relay::{has_layer, RelayMessage, RelayedPacket};
 use crate::svc::Vp9Descriptor;
 use crate::track::{vp8_keyframe_size, ForwardDecision, PacketInfo};
 
+/// A subscriber's rewritten VP8 (PictureID, TL0PICIDX): the copies of a payload differ
+/// only in these.
+type Vp8Fields = (Option<u16>, Option<u8>);
+
 /// A packet to fan out, received from a local publisher or through the relay.
 pub(super) struct IncomingPacket<'a> {
     pub layer: usize,
@@ -207,7 +211,7 @@ impl Sfu {
         // same (all of them for audio and H.264, all on one layer that switched at the same
         // points for VP8); str0m holds payloads as `Arc<[u8]>`, in its send queue and its
         // NACK history, so the copies are shared there too.
-        let mut shared: Option<((Option<u16>, Option<u8>), Arc<[u8]>)> = None;
+        let mut shared: Option<(Vp8Fields, Arc<[u8]>)> = None;
 
         for &(subscriber_id, mid) in &track.subscribers {
             let Some(subscriber) = self.participants.get_mut(&subscriber_id) else {
