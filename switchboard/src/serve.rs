@@ -177,24 +177,28 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 /// glibc's allocator keeps freed memory in per-thread arenas for reuse, so after a busy hour
 /// the server would hold its peak footprint forever (measured: an idle server after 40 joins
 /// and leaves at 1.9x its start-up RSS). `malloc_trim` returns the free pages of every arena.
-/// It runs here, on a signaling thread, never on a media worker, and only after the number of
-/// participants went down, so an idle or steady server pays nothing.
+/// It runs here, on a signaling thread, never on a media worker, and only when participants
+/// left since the last tick, so an idle or steady server pays nothing. Departures are
+/// counted from joins and the participants present, not from the count alone: joins and
+/// leaves that both fall between two ticks leave the count where it was, and their memory
+/// was still freed.
 async fn return_freed_memory(sfu: SfuHandle, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = 0;
+    let (mut last_joins, mut last_present) = (0, 0);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let Ok(now) = sfu.stats().await.map(|s| s.participants) else {
-            return;
-        };
-        if now < last {
+        let metrics = sfu.metrics();
+        let joins = metrics.counters.joins;
+        let present = metrics.participants as u64;
+        let departures = (last_present + joins.saturating_sub(last_joins)).saturating_sub(present);
+        if departures > 0 {
             trim_allocator();
         }
-        last = now;
+        (last_joins, last_present) = (joins, present);
     }
 }
 
