@@ -149,10 +149,6 @@ async function main() {
       `--unsafely-treat-insecure-origin-as-secure=${BASE}`,
       '--disable-features=WebRtcHideLocalIpsWithMdns',
       `--use-file-for-fake-audio-capture=${wav}`,
-      // Chromium offers RED and receives it, but sends it only with this field trial on (Google
-      // turns it on by server-side configuration, which an offline Debian Chromium never gets):
-      // without it the publisher sends plain Opus on a RED-first answer.
-      '--force-fieldtrials=WebRTC-Audio-Red-For-Opus/Enabled/',
     ];
     const launch = async (name, executablePath) => {
       const profile = mkdtempSync(join(tmpdir(), `switchboard-red-${name}-`));
