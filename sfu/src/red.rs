@@ -6,7 +6,8 @@
 //! in the same order; the primary's length is whatever remains. The forwarder sends a RED
 //! publisher's packets as they are to subscribers that negotiated RED (with the block PTs
 //! rewritten to the subscriber's Opus PT when it numbers Opus differently) and only the primary
-//! block, as plain Opus, to the others.
+//! block, as plain Opus, to the others. str0m's `RedDecoder` reads the same format but returns
+//! a `Vec` of blocks per packet; the forwarder needs only offsets, so this reads them in place.
 
 use thiserror::Error;
 
