@@ -375,6 +375,7 @@ fn encode_packet(w: &mut Writer<'_>, p: &RelayedPacket) {
         ForwardedCodec::Vp8 => 1,
         ForwardedCodec::H264(_) => 2,
         ForwardedCodec::Vp9 { .. } => 3,
+        ForwardedCodec::OpusRed => 4,
     });
     match p.codec {
         ForwardedCodec::H264(profile) => {
@@ -382,7 +383,7 @@ fn encode_packet(w: &mut Writer<'_>, p: &RelayedPacket) {
             w.u8(u8::from(profile.constrained_baseline()));
         }
         ForwardedCodec::Vp9 { profile } => w.u8(profile),
-        ForwardedCodec::Opus | ForwardedCodec::Vp8 => {}
+        ForwardedCodec::Opus | ForwardedCodec::OpusRed | ForwardedCodec::Vp8 => {}
     }
     w.u32(*p.ssrc);
     w.u64(p.seq);
@@ -411,6 +412,7 @@ fn decode_packet(r: &mut Reader<'_>, received: Instant) -> Result<RelayedPacket,
         1 => ForwardedCodec::Vp8,
         2 => ForwardedCodec::H264(H264Profile::new(r.u8()?, r.bool()?)),
         3 => ForwardedCodec::Vp9 { profile: r.u8()? },
+        4 => ForwardedCodec::OpusRed,
         _ => return Err(DecodeError("codec")),
     };
     let ssrc = Ssrc::from(r.u32()?);
@@ -706,6 +708,31 @@ mod tests {
             panic!("not media");
         };
         assert_eq!(packets[0].codec, ForwardedCodec::Vp9 { profile: 2 });
+    }
+
+    #[test]
+    fn red_audio_stays_red_across_the_link() {
+        let packet = RelayedPacket {
+            track: TrackId::from_u64(7),
+            layer: 0,
+            codec: ForwardedCodec::OpusRed,
+            ssrc: Ssrc::from(9),
+            seq: 1,
+            timestamp: 960,
+            marker: false,
+            received: Instant::now(),
+            audio_level: Some(-20),
+            voice_activity: None,
+            video_orientation: None,
+            // One redundant block of 1 byte (timestamp offset 960), then the primary.
+            payload: vec![0xef, 0x0f, 0x00, 0x01, 0x6f, 0xaa, 0xfc],
+        };
+        let NodeMessage::Media(packets) = round_trip(&NodeMessage::Media(vec![packet.clone()]))
+        else {
+            panic!("not media");
+        };
+        assert_eq!(packets[0].codec, ForwardedCodec::OpusRed);
+        assert_eq!(packets[0].payload, packet.payload);
     }
 
     #[test]

@@ -11,6 +11,10 @@ use crate::svc::Vp9Descriptor;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForwardedCodec {
     Opus,
+    /// Opus wrapped in RFC 2198 redundancy (`audio/red`): each packet repeats the previous
+    /// frame(s) before its own (`red::RedPayload`). A subscriber without RED gets the
+    /// primary block as plain Opus.
+    OpusRed,
     Vp8,
     /// H.264 in packetization mode 1, of one profile: a subscriber gets it on its payload
     /// type of the same profile when it negotiated one.
@@ -71,7 +75,7 @@ impl ForwardedCodec {
     /// Whether this packet is the first packet of a keyframe, where a decoder can start.
     pub fn starts_keyframe(self, payload: &[u8]) -> bool {
         match self {
-            Self::Opus => true,
+            Self::Opus | Self::OpusRed => true,
             Self::Vp8 => Vp8Header::parse(payload).is_some_and(|h| h.starts_keyframe(payload)),
             Self::H264(_) => h264_starts_keyframe(payload),
             Self::Vp9 { .. } => Vp9Descriptor::parse(payload).is_some_and(|d| d.starts_keyframe()),
@@ -82,6 +86,7 @@ impl ForwardedCodec {
     pub fn sdp_name(self) -> &'static str {
         match self {
             Self::Opus => "opus",
+            Self::OpusRed => "red",
             Self::Vp8 => "VP8",
             Self::H264(_) => "H264",
             Self::Vp9 { .. } => "VP9",
@@ -228,12 +233,31 @@ fn h264_starts_keyframe(payload: &[u8]) -> bool {
 /// hash map here and allocates nothing per packet.
 #[derive(Debug, Clone, Default)]
 pub struct PayloadTypes {
-    entries: Vec<(Pt, ForwardedCodec)>,
+    entries: Vec<PayloadType>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PayloadType {
+    pt: Pt,
+    codec: ForwardedCodec,
+    /// The payload type an m-line's `Media::remote_pts` lists when this one is accepted:
+    /// itself, except for RED, which str0m folds onto its primary codec's entry.
+    listed_as: Pt,
 }
 
 impl PayloadTypes {
-    /// The payload types of the codecs this peer's `Rtc` has negotiated (its main ones, not RTX).
+    /// The payload types of the codecs this peer's `Rtc` has negotiated (its main ones, not
+    /// RTX), and RED over Opus when the peer offered it too (str0m keeps a RED payload type
+    /// only then).
     pub fn from_config(config: &CodecConfig) -> Self {
+        let red = config.params().iter().find_map(|p| {
+            let red_pt = p.red().filter(|_| p.spec().codec == Codec::Opus)?;
+            Some(PayloadType {
+                pt: red_pt,
+                codec: ForwardedCodec::OpusRed,
+                listed_as: p.pt(),
+            })
+        });
         let entries = config
             .params()
             .iter()
@@ -256,8 +280,13 @@ impl PayloadTypes {
                     },
                     other => ForwardedCodec::from_str0m(other)?,
                 };
-                Some((p.pt(), codec))
+                Some(PayloadType {
+                    pt: p.pt(),
+                    codec,
+                    listed_as: p.pt(),
+                })
             })
+            .chain(red)
             .collect();
         Self { entries }
     }
@@ -269,14 +298,14 @@ impl PayloadTypes {
             entries: self
                 .entries
                 .iter()
-                .filter(|(pt, _)| remote_pts.contains(pt))
+                .filter(|e| remote_pts.contains(&e.listed_as))
                 .copied()
                 .collect(),
         }
     }
 
     pub fn codec(&self, pt: Pt) -> Option<ForwardedCodec> {
-        self.entries.iter().find(|(p, _)| *p == pt).map(|(_, c)| *c)
+        self.entries.iter().find(|e| e.pt == pt).map(|e| e.codec)
     }
 
     /// This peer's payload type for `codec`. For H.264, one of the same profile if it has
@@ -291,9 +320,9 @@ impl PayloadTypes {
         };
         self.entries
             .iter()
-            .find(|(_, c)| *c == codec)
-            .or_else(|| self.entries.iter().find(|(_, c)| same_codec(c)))
-            .map(|(p, _)| *p)
+            .find(|e| e.codec == codec)
+            .or_else(|| self.entries.iter().find(|e| same_codec(&e.codec)))
+            .map(|e| e.pt)
     }
 }
 
@@ -487,11 +516,16 @@ mod tests {
         let cb = ForwardedCodec::H264(H264Profile::from_profile_level_id(Some(0x42e01f)));
         let high = ForwardedCodec::H264(H264Profile::from_profile_level_id(Some(0x64001f)));
         let main = ForwardedCodec::H264(H264Profile::from_profile_level_id(Some(0x4d001f)));
+        let entry = |pt: u8, codec| PayloadType {
+            pt: pt.into(),
+            codec,
+            listed_as: pt.into(),
+        };
         let types = PayloadTypes {
             entries: vec![
-                (Pt::from(111), ForwardedCodec::Opus),
-                (Pt::from(127), high),
-                (Pt::from(108), cb),
+                entry(111, ForwardedCodec::Opus),
+                entry(127, high),
+                entry(108, cb),
             ],
         };
         assert_eq!(types.pt(cb), Some(Pt::from(108)));
@@ -502,6 +536,31 @@ mod tests {
             "fallback: the first H.264"
         );
         assert_eq!(types.pt(ForwardedCodec::Vp8), None);
+    }
+
+    #[test]
+    fn red_rides_on_opus_when_negotiated() {
+        let mut config = CodecConfig::empty();
+        config.enable_opus(true, true);
+        config.enable_vp8(true);
+        let types = PayloadTypes::from_config(&config);
+        let opus = types.pt(ForwardedCodec::Opus).expect("opus");
+        let red = types.pt(ForwardedCodec::OpusRed).expect("red");
+        assert_ne!(opus, red);
+        assert_eq!(types.codec(red), Some(ForwardedCodec::OpusRed));
+        let vp8 = types.pt(ForwardedCodec::Vp8).expect("vp8");
+        // An m-line lists RED's primary, not RED itself: accepting Opus keeps RED.
+        let audio = types.accepted_by(&[opus]);
+        assert_eq!(audio.pt(ForwardedCodec::OpusRed), Some(red));
+        assert_eq!(audio.pt(ForwardedCodec::Vp8), None);
+        let video = types.accepted_by(&[vp8]);
+        assert_eq!(video.pt(ForwardedCodec::OpusRed), None);
+        assert_eq!(video.pt(ForwardedCodec::Opus), None);
+        // Without RED, Opus alone.
+        config.enable_opus(true, false);
+        let types = PayloadTypes::from_config(&config);
+        assert!(types.pt(ForwardedCodec::Opus).is_some());
+        assert_eq!(types.pt(ForwardedCodec::OpusRed), None);
     }
 
     #[test]

@@ -34,7 +34,7 @@
 //! - `engine/`: the core (`forward.rs` is the per-packet path); `demux.rs`: datagram to peer;
 //!   `participant.rs`: one peer's state; `room.rs`: membership; `track/`: up- and down-tracks;
 //!   `rewrite/`: sequence and timestamp rewriting; `svc/`: VP9 SVC layer selection;
-//!   `codec.rs`: payload types and keyframes;
+//!   `codec.rs`: payload types and keyframes; `red.rs`: RFC 2198 redundant audio;
 //!   `io/`: the sockets, batched datagram I/O, and the media workers that own the cores.
 
 pub mod allocator;
@@ -55,6 +55,7 @@ pub mod policy;
 #[cfg(test)]
 mod proptests;
 mod rate;
+mod red;
 pub mod relay;
 pub mod rewrite;
 mod room;

@@ -145,7 +145,8 @@ impl Participant {
             .set_rtp_mode(true)
             .set_local_ice_credentials(ice_creds.clone())
             .clear_codecs()
-            .enable_opus(true, false)
+            // RED (RFC 2198) is kept only with peers that offer it too (Chromium does).
+            .enable_opus(true, true)
             .enable_vp8(true)
             .enable_h264(true)
             .enable_vp9(true)

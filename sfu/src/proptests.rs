@@ -6,10 +6,12 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use str0m::net::Protocol;
+use str0m::rtp::{RedDecoder, RedEncoder, RedundantBlock};
 
 use crate::codec::{ForwardedCodec, H264Profile, Vp8Header};
 use crate::demux::Demux;
 use crate::ids::ParticipantId;
+use crate::red::RedPayload;
 use crate::rewrite::{SeqRewriter, TsRewriter, Vp8Rewriter};
 use crate::svc::{SvcLayers, SvcSelector, SvcVerdict, Vp9Descriptor};
 
@@ -109,6 +111,7 @@ proptest! {
     fn codec_parsers_accept_any_payload(payload in proptest::collection::vec(any::<u8>(), 0..64)) {
         for codec in [
             ForwardedCodec::Opus,
+            ForwardedCodec::OpusRed,
             ForwardedCodec::Vp8,
             ForwardedCodec::H264(H264Profile::from_profile_level_id(Some(0x42e01f))),
             ForwardedCodec::Vp9 { profile: 0 },
@@ -148,6 +151,49 @@ proptest! {
                 Some(old) => prop_assert_eq!(again.picture_id, Some(old)),
             }
         }
+    }
+
+    /// Any bytes as a RED payload: no panic; what is accepted str0m's own decoder reads the
+    /// same way, and a rewritten copy keeps its primary block and takes the new block type.
+    #[test]
+    fn red_parser_takes_any_payload(
+        payload in proptest::collection::vec(any::<u8>(), 0..96),
+        new_pt in 0u8..128,
+    ) {
+        if let Ok(red) = RedPayload::parse(&payload) {
+            let primary = red.primary(&payload);
+            prop_assert!(!primary.is_empty());
+            let blocks = RedDecoder::decode(&payload).expect("str0m accepts what we accept");
+            let theirs = blocks.last().expect("a primary block");
+            prop_assert!(theirs.is_primary);
+            prop_assert_eq!(theirs.payload, primary);
+            prop_assert!(blocks.iter().all(|b| b.pt == red.block_pt()));
+            let mut copy = payload.clone();
+            red.rewrite_block_pts(&mut copy, new_pt);
+            let again = RedPayload::parse(&copy).expect("a rewritten payload still parses");
+            prop_assert_eq!(again.block_pt(), new_pt);
+            prop_assert_eq!(again.primary(&copy), primary);
+        }
+    }
+
+    /// Well-formed RED, as str0m's encoder writes it, always parses to its primary block.
+    #[test]
+    fn red_parser_reads_encoded_payloads(
+        pt in 0u8..128,
+        redundant in proptest::collection::vec(
+            (0u32..0x4000, proptest::collection::vec(any::<u8>(), 0..40)),
+            0..4,
+        ),
+        primary in proptest::collection::vec(any::<u8>(), 1..80),
+    ) {
+        let blocks: Vec<RedundantBlock> = redundant
+            .into_iter()
+            .map(|(timestamp_offset, payload)| RedundantBlock { pt, timestamp_offset, payload })
+            .collect();
+        let encoded = RedEncoder::encode(pt, &primary, &blocks);
+        let red = RedPayload::parse(&encoded).expect("well-formed RED parses");
+        prop_assert_eq!(red.block_pt(), pt);
+        prop_assert_eq!(red.primary(&encoded), &primary[..]);
     }
 
     #[test]

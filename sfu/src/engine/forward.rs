@@ -13,6 +13,7 @@ use super::{Sfu, SfuOutput};
 use crate::codec::{ForwardedCodec, Vp8Header};
 use crate::event::SfuEvent;
 use crate::ids::{ParticipantId, TrackId};
+use crate::red::RedPayload;
 use crate::relay::{has_layer, RelayMessage, RelayedPacket};
 use crate::svc::Vp9Descriptor;
 use crate::track::{vp8_keyframe_size, ForwardDecision, PacketInfo};
@@ -20,6 +21,18 @@ use crate::track::{vp8_keyframe_size, ForwardDecision, PacketInfo};
 /// A subscriber's rewritten VP8 (PictureID, TL0PICIDX): the copies of a payload differ
 /// only in these.
 type Vp8Fields = (Option<u16>, Option<u8>);
+
+/// What a subscriber's copy of a payload is, so that subscribers whose copies come out byte
+/// for byte the same share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PayloadForm {
+    /// The payload as received, with the VP8 fields rewritten when it has them.
+    AsReceived(Vp8Fields),
+    /// A RED payload whose block headers name this payload type (the subscriber's Opus).
+    Red { block_pt: u8 },
+    /// The primary block of a RED payload alone: plain Opus.
+    RedPrimary,
+}
 
 /// A packet to fan out, received from a local publisher or through the relay.
 pub(super) struct IncomingPacket<'a> {
@@ -153,6 +166,18 @@ impl Sfu {
             return;
         };
         let payload = packet.payload;
+        // A RED payload's layout is read once: the primary block for plain-Opus subscribers,
+        // the block headers for RED subscribers whose Opus payload type differs.
+        let red = match codec {
+            ForwardedCodec::OpusRed => match RedPayload::parse(payload) {
+                Ok(red) => Some(red),
+                Err(error) => {
+                    tracing::debug!(participant = %track.publisher, track = %track_id, %error, "malformed RED packet dropped");
+                    return;
+                }
+            },
+            _ => None,
+        };
         // The VP8 descriptor is parsed here, once: the keyframe test, the layer's frame size,
         // and each subscriber's rewrite all come from this one parse.
         let vp8 = (codec == ForwardedCodec::Vp8)
@@ -211,7 +236,10 @@ impl Sfu {
         // same (all of them for audio and H.264, all on one layer that switched at the same
         // points for VP8); str0m holds payloads as `Arc<[u8]>`, in its send queue and its
         // NACK history, so the copies are shared there too.
-        let mut shared: Option<(Vp8Fields, Arc<[u8]>)> = None;
+        // A RED packet goes out in two forms (RED, and its primary alone for subscribers
+        // without RED), each shared by every subscriber that takes it.
+        let mut shared: Option<(PayloadForm, Arc<[u8]>)> = None;
+        let mut shared_primary: Option<Arc<[u8]>> = None;
 
         for &(subscriber_id, mid) in &track.subscribers {
             let Some(subscriber) = self.participants.get_mut(&subscriber_id) else {
@@ -226,16 +254,34 @@ impl Sfu {
             };
             // Checked before the layer decision: a subscriber that cannot decode the codec
             // must not make the publisher send keyframes for it either.
-            let Some(pt) = downtrack.payload_types.pt(codec) else {
+            // A RED packet goes out on the subscriber's RED payload type with its Opus one in
+            // the block headers, or, to a subscriber without RED, as Opus.
+            let types = &downtrack.payload_types;
+            let target = match (red.is_some(), types.pt(codec)) {
+                (true, Some(red_pt)) => types
+                    .pt(ForwardedCodec::Opus)
+                    .map(|opus| (red_pt, PayloadForm::Red { block_pt: *opus })),
+                (true, None) => types
+                    .pt(ForwardedCodec::Opus)
+                    .map(|opus| (opus, PayloadForm::RedPrimary)),
+                (false, pt) => pt.map(|pt| (pt, PayloadForm::AsReceived((None, None)))),
+            };
+            let Some((pt, form)) = target else {
+                // A RED publisher sends Opus: what a subscriber lacks then is Opus.
+                let missing = if red.is_some() {
+                    ForwardedCodec::Opus
+                } else {
+                    codec
+                };
                 if !downtrack.notified_codec_unsupported {
                     downtrack.notified_codec_unsupported = true;
-                    tracing::info!(participant = %subscriber_id, track = %track_id, codec = codec.sdp_name(), "subscriber cannot receive this codec");
+                    tracing::info!(participant = %subscriber_id, track = %track_id, codec = missing.sdp_name(), "subscriber cannot receive this codec");
                     self.outputs
                         .push_back(SfuOutput::Event(SfuEvent::CodecUnsupported {
                             to: subscriber_id,
                             participant: track.publisher,
                             track: track_id,
-                            codec: codec.sdp_name(),
+                            codec: missing.sdp_name(),
                         }));
                 }
                 continue;
@@ -259,23 +305,42 @@ impl Sfu {
                 }
                 ForwardDecision::Drop => continue,
             };
-            downtrack.sent_bytes.record(payload.len());
-            self.counters.forwarded_packets += 1;
-            self.counters.forwarded_bytes += payload.len() as u64;
             if layer_before.is_some() && layer_before != downtrack.current_layer() {
                 self.counters.layer_switches += 1;
             }
-            let data = match &shared {
-                Some((fields, data)) if *fields == (picture_id, tl0) => Arc::clone(data),
-                _ => {
-                    let mut data = Arc::<[u8]>::from(payload);
-                    if let (Some(h), Some(bytes)) = (&vp8, Arc::get_mut(&mut data)) {
-                        h.rewrite(bytes, picture_id, tl0);
-                    }
-                    shared = Some(((picture_id, tl0), Arc::clone(&data)));
-                    data
-                }
+            let form = match form {
+                PayloadForm::AsReceived(_) => PayloadForm::AsReceived((picture_id, tl0)),
+                red_form => red_form,
             };
+            let data = match (form, red) {
+                (PayloadForm::RedPrimary, Some(red)) => Arc::clone(
+                    shared_primary.get_or_insert_with(|| Arc::from(red.primary(payload))),
+                ),
+                _ => match &shared {
+                    Some((shared_form, data)) if *shared_form == form => Arc::clone(data),
+                    _ => {
+                        let mut data = Arc::<[u8]>::from(payload);
+                        if let Some(bytes) = Arc::get_mut(&mut data) {
+                            match (form, &vp8, red) {
+                                (PayloadForm::AsReceived(_), Some(h), _) => {
+                                    h.rewrite(bytes, picture_id, tl0)
+                                }
+                                (PayloadForm::Red { block_pt }, _, Some(red))
+                                    if red.block_pt() != block_pt =>
+                                {
+                                    red.rewrite_block_pts(bytes, block_pt)
+                                }
+                                _ => {}
+                            }
+                        }
+                        shared = Some((form, Arc::clone(&data)));
+                        data
+                    }
+                },
+            };
+            downtrack.sent_bytes.record(data.len());
+            self.counters.forwarded_packets += 1;
+            self.counters.forwarded_bytes += data.len() as u64;
             let write = RtpWrite::new(pt, seq.into(), timestamp, packet.received, data)
                 .marker(marker)
                 .ext_vals(exts.clone())
