@@ -315,3 +315,33 @@ async fn announced_then_offered_once(server_flags: &[&str]) {
         "one offer for both: {first_offer}"
     );
 }
+
+/// SIGTERM in the middle of a call with media flowing both ways: the server ends within a
+/// few seconds (closing the participants' WebSockets on the way), it does not wait for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_call_stops_the_server_within_seconds() {
+    let mut server = TestServer::start().await;
+    let url = server.ws_url();
+    let mut clients = Vec::new();
+    for name in ["Ann", "Ben"] {
+        let client = TestClient::join(ClientConfig::new(&url, "term", name))
+            .await
+            .unwrap_or_else(|e| panic!("{name} could not join: {e:#}"));
+        client.start_media();
+        clients.push(client);
+    }
+    expect_media_from(&clients[0], &clients[1]).await;
+    expect_media_from(&clients[1], &clients[0]).await;
+
+    let sent_at = std::time::Instant::now();
+    server.signal("TERM");
+    let status = server
+        .exited_within(Duration::from_secs(5))
+        .await
+        .expect("the server exits within 5 s of SIGTERM, mid-call");
+    assert!(
+        status.success(),
+        "a SIGTERM shutdown exits cleanly: {status:?} after {:?}",
+        sent_at.elapsed()
+    );
+}
