@@ -85,14 +85,19 @@ export SWITCHBOARD_BIN="$bin"  # restart.mjs and cluster.mjs run servers of thei
 export SWITCHBOARD_SERVER_PID="$server_pid" SWITCHBOARD_RTC_ADDR="$rtc_addr"  # blackout.mjs
 for test in ${E2E_TESTS:-e2e ui speaking-chat calls firefox simulcast svc drop red whip relay reconnect blackout restart cluster}; do
   start=$(date +%s)
-  (cd "$here" && node "$test.mjs")
-  rc=$?
+  test_log="$(mktemp)"
+  (cd "$here" && node "$test.mjs") 2>&1 | tee "$test_log"
+  rc=${PIPESTATUS[0]}
   echo "run-e2e: $test.mjs exited $rc after $(( $(date +%s) - start )) s"
-  if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); break; fi
+  if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); rm -f "$test_log"; else failed=$((failed + 1)); break; fi
 done
 if [ "$rc" -ne 0 ]; then
   echo "----- last 80 lines of the server log ($server_log) -----"
   tail -n 80 "$server_log"
+  # CI keeps only the end of the output: the failing test's own last lines go last.
+  echo "----- last 60 lines of $test.mjs (full output above) -----"
+  tail -n 60 "$test_log"
+  rm -f "$test_log"
 fi
 echo "browser: $passed passed, $failed failed"
 exit "$rc"
