@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
@@ -19,6 +20,20 @@ pub struct Shaper {
     pub addr: SocketAddr,
     downlink_bps: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
+    trace: Arc<Mutex<Vec<DownlinkPacket>>>,
+}
+
+/// One RTP packet toward the client, as the link saw it (the header is in the clear under
+/// SRTP): for diagnosing what a drop did to a layer switch.
+#[derive(Debug, Clone, Copy)]
+pub struct DownlinkPacket {
+    pub at: Instant,
+    pub ssrc: u32,
+    pub payload_type: u8,
+    pub seq: u16,
+    pub len: usize,
+    /// Dropped at the tail of the full queue.
+    pub dropped: bool,
 }
 
 impl Drop for Shaper {
@@ -34,12 +49,19 @@ impl Shaper {
         let back = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let addr = front.local_addr().expect("addr");
         let (tx, rx) = watch::channel(downlink_bps);
-        let task = tokio::spawn(relay(front, back, server, rx));
+        let trace = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(relay(front, back, server, rx, trace.clone()));
         Shaper {
             addr,
             downlink_bps: tx,
             task,
+            trace,
         }
+    }
+
+    /// Every RTP packet toward the client so far, queued or dropped.
+    pub fn downlink_trace(&self) -> Vec<DownlinkPacket> {
+        self.trace.lock().expect("trace").clone()
     }
 
     pub fn set_downlink(&self, bps: u64) {
@@ -47,7 +69,13 @@ impl Shaper {
     }
 }
 
-async fn relay(front: UdpSocket, back: UdpSocket, server: SocketAddr, rate: watch::Receiver<u64>) {
+async fn relay(
+    front: UdpSocket,
+    back: UdpSocket,
+    server: SocketAddr,
+    rate: watch::Receiver<u64>,
+    trace: Arc<Mutex<Vec<DownlinkPacket>>>,
+) {
     let mut client: Option<SocketAddr> = None;
     let mut queue: VecDeque<Vec<u8>> = VecDeque::new();
     let mut queued_bytes = 0usize;
@@ -64,9 +92,13 @@ async fn relay(front: UdpSocket, back: UdpSocket, server: SocketAddr, rate: watc
             }
             received = back.recv_from(&mut down) => {
                 let Ok((len, _)) = received else { continue };
-                if queued_bytes + len <= queue_limit {
+                let fits = queued_bytes + len <= queue_limit;
+                if fits {
                     queued_bytes += len;
                     queue.push_back(down[..len].to_vec());
+                }
+                if let Some(p) = rtp_header(&down[..len]) {
+                    trace.lock().expect("trace").push(DownlinkPacket { dropped: !fits, ..p });
                 }
             }
             _ = tokio::time::sleep_until(next_send.into()), if !queue.is_empty() => {
@@ -80,4 +112,19 @@ async fn relay(front: UdpSocket, back: UdpSocket, server: SocketAddr, rate: watc
             }
         }
     }
+}
+
+/// The clear RTP header fields of an SRTP packet; `None` for STUN, DTLS and RTCP.
+fn rtp_header(datagram: &[u8]) -> Option<DownlinkPacket> {
+    if datagram.len() < 12 || datagram[0] >> 6 != 2 || (192..=223).contains(&datagram[1]) {
+        return None;
+    }
+    Some(DownlinkPacket {
+        at: Instant::now(),
+        ssrc: u32::from_be_bytes([datagram[8], datagram[9], datagram[10], datagram[11]]),
+        payload_type: datagram[1] & 0x7f,
+        seq: u16::from_be_bytes([datagram[2], datagram[3]]),
+        len: datagram.len(),
+        dropped: false,
+    })
 }

@@ -494,9 +494,20 @@ impl StreamTx {
     /// (say, a keyframe of a lower layer) for as long as the pacer takes to drain it, up to
     /// two seconds. The dropped sequence numbers are never sent; the receiver sees them as
     /// lost. (Switchboard patch, see vendor/PATCHES.md.)
+    ///
+    /// The NACK history goes too: resending the dropped stream's packets would spend the
+    /// congested link on what the receiver no longer needs. And what was already resent of
+    /// them no longer counts toward the RTX ratio cap, which would otherwise refuse to repair
+    /// the lost packets of the next keyframe for up to a second: the ratio looks back one
+    /// second, and a backlog lost at the bottleneck is mostly NACKed and resent.
     pub fn drop_queued(&mut self) {
         self.send_queue.clear();
         self.resends.clear();
+        self.rtx_cache.clear();
+        if let Some(retransmitted) = &mut self.stats.bytes_retransmitted {
+            *retransmitted = ValueHistory::default();
+        }
+        self.rtx_ratio = (0.0, already_happened());
     }
 
     /// Write RTP packet to a send stream.
