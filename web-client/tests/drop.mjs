@@ -10,8 +10,8 @@
 //    top layer. Sampled for STEADY_MS after a 20 s settle: at most 2 layer changes (changes of
 //    the decoded width) and at least 95% of samples at the top layer.
 // 2. The link falls to 300 kbit/s, where the lowest layer (with audio, about 200 kbit/s)
-//    fits: no freeze (no new decoded frame) longer than 2.5 s (target 1 s), a lower layer decoded
-//    within 4.5 s (target 3 s), and the video never paused.
+//    fits: no freeze (no new decoded frame) longer than 1.2 s (target 1 s), a lower layer decoded
+//    within 3 s, and the video never paused.
 // 3. The link is freed: the top layer comes back (reported, with the time it took).
 //
 // Prints one final line starting with "DROP PASS" or "DROP FAIL", with the measured figures.
@@ -40,11 +40,11 @@ const STEADY_MS = Number(process.env.DROP_STEADY_MS || 30_000);
 const SETTLE_MS = 20_000;
 const TOP_MIN_WIDTH = 960;
 const DROP_BPS = 300_000;
-// The targets are a freeze under 1 s and a lower layer within 3 s; most runs meet them, about
-// one in ten does not (QUALITY.md has the runs). The bounds here catch a regression to the
-// seconds-long freezes of before without failing CI on that tail.
-const MAX_FREEZE_MS = 2_500;
-const LOWER_WITHIN_MS = 4_500;
+// The targets: no freeze over 1 s (plus the 100 ms between samples here) and a lower layer
+// within 3 s. 8 runs froze for 208-626 ms and decoded a lower layer after 426-739 ms
+// (QUALITY.md), since the fix for the one-in-ten tail of 2-3 s.
+const MAX_FREEZE_MS = 1_200;
+const LOWER_WITHIN_MS = 3_000;
 const EXTRA_PUBLISHERS = Number(process.env.DROP_EXTRA_PUBLISHERS || 0);
 const STEADY_ONLY = process.env.DROP_STEADY_ONLY === '1';
 const TOTAL_TIMEOUT_MS = 180_000 + STEADY_MS;
