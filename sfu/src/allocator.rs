@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 pub const UPGRADE_HEADROOM: f64 = 1.15;
 /// And the estimate must allow the upgrade for this long.
 pub const UPGRADE_HOLD: Duration = Duration::from_secs(2);
+/// A step up that only raises a layer's frame rate (its next temporal layer) needs no
+/// keyframe and costs little if it fails: it waits this long instead.
+pub const TEMPORAL_UPGRADE_HOLD: Duration = Duration::from_millis(500);
 /// A video already flowing is paused only when the budget falls below this share of its
 /// lowest layer: estimates under-read, and a frozen video is worse than a slightly
 /// overshooting one. Resuming needs the full rate plus `UPGRADE_HEADROOM`, so pause and
@@ -90,22 +93,28 @@ pub struct Decision {
     pub ideal: Option<usize>,
 }
 
-/// The lowest layer that covers the shown size (within 10%), else the highest.
+/// The smallest size that covers the shown size (within 10%), else the largest; of the
+/// offers at that size, the best (the last): its full frame rate, when lower offers are the
+/// same layer at a reduced one.
 fn ideal_layer(layers: &[LayerOffer], shown: Option<(u32, u32)>) -> Option<usize> {
     let top = layers.len().checked_sub(1)?;
-    match shown {
-        Some((0, _)) | Some((_, 0)) => None,
-        None => Some(top),
-        Some((w, h)) => Some(
-            layers
-                .iter()
-                .position(|l| {
-                    u64::from(l.width) * 11 >= u64::from(w) * 10
-                        && u64::from(l.height) * 11 >= u64::from(h) * 10
-                })
-                .unwrap_or(top),
-        ),
-    }
+    let covering = match shown {
+        Some((0, _)) | Some((_, 0)) => return None,
+        None => top,
+        Some((w, h)) => layers
+            .iter()
+            .position(|l| {
+                u64::from(l.width) * 11 >= u64::from(w) * 10
+                    && u64::from(l.height) * 11 >= u64::from(h) * 10
+            })
+            .unwrap_or(top),
+    };
+    let size = |l: &LayerOffer| (l.width, l.height);
+    let same_size = layers[covering..]
+        .iter()
+        .take_while(|l| size(l) == size(&layers[covering]))
+        .count();
+    Some(covering + same_size - 1)
 }
 
 fn cost(layer: &LayerOffer, raising: bool) -> u64 {
@@ -206,11 +215,13 @@ pub struct UpgradeGate {
 impl UpgradeGate {
     /// The target to use now, given the current one and the allocator's proposal (`reason`
     /// says why it proposes it).
+    /// `temporal_step`: the step above `current` is the same layer at a higher frame rate.
     pub fn admit(
         &mut self,
         current: Option<usize>,
         proposed: Option<usize>,
         reason: Reason,
+        temporal_step: bool,
         now: Instant,
     ) -> Option<usize> {
         for window in [&mut self.changes, &mut self.failed_upgrades] {
@@ -243,8 +254,12 @@ impl UpgradeGate {
         }
         // One step up at a time: the next layer above the current one.
         let step = Some(current.map_or(0, |c| c + 1));
-        let hold =
-            (UPGRADE_HOLD + FLAP_PENALTY * self.failed_upgrades.len() as u32).min(MAX_UPGRADE_HOLD);
+        let base = if temporal_step {
+            TEMPORAL_UPGRADE_HOLD
+        } else {
+            UPGRADE_HOLD
+        };
+        let hold = (base + FLAP_PENALTY * self.failed_upgrades.len() as u32).min(MAX_UPGRADE_HOLD);
         match self.pending {
             Some((level, since)) if level == step => {
                 if now.saturating_duration_since(since) >= hold {
@@ -309,6 +324,33 @@ mod tests {
                 "budget {budget}"
             );
         }
+    }
+
+    #[test]
+    fn a_step_to_a_higher_frame_rate_waits_less_than_one_to_a_higher_layer() {
+        let t0 = Instant::now();
+        let mut gate = UpgradeGate::default();
+        assert_eq!(gate.admit(None, Some(6), SIZE, false, t0), Some(6));
+        // From f at a quarter of its frame rate (6) toward all of it (8): half after
+        // TEMPORAL_UPGRADE_HOLD, the rest after as long again.
+        assert_eq!(gate.admit(Some(6), Some(8), SIZE, true, t0), Some(6));
+        let t1 = t0 + TEMPORAL_UPGRADE_HOLD;
+        assert_eq!(gate.admit(Some(6), Some(8), SIZE, true, t1), Some(7));
+        assert_eq!(gate.admit(Some(7), Some(8), SIZE, true, t1), Some(7));
+        let t2 = t1 + TEMPORAL_UPGRADE_HOLD;
+        assert_eq!(gate.admit(Some(7), Some(8), SIZE, true, t2), Some(8));
+        // A step to the next layer waits the full UPGRADE_HOLD.
+        let mut gate = UpgradeGate::default();
+        gate.admit(None, Some(5), SIZE, false, t0);
+        assert_eq!(gate.admit(Some(5), Some(6), SIZE, false, t0), Some(5));
+        assert_eq!(
+            gate.admit(Some(5), Some(6), SIZE, false, t0 + TEMPORAL_UPGRADE_HOLD),
+            Some(5)
+        );
+        assert_eq!(
+            gate.admit(Some(5), Some(6), SIZE, false, t0 + UPGRADE_HOLD),
+            Some(6)
+        );
     }
 
     #[test]
@@ -442,6 +484,67 @@ mod tests {
         );
     }
 
+    /// Simulcast with three temporal layers each (L1T3 per stream), as `UpTrack::layer_offers`
+    /// lays it out: per layer, its base temporal layer (a quarter of the frame rate), the
+    /// first two (half), then all of it. Indices 0-2 are q, 3-5 h, 6-8 f.
+    const TEMPORAL: [LayerOffer; 9] = {
+        const fn offer(bitrate_bps: u64, width: u32, height: u32) -> LayerOffer {
+            LayerOffer {
+                bitrate_bps,
+                width,
+                height,
+            }
+        }
+        [
+            offer(80_000, 320, 180),
+            offer(115_000, 320, 180),
+            offer(150_000, 320, 180),
+            offer(270_000, 640, 360),
+            offer(385_000, 640, 360),
+            offer(500_000, 640, 360),
+            offer(900_000, 1280, 720),
+            offer(1_300_000, 1280, 720),
+            offer(1_700_000, 1280, 720),
+        ]
+    };
+
+    #[test]
+    fn temporal_layers_are_finer_steps_below_each_layers_full_rate() {
+        let video = |shown, current| Demand {
+            priority: Priority::Other,
+            layers: &TEMPORAL,
+            shown,
+            current,
+        };
+        // (budget, shown, current, expected target)
+        let table = [
+            // Unlimited: the tile's layer at its full frame rate, never a reduced one.
+            (10_000_000, Some((320, 180)), Some(2), Some(2)),
+            (10_000_000, Some((640, 360)), Some(2), Some(5)),
+            (10_000_000, None, Some(2), Some(8)),
+            // Short of f's 1.7 M: f at half the frame rate rather than h.
+            (1_500_000, None, Some(8), Some(7)),
+            // Short of that too: f at a quarter, still above h in full.
+            (1_000_000, None, Some(8), Some(6)),
+            (600_000, None, Some(8), Some(5)),
+            // Under q's full rate but above its base layer: q at a quarter, not paused.
+            (100_000, None, Some(2), Some(0)),
+            // A paused video resumes at q's base layer, which costs least.
+            (95_000, None, None, Some(0)),
+            (90_000, None, None, None),
+        ];
+        for (budget, shown, current, expected) in table {
+            assert_eq!(
+                targets(budget, &[video(shown, current)]),
+                vec![expected],
+                "budget {budget}, shown {shown:?}, current {current:?}"
+            );
+        }
+        let decision = allocate(1_000_000, &[video(None, Some(8))]);
+        assert_eq!(decision[0].ideal, Some(8));
+        assert_eq!(decision[0].reason, Reason::BandwidthLimited);
+    }
+
     #[test]
     fn screen_share_first_then_speaker_then_others() {
         let demands = [
@@ -513,55 +616,61 @@ mod tests {
         let t0 = Instant::now();
         let mut gate = UpgradeGate::default();
         assert_eq!(
-            gate.admit(None, Some(0), SIZE, t0),
+            gate.admit(None, Some(0), SIZE, false, t0),
             Some(0),
             "a new subscription starts at once"
         );
-        assert_eq!(gate.admit(Some(0), Some(2), SIZE, t0), Some(0));
+        assert_eq!(gate.admit(Some(0), Some(2), SIZE, false, t0), Some(0));
         assert_eq!(
-            gate.admit(Some(0), Some(2), SIZE, t0 + Duration::from_millis(1500)),
+            gate.admit(
+                Some(0),
+                Some(2),
+                SIZE,
+                false,
+                t0 + Duration::from_millis(1500)
+            ),
             Some(0)
         );
         assert_eq!(
-            gate.admit(Some(0), Some(2), SIZE, t0 + UPGRADE_HOLD),
+            gate.admit(Some(0), Some(2), SIZE, false, t0 + UPGRADE_HOLD),
             Some(1),
             "one step"
         );
         let t1 = t0 + UPGRADE_HOLD;
-        assert_eq!(gate.admit(Some(1), Some(2), SIZE, t1), Some(1));
+        assert_eq!(gate.admit(Some(1), Some(2), SIZE, false, t1), Some(1));
         // The estimate dips: the pending upgrade is forgotten, and starts over.
         assert_eq!(
-            gate.admit(Some(1), Some(1), SIZE, t1 + Duration::from_secs(1)),
+            gate.admit(Some(1), Some(1), SIZE, false, t1 + Duration::from_secs(1)),
             Some(1)
         );
         assert_eq!(
-            gate.admit(Some(1), Some(2), SIZE, t1 + Duration::from_secs(2)),
+            gate.admit(Some(1), Some(2), SIZE, false, t1 + Duration::from_secs(2)),
             Some(1)
         );
         assert_eq!(
-            gate.admit(Some(1), Some(2), SIZE, t1 + Duration::from_secs(3)),
+            gate.admit(Some(1), Some(2), SIZE, false, t1 + Duration::from_secs(3)),
             Some(1)
         );
         assert_eq!(
-            gate.admit(Some(1), Some(2), SIZE, t1 + Duration::from_secs(4)),
+            gate.admit(Some(1), Some(2), SIZE, false, t1 + Duration::from_secs(4)),
             Some(2)
         );
         // Downgrades and pauses are immediate.
         assert_eq!(
-            gate.admit(Some(2), Some(0), SIZE, t1 + Duration::from_secs(5)),
+            gate.admit(Some(2), Some(0), SIZE, false, t1 + Duration::from_secs(5)),
             Some(0)
         );
         assert_eq!(
-            gate.admit(Some(0), None, SIZE, t1 + Duration::from_secs(5)),
+            gate.admit(Some(0), None, SIZE, false, t1 + Duration::from_secs(5)),
             None
         );
         // Resuming after a pause holds too.
         assert_eq!(
-            gate.admit(None, Some(0), SIZE, t1 + Duration::from_secs(6)),
+            gate.admit(None, Some(0), SIZE, false, t1 + Duration::from_secs(6)),
             None
         );
         assert_eq!(
-            gate.admit(None, Some(0), SIZE, t1 + Duration::from_secs(8)),
+            gate.admit(None, Some(0), SIZE, false, t1 + Duration::from_secs(8)),
             Some(0)
         );
     }
@@ -571,7 +680,7 @@ mod tests {
         // The estimate swings +-5% around the top layer's rate every tick for a minute.
         let t0 = Instant::now();
         let mut gate = UpgradeGate::default();
-        let mut current = gate.admit(None, Some(1), SIZE, t0);
+        let mut current = gate.admit(None, Some(1), SIZE, false, t0);
         let mut switches = 0;
         for tick in 0..120u64 {
             let budget = if tick % 2 == 0 { 1_785_000 } else { 1_615_000 };
@@ -580,6 +689,7 @@ mod tests {
                 current,
                 proposed,
                 SIZE,
+                false,
                 t0 + Duration::from_millis(500 * tick),
             );
             if next != current {
@@ -595,7 +705,7 @@ mod tests {
     fn failed_upgrades_make_the_next_upgrades_wait_longer() {
         let t0 = Instant::now();
         let mut gate = UpgradeGate::default();
-        gate.admit(None, Some(2), SIZE, t0);
+        gate.admit(None, Some(2), SIZE, false, t0);
         // The top layer fails three times within a minute: the first downgrade follows a layer
         // held since the start (no penalty), the next two follow upgrades by a second.
         let mut t = t0;
@@ -603,12 +713,12 @@ mod tests {
         let mut upgrade_waits = Vec::new();
         for _ in 0..3 {
             t += Duration::from_secs(1);
-            current = gate.admit(current, Some(1), Reason::BandwidthLimited, t);
+            current = gate.admit(current, Some(1), Reason::BandwidthLimited, false, t);
             assert_eq!(current, Some(1), "downgrades are immediate");
             let asked = t;
             while current == Some(1) {
                 t += Duration::from_millis(500);
-                current = gate.admit(current, Some(2), Reason::Best, t);
+                current = gate.admit(current, Some(2), Reason::Best, false, t);
             }
             upgrade_waits.push((t - asked).as_secs());
         }
@@ -620,13 +730,13 @@ mod tests {
         assert_eq!(gate.changes_last_minute(), 6);
         // A minute later the penalty and the old changes are gone.
         let later = t + CHANGE_WINDOW + Duration::from_secs(1);
-        current = gate.admit(current, Some(1), Reason::BandwidthLimited, later);
+        current = gate.admit(current, Some(1), Reason::BandwidthLimited, false, later);
         assert_eq!(gate.changes_last_minute(), 1);
         let asked = later;
         let mut t = later;
         while current == Some(1) {
             t += Duration::from_millis(500);
-            current = gate.admit(current, Some(2), Reason::Best, t);
+            current = gate.admit(current, Some(2), Reason::Best, false, t);
         }
         assert_eq!((t - asked).as_secs(), 2);
     }
@@ -635,16 +745,16 @@ mod tests {
     fn size_changes_do_not_slow_upgrades() {
         let t0 = Instant::now();
         let mut gate = UpgradeGate::default();
-        let mut current = gate.admit(None, Some(2), SIZE, t0);
+        let mut current = gate.admit(None, Some(2), SIZE, false, t0);
         for round in 0..5u64 {
             let t = t0 + Duration::from_secs(10 * round + 1);
-            current = gate.admit(current, Some(0), SIZE, t);
+            current = gate.admit(current, Some(0), SIZE, false, t);
             assert_eq!(current, Some(0));
-            current = gate.admit(current, Some(1), SIZE, t);
-            current = gate.admit(current, Some(1), SIZE, t + UPGRADE_HOLD);
+            current = gate.admit(current, Some(1), SIZE, false, t);
+            current = gate.admit(current, Some(1), SIZE, false, t + UPGRADE_HOLD);
             assert_eq!(current, Some(1), "round {round}");
-            current = gate.admit(current, Some(2), SIZE, t + UPGRADE_HOLD);
-            current = gate.admit(current, Some(2), SIZE, t + UPGRADE_HOLD * 2);
+            current = gate.admit(current, Some(2), SIZE, false, t + UPGRADE_HOLD);
+            current = gate.admit(current, Some(2), SIZE, false, t + UPGRADE_HOLD * 2);
             assert_eq!(current, Some(2), "round {round}");
         }
     }

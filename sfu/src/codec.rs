@@ -101,6 +101,11 @@ impl ForwardedCodec {
 pub struct Vp8Header {
     pub picture_id: Option<u16>,
     pub tl0: Option<u8>,
+    /// The temporal layer (TID), when the sender marks them (T bit).
+    pub temporal: Option<u8>,
+    /// The Y bit: this frame depends only on the base temporal layer, so a receiver may start
+    /// taking its temporal layer here.
+    pub layer_sync: bool,
     pub descriptor_len: usize,
     /// Offset of the picture ID, and whether it has 15 bits (else 7).
     picture_id_at: Option<(usize, bool)>,
@@ -114,6 +119,8 @@ impl Vp8Header {
         let mut header = Self {
             picture_id: None,
             tl0: None,
+            temporal: None,
+            layer_sync: false,
             descriptor_len: 0,
             picture_id_at: None,
             tl0_at: None,
@@ -140,7 +147,13 @@ impl Vp8Header {
                 at += 1;
             }
             if ext & 0x30 != 0 {
-                at += 1; // TID/Y/KEYIDX
+                // TID/Y/KEYIDX, present with T or K; TID and Y mean something with T only.
+                let byte = *payload.get(at)?;
+                if ext & 0x20 != 0 {
+                    header.temporal = Some(byte >> 6);
+                    header.layer_sync = byte & 0x20 != 0;
+                }
+                at += 1;
             }
         }
         (at < payload.len()).then_some(Self {
@@ -462,6 +475,25 @@ mod tests {
             None
         );
         assert_eq!(Vp8Header::parse(&[]), None);
+    }
+
+    #[test]
+    fn vp8_temporal_layer_and_sync_bit_are_read_only_with_the_t_bit() {
+        let temporal = |p: &[u8]| Vp8Header::parse(p).map(|h| (h.temporal, h.layer_sync));
+        // T set: TID 2, Y set (0b10_1_00000).
+        assert_eq!(
+            temporal(&[0x90, 0xe0, 0x81, 0x23, 0x07, 0xa0, 0xaa]),
+            Some((Some(2), true))
+        );
+        // T set: TID 1, Y clear.
+        assert_eq!(
+            temporal(&[0x90, 0xe0, 0x81, 0x23, 0x07, 0x40, 0xaa]),
+            Some((Some(1), false))
+        );
+        // K only (0x10): the byte holds KEYIDX, and TID/Y mean nothing.
+        assert_eq!(temporal(&[0x90, 0x10, 0xe5, 0xaa]), Some((None, false)));
+        // No T and no K: no such byte.
+        assert_eq!(temporal(&[0x90, 0x80, 0x05, 0xaa]), Some((None, false)));
     }
 
     const H264: ForwardedCodec = ForwardedCodec::H264(H264Profile {

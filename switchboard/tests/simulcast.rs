@@ -380,6 +380,93 @@ async fn a_sudden_drop_switches_down_within_seconds_without_pausing() {
     );
 }
 
+/// Temporal layers as the finer step (issue 16): a subscriber whose link cannot hold the top
+/// layer in full (1.5 Mbit/s and audio over 1.6 Mbit/s) gets it at a reduced frame rate (its
+/// TID 0 pictures, 375 kbit/s, or TID 0 and 1, 750 kbit/s, as the estimate allows) rather
+/// than h, with sequence numbers and picture IDs numbered on over the pictures it does not
+/// get; and the full frame rate once the link is freed, without a new keyframe of f.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_short_of_the_top_layer_gets_it_at_a_reduced_frame_rate() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start().await;
+    let url = server.ws_url();
+    let media = server.rtc_addr;
+    let publisher = Str0mPeer::start(&url, "tl", "Pub", Role::TemporalPublisher, media, None).await;
+    let link = Shaper::start(media, 1_600_000).await;
+    let viewer = Str0mPeer::start(
+        &url,
+        "tl",
+        "Viewer",
+        Role::Subscriber,
+        media,
+        Some(link.addr),
+    )
+    .await;
+    // The last second of video: only f, and none of its TID 2 pictures.
+    let f_at_reduced_rate = |r: &Recorded| {
+        let recent: Vec<&VideoPacket> = r
+            .video
+            .iter()
+            .filter(|p| p.at.elapsed() < Duration::from_secs(1))
+            .collect();
+        recent.len() > 10 && recent.iter().all(|p| p.layer == 2 && p.temporal <= 1)
+    };
+    viewer
+        .wait_for(
+            "f at a reduced frame rate",
+            Duration::from_secs(60),
+            f_at_reduced_rate,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    {
+        let r = viewer.recorded();
+        assert!(f_at_reduced_rate(&r), "left f at a reduced frame rate");
+        let window: Vec<&VideoPacket> = r
+            .video
+            .iter()
+            .filter(|p| p.at.elapsed() < Duration::from_secs(3))
+            .collect();
+        // Numbered on over what was dropped: half the pictures or more, six packets each,
+        // would leave a gap after every other picture.
+        let mut seqs: Vec<u64> = window.iter().map(|p| p.seq).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let span = seqs.last().expect("packets") - seqs.first().expect("packets") + 1;
+        let missing = span - seqs.len() as u64;
+        assert!(
+            missing * 50 <= span,
+            "{missing} of {span} sequence numbers missing over 3 s"
+        );
+        let mut pictures: Vec<(u64, u16)> = window.iter().map(|p| (p.seq, p.picture_id)).collect();
+        pictures.sort_unstable();
+        pictures.dedup_by_key(|(_, pic)| *pic);
+        let jumps = pictures
+            .windows(2)
+            .filter(|w| (w[1].1.wrapping_sub(w[0].1)) & 0x7fff != 1)
+            .count();
+        assert_eq!(jumps, 0, "picture IDs skip: {pictures:?}");
+    }
+    // Freed: the full frame rate comes back within the layer, so the server asks the
+    // publisher for no keyframe.
+    let requests_before = publisher.recorded().keyframe_requests;
+    link.set_downlink(UNLIMITED);
+    viewer
+        .wait_for("f at its full frame rate", Duration::from_secs(30), |r| {
+            r.video
+                .iter()
+                .rev()
+                .take_while(|p| p.at.elapsed() < Duration::from_secs(1))
+                .any(|p| p.layer == 2 && p.temporal == 2)
+        })
+        .await;
+    assert_eq!(
+        publisher.recorded().keyframe_requests,
+        requests_before,
+        "a keyframe was asked for"
+    );
+}
+
 /// When the first keyframe of `layer` among `packets` was complete: every sequence number from
 /// its first packet to the frame's marker received, in whatever order (NACK repairs arrive
 /// late). `None` if none was.

@@ -17,7 +17,8 @@ use crate::ids::{ParticipantId, TrackId};
 use crate::relay::{has_layer, with_layer, LayerMask};
 use crate::room::Room;
 use crate::speakers::{MemberAudio, SPEAKING_LOUDNESS};
-use crate::track::TrackSource;
+use crate::svc::TemporalLevel;
+use crate::track::{LayerPoint, TrackSource};
 
 /// A layer nobody needs is turned off at the publisher after this long, so a brief dip does
 /// not make it restart (with a keyframe) a moment later.
@@ -32,11 +33,15 @@ const AUDIO_ALLOWANCE_BPS: u64 = 48_000;
 /// One video down-track as the allocator sees it.
 struct VideoDownTrack {
     mid: Mid,
+    /// The track's ladder (`UpTrack::layer_offers`): what each step costs, and which layer
+    /// and temporal layers it stands for.
     offers: Vec<LayerOffer>,
+    points: Vec<LayerPoint>,
     /// Which layers arrive from the publisher now.
     live: LayerMask,
     priority: Priority,
     shown: Option<(u32, u32)>,
+    /// The step of the ladder targeted now.
     current: Option<usize>,
     /// A scalable stream: its layers are parts of one stream, none to stop or flush.
     svc: bool,
@@ -46,7 +51,7 @@ impl Sfu {
     pub(super) fn allocation_tick(&mut self, now: Instant) {
         for track in self.tracks.values_mut() {
             for layer in &mut track.layers {
-                layer.rate.tick(now);
+                layer.tick(now);
             }
         }
         for p in self.participants.values_mut() {
@@ -166,8 +171,8 @@ impl Sfu {
             let Some(track) = self.tracks.get(&d.track) else {
                 continue;
             };
-            let mut offers = Vec::with_capacity(track.layers.len());
-            track.layer_offers(now, &mut offers);
+            let (mut offers, mut points) = (Vec::new(), Vec::new());
+            track.layer_offers(now, &mut offers, &mut points);
             let priority = match (track.source, speakers.contains(&track.publisher)) {
                 _ if pinned == Some(track.publisher) => Priority::Pinned,
                 (TrackSource::Screen, _) => Priority::Screen,
@@ -180,13 +185,17 @@ impl Sfu {
                 .enumerate()
                 .filter(|(_, l)| l.is_live(now))
                 .fold(0, |mask, (i, _)| with_layer(mask, i));
+            let current = d
+                .target_layer()
+                .and_then(|layer| ladder_step(&points, layer, d.target_temporal()));
             videos.push(VideoDownTrack {
                 mid: d.mid,
                 offers,
+                points,
                 live,
                 priority,
                 shown: d.shown,
-                current: d.target_layer(),
+                current,
                 svc: track.svc,
             });
         }
@@ -216,8 +225,10 @@ impl Sfu {
             VideoDownTrack {
                 mid,
                 offers,
+                points,
                 live,
                 svc,
+                current,
                 ..
             },
             decision,
@@ -227,18 +238,50 @@ impl Sfu {
                 continue;
             };
             let before = d.target_layer();
+            let before_temporal = d.target_temporal();
             let mut proposed = decision.target;
-            if let (true, Some(down), Some(from)) = (estimate.congested, proposed, before) {
+            if let (true, Some(down), Some(from)) = (estimate.congested, proposed, *current) {
                 // Stepping down on a congested link: never to a layer the publisher has
                 // stopped (dynacast), whose restart and keyframe would take longer than the
-                // freeze already under way. The next lower layer that flows will do.
-                if down < from && !has_layer(*live, down) {
-                    proposed = (0..down).rev().find(|&l| has_layer(*live, l)).or(proposed);
+                // freeze already under way. The next lower step whose layer flows will do.
+                if down < from && !has_layer(*live, points[down].layer) {
+                    proposed = (0..down)
+                        .rev()
+                        .find(|&step| has_layer(*live, points[step].layer))
+                        .or(proposed);
                 }
             }
-            let target = d.gate.admit(before, proposed, decision.reason, now);
+            // A step up within one layer only raises its frame rate: no keyframe, so it
+            // needs less evidence than a step to the next layer.
+            let temporal_step = current.is_some_and(|c| {
+                points
+                    .get(c + 1)
+                    .is_some_and(|next| next.layer == points[c].layer)
+            });
+            let step = d
+                .gate
+                .admit(*current, proposed, decision.reason, temporal_step, now);
+            // The gate climbs one step at a time; a step onto another layer (it needs that
+            // layer's keyframe either way) takes as much of its frame rate as the allocator
+            // proposes at once, rather than climbing its temporal layers afterwards.
+            let step = match (step, proposed) {
+                (Some(s), Some(p))
+                    if s < p && current.is_none_or(|c| points[c].layer != points[s].layer) =>
+                {
+                    (s..=p)
+                        .take_while(|&i| points[i].layer == points[s].layer)
+                        .last()
+                }
+                _ => step,
+            };
+            let point = step.and_then(|s| points.get(s).copied());
+            let target = point.map(|p| p.layer);
+            let target_temporal = point.and_then(|p| p.temporal);
+            if (target, target_temporal) != (before, before_temporal) {
+                tracing::debug!(participant = %id, track = %d.track, ?before, ?before_temporal, ?target, ?target_temporal, reason = decision.reason.as_str(), estimate = estimate.allocation_bps, "layer target changed");
+            }
+            d.set_target_temporal(target_temporal);
             if target != before {
-                tracing::debug!(participant = %id, track = %d.track, ?before, ?target, reason = decision.reason.as_str(), estimate = estimate.allocation_bps, "layer target changed");
                 d.set_target(target);
                 // A scalable stream steps down without one: it only needs a keyframe to go up.
                 let needs_keyframe = |t: usize| {
@@ -278,8 +321,8 @@ impl Sfu {
                         }));
                 }
             }
-            floor_bps += target
-                .and_then(|t| offers.get(t))
+            floor_bps += step
+                .and_then(|s| offers.get(s))
                 .map_or(0, |l| l.bitrate_bps);
             if paused && decision.reason == Reason::Bandwidth && resume_bps.is_none() {
                 resume_bps = offers
@@ -415,4 +458,14 @@ impl Sfu {
             }
         }
     }
+}
+
+/// The step of `points` that a down-track's target (`layer`, with `temporal` of its temporal
+/// layers) stands at: the step itself, or, where the ladder no longer has it (its temporal
+/// layers no longer measured), the layer's full rate.
+fn ladder_step(points: &[LayerPoint], layer: usize, temporal: TemporalLevel) -> Option<usize> {
+    points
+        .iter()
+        .position(|p| p.layer == layer && p.temporal == temporal)
+        .or_else(|| points.iter().rposition(|p| p.layer <= layer))
 }

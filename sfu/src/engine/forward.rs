@@ -198,8 +198,14 @@ impl Sfu {
             track.learn_spatial_layers(d);
         }
         let measured_layer = track.measured_layer(layer, vp9.as_ref());
+        let temporal = vp8
+            .and_then(|h| h.temporal)
+            .or(vp9.as_ref().map(|d| d.temporal));
         if let Some(state) = track.layers.get_mut(measured_layer) {
             state.rate.record(payload.len());
+            if let Some(tid) = temporal {
+                state.record_temporal(tid, payload.len());
+            }
             state.last_packet = Some(now);
             if let (true, Some(h)) = (starts_keyframe, vp8) {
                 state.size = payload
@@ -222,6 +228,8 @@ impl Sfu {
             marker: packet.marker,
             picture_id: vp8.and_then(|h| h.picture_id),
             tl0: vp8.and_then(|h| h.tl0),
+            temporal: vp8.and_then(|h| h.temporal),
+            layer_sync: vp8.is_some_and(|h| h.layer_sync),
             vp9: vp9.filter(|_| track.is_single_stream()),
         };
         let nackable = track.kind == MediaKind::Video;

@@ -11,11 +11,14 @@ pub struct Vp8Rewriter {
     tl0_offset: u8,
     /// Newest values handed out; `None` before the first packet.
     newest: Option<(u16, u8)>,
+    /// The current source's picture skipped last, so its other packets do not count again.
+    last_skipped: Option<u16>,
 }
 
 impl Vp8Rewriter {
     /// Begin a new source whose first packet carries `picture_id` and `tl0`.
     pub fn switch_source(&mut self, picture_id: Option<u16>, tl0: Option<u8>) {
+        self.last_skipped = None;
         let Some((newest_pic, newest_tl0)) = self.newest else {
             self.picture_id_offset = 0;
             self.tl0_offset = 0;
@@ -29,6 +32,31 @@ impl Vp8Rewriter {
         if let Some(tl0) = tl0 {
             self.tl0_offset = newest_tl0.wrapping_add(1).wrapping_sub(tl0);
         }
+    }
+
+    /// A picture of the current source is not forwarded (a temporal layer above the
+    /// subscriber's): the pictures after it are numbered on without a gap, since a receiver
+    /// waits for every missing picture ID before decoding the frames after it (libwebrtc's
+    /// VP8 reference finder stashes them). Called for each packet of the picture; a late
+    /// packet of a picture older than the newest one forwarded changes nothing. TL0PICIDX
+    /// needs no change: base-layer pictures are never skipped.
+    pub fn skip_picture(&mut self, picture_id: Option<u16>) {
+        let Some(pic) = picture_id.map(|p| p % PICTURE_ID_MODULO) else {
+            return;
+        };
+        if self.last_skipped == Some(pic) {
+            return;
+        }
+        if let Some((newest, _)) = self.newest {
+            let rewritten = (pic + self.picture_id_offset) % PICTURE_ID_MODULO;
+            let ahead = (rewritten + PICTURE_ID_MODULO - newest) % PICTURE_ID_MODULO;
+            if ahead == 0 || ahead >= PICTURE_ID_MODULO / 2 {
+                return;
+            }
+        }
+        self.last_skipped = Some(pic);
+        self.picture_id_offset =
+            (self.picture_id_offset + PICTURE_ID_MODULO - 1) % PICTURE_ID_MODULO;
     }
 
     /// The rewritten (PictureID, TL0PICIDX) for a packet of the current source.
@@ -101,5 +129,25 @@ mod tests {
         let mut rw = Vp8Rewriter::default();
         rw.switch_source(None, None);
         assert_eq!(rw.rewrite(None, None), (None, None));
+    }
+
+    #[test]
+    fn skipped_pictures_leave_no_gap_in_picture_ids() {
+        let mut rw = Vp8Rewriter::default();
+        rw.switch_source(Some(10), Some(1));
+        assert_eq!(rw.rewrite(Some(10), Some(1)), (Some(10), Some(1)));
+        // L1T3 at the base layer only: 11 (T2), 12 (T1), 13 (T2) skipped, two packets each.
+        for pic in [11, 11, 12, 12, 13, 13] {
+            rw.skip_picture(Some(pic));
+        }
+        assert_eq!(rw.rewrite(Some(14), Some(2)), (Some(11), Some(2)));
+        // A late packet of the skipped 12 (a retransmission) shifts nothing.
+        rw.skip_picture(Some(12));
+        assert_eq!(rw.rewrite(Some(15), Some(2)), (Some(12), Some(2)));
+        // Skips count across the 15-bit wrap.
+        rw.switch_source(Some(0x7ffe), Some(9));
+        assert_eq!(rw.rewrite(Some(0x7ffe), Some(9)), (Some(13), Some(3)));
+        rw.skip_picture(Some(0x7fff));
+        assert_eq!(rw.rewrite(Some(0), Some(10)), (Some(14), Some(4)));
     }
 }

@@ -10,7 +10,9 @@ use crate::allocator::{Reason, UpgradeGate};
 use crate::codec::PayloadTypes;
 use crate::ids::TrackId;
 use crate::rewrite::{SeqRewriter, TsRewriter, Vp8Rewriter};
-use crate::svc::{SvcLayers, SvcSelector, SvcVerdict, Vp9Descriptor};
+use crate::svc::{
+    SvcLayers, SvcSelector, SvcVerdict, TemporalFilter, TemporalLevel, Vp9Descriptor,
+};
 
 /// Temporal layers a scalable stream's subscriber gets: all of them, since the allocator
 /// picks spatial layers only (VP9 has at most eight temporal layers, indices 0..=7).
@@ -48,6 +50,9 @@ pub struct PacketInfo {
     pub marker: bool,
     pub picture_id: Option<u16>,
     pub tl0: Option<u8>,
+    /// VP8: the temporal layer (TID) and the layer sync (Y) bit, when the sender marks them.
+    pub temporal: Option<u8>,
+    pub layer_sync: bool,
     /// The VP9 descriptor of a single-stream VP9 track's packet: selected by its layer
     /// indices (`svc`) rather than by `layer`.
     pub vp9: Option<Vp9Descriptor>,
@@ -65,6 +70,8 @@ pub struct DownTrack {
     current: Option<(usize, Ssrc)>,
     /// The layer the allocator wants; `None` pauses the track.
     target: Option<usize>,
+    /// The temporal layers of it the allocator wants (`None`: every one).
+    target_temporal: TemporalLevel,
     pub reason: Reason,
     /// Size the subscriber shows this track at (`None` until it says).
     pub shown: Option<(u32, u32)>,
@@ -78,6 +85,7 @@ pub struct DownTrack {
     seq: SeqRewriter,
     ts: TsRewriter,
     vp8: Vp8Rewriter,
+    temporal: TemporalFilter,
     svc: SvcSelector,
     pub sent_bytes: crate::rate::RateMeter,
 }
@@ -97,6 +105,7 @@ impl DownTrack {
             current: None,
             // Until the first allocation, take the lowest layer: it starts fastest.
             target: Some(0),
+            target_temporal: None,
             reason: Reason::Best,
             shown: None,
             gate: UpgradeGate::default(),
@@ -107,6 +116,7 @@ impl DownTrack {
             seq: SeqRewriter::new(rand::random::<u16>() & 0x7fff),
             ts: TsRewriter::new(clock_rate, rand::random()),
             vp8: Vp8Rewriter::default(),
+            temporal: TemporalFilter::default(),
             svc: SvcSelector::default(),
             sent_bytes: Default::default(),
         }
@@ -130,6 +140,16 @@ impl DownTrack {
 
     pub fn target_layer(&self) -> Option<usize> {
         self.target
+    }
+
+    pub fn target_temporal(&self) -> TemporalLevel {
+        self.target_temporal
+    }
+
+    /// Take only the temporal layers up to `level` of the target layer (`None`: all): a
+    /// lower frame rate, reached without a keyframe (`svc::temporal`).
+    pub fn set_target_temporal(&mut self, level: TemporalLevel) {
+        self.target_temporal = level;
     }
 
     /// Move to another layer (at its next keyframe), or pause with `None`.
@@ -180,6 +200,22 @@ impl DownTrack {
             self.seq.switch_source(packet.seq);
             self.ts.switch_source(packet.timestamp, now);
             self.vp8.switch_source(packet.picture_id, packet.tl0);
+            self.temporal.restart(self.target_temporal);
+        }
+        let in_order = self.seq.is_newest(packet.seq);
+        if !self.temporal.admit(
+            self.target_temporal,
+            packet.temporal,
+            packet.picture_id,
+            packet.layer_sync,
+            packet.starts_keyframe,
+            in_order,
+        ) {
+            // Taken out of the numbering, so the subscriber sees neither lost packets nor
+            // missing pictures.
+            self.seq.skip(packet.seq);
+            self.vp8.skip_picture(packet.picture_id);
+            return ForwardDecision::Drop;
         }
         let Some(seq) = self.seq.rewrite(packet.seq) else {
             return ForwardDecision::Drop;
@@ -210,7 +246,7 @@ impl DownTrack {
         }
         let layers = SvcLayers {
             spatial: u8::try_from(target).unwrap_or(u8::MAX),
-            temporal: ALL_TEMPORAL_LAYERS,
+            temporal: self.target_temporal.unwrap_or(ALL_TEMPORAL_LAYERS),
         };
         let in_order = !same_source || self.seq.is_newest(packet.seq);
         match self.svc.select(layers, vp9, packet.marker, in_order) {
@@ -273,6 +309,8 @@ mod tests {
             marker: false,
             picture_id: Some(pic),
             tl0: Some(pic as u8),
+            temporal: None,
+            layer_sync: false,
             vp9: None,
         }
     }
@@ -430,6 +468,66 @@ mod tests {
         );
     }
 
+    /// VP8 with three temporal layers (L1T3: TID 0, 2, 1, 2, ...), one packet per picture,
+    /// picture IDs and sequence numbers from `first`; picture `first` is a keyframe when
+    /// `key`, and `sync` pictures carry the Y bit.
+    fn l1t3(first: u16, count: u16, key: bool, sync: &[u16]) -> Vec<PacketInfo> {
+        (first..first + count)
+            .map(|pic| PacketInfo {
+                temporal: Some([0, 2, 1, 2][usize::from(pic % 4)]),
+                layer_sync: sync.contains(&pic),
+                starts_keyframe: key && pic == first,
+                ..packet(0, 7, u64::from(pic), u32::from(pic) * 3000, false, pic)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_vp8_temporal_target_drops_whole_pictures_without_gaps_in_numbers_or_picture_ids() {
+        let mut dt = video();
+        dt.activate(42.into());
+        let now = Instant::now();
+        dt.set_target(Some(0));
+        // Every layer for pictures 0-3, then half the frame rate from picture 4.
+        let sent_of = |dt: &mut DownTrack, packets: Vec<PacketInfo>| -> Vec<(u64, Option<u16>)> {
+            packets
+                .iter()
+                .filter_map(|p| match dt.forward(p, now) {
+                    ForwardDecision::Send {
+                        seq, picture_id, ..
+                    } => Some((seq, picture_id)),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(
+            sent_of(&mut dt, l1t3(0, 4, true, &[])),
+            vec![
+                (100, Some(0)),
+                (101, Some(1)),
+                (102, Some(2)),
+                (103, Some(3))
+            ]
+        );
+        dt.set_target_temporal(Some(1));
+        // Pictures 4 (TID 0) and 6 (TID 1) of 4-7, numbered on without a gap.
+        assert_eq!(
+            sent_of(&mut dt, l1t3(4, 4, false, &[])),
+            vec![(104, Some(4)), (105, Some(5))]
+        );
+        // Back to every layer: only from a TID 2 picture with the Y bit (9 here).
+        dt.set_target_temporal(None);
+        assert_eq!(
+            sent_of(&mut dt, l1t3(8, 4, false, &[9])),
+            vec![
+                (106, Some(6)),
+                (107, Some(7)),
+                (108, Some(8)),
+                (109, Some(9))
+            ]
+        );
+    }
+
     /// The six packets of one VP9 SVC picture (three spatial layers of two packets each),
     /// from incoming sequence number `first_seq`; the publisher's marker on the last.
     fn svc_picture(first_seq: u64, timestamp: u32, key: bool, temporal: u8) -> Vec<PacketInfo> {
@@ -456,6 +554,8 @@ mod tests {
                     marker: i == 5,
                     picture_id: Some(7),
                     tl0: None,
+                    temporal: None,
+                    layer_sync: false,
                     vp9: Some(vp9),
                 }
             })

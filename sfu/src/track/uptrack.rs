@@ -10,7 +10,7 @@ use crate::ids::{ParticipantId, TrackId};
 use crate::keyframe::KeyframeThrottle;
 use crate::rate::RateMeter;
 use crate::relay::{LayerMask, WorkerIndex};
-use crate::svc::{Vp9Descriptor, MAX_SPATIAL_LAYERS};
+use crate::svc::{TemporalLevel, Vp9Descriptor, MAX_SPATIAL_LAYERS};
 
 /// Keyframe requests toward a publisher, merged across all its subscribers, per layer.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
@@ -44,10 +44,34 @@ pub(crate) const NOMINAL: [LayerOffer; 3] = [
     },
 ];
 
+/// Temporal layers measured per layer: VP8's TID has two bits; VP9's has three, but
+/// encoders use at most three layers, and a fourth meter catches the rest.
+pub const MAX_TEMPORAL_LAYERS: usize = 4;
+
+/// The share of its layer's rate a temporal layer must carry to count as present: a stray
+/// packet marked with a higher TID is not a layer worth offering.
+const TEMPORAL_PRESENT_SHARE: f64 = 0.05;
+
+/// One step of a video's ladder (`UpTrack::layer_offers`): a layer, and the temporal layers of
+/// it that are taken (`None`: all of them, its full frame rate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerPoint {
+    pub layer: usize,
+    pub temporal: TemporalLevel,
+}
+
 #[derive(Debug)]
 pub struct Layer {
     pub rid: Option<Rid>,
     pub rate: RateMeter,
+    /// The same bytes by temporal layer (TID), for streams that mark them.
+    temporal_rates: [RateMeter; MAX_TEMPORAL_LAYERS],
+    /// Each temporal layer's share of the layer's rate, as last measured with at least two
+    /// present: kept while the layer is off (dynacast), so its reduced frame rates are still
+    /// offered, and asking for one turns it back on.
+    temporal_shares: Option<[f64; MAX_TEMPORAL_LAYERS]>,
+    /// Whether `temporal_shares` was ever measured (`None` then means: no temporal layers).
+    temporal_measured: bool,
     /// Frame size from the newest keyframe.
     pub size: Option<(u32, u32)>,
     pub last_packet: Option<Instant>,
@@ -59,10 +83,48 @@ impl Layer {
         Self {
             rid,
             rate: RateMeter::default(),
+            temporal_rates: Default::default(),
+            temporal_shares: None,
+            temporal_measured: false,
             size: None,
             last_packet: None,
             keyframe_throttle: KeyframeThrottle::new(KEYFRAME_REQUEST_INTERVAL),
         }
+    }
+
+    /// Count a packet of temporal layer `tid` (its bytes are in `rate` already).
+    pub fn record_temporal(&mut self, tid: u8, bytes: usize) {
+        let meter = usize::from(tid).min(MAX_TEMPORAL_LAYERS - 1);
+        self.temporal_rates[meter].record(bytes);
+    }
+
+    /// Close the measuring window (on the allocation tick).
+    pub fn tick(&mut self, now: Instant) {
+        self.rate.tick(now);
+        for meter in &mut self.temporal_rates {
+            meter.tick(now);
+        }
+        let total = self.rate.bps() as f64;
+        if total <= 0.0 || !self.is_live(now) {
+            return;
+        }
+        self.temporal_measured = true;
+        let bps = self.temporal_rates.each_ref().map(|m| m.bps() as f64);
+        let present = bps
+            .iter()
+            .rposition(|&b| b > 0.0 && b >= total * TEMPORAL_PRESENT_SHARE);
+        self.temporal_shares = match present {
+            Some(top) if top > 0 && bps[0] > 0.0 => {
+                let sum: f64 = bps[..=top].iter().sum();
+                let mut shares = [0.0; MAX_TEMPORAL_LAYERS];
+                for (share, b) in shares.iter_mut().zip(&bps[..=top]) {
+                    *share = b / sum;
+                }
+                Some(shares)
+            }
+            // Live, measured, and one temporal layer (or none marked): it has no others.
+            _ => None,
+        };
     }
 
     pub fn is_live(&self, now: Instant) -> bool {
@@ -182,12 +244,24 @@ impl UpTrack {
         self.layers.iter().position(|l| l.rid == rid)
     }
 
-    /// What each layer offers subscribers: measured where possible, nominal otherwise.
-    pub fn layer_offers(&self, now: Instant, out: &mut Vec<LayerOffer>) {
-        out.clear();
+    /// What the track offers subscribers, lowest first, with the layer and temporal layers
+    /// each offer stands for (`points`, same order): per layer, measured where possible and
+    /// nominal otherwise, and below each layer's full rate, its reduced frame rates where it
+    /// has temporal layers. So a subscriber short of a layer's full rate can take it at half
+    /// or a quarter of the frame rate (no keyframe needed) before a lower layer.
+    pub fn layer_offers(
+        &self,
+        now: Instant,
+        offers: &mut Vec<LayerOffer>,
+        points: &mut Vec<LayerPoint>,
+    ) {
+        offers.clear();
+        points.clear();
         let n = self.layers.len();
-        // A scalable stream's layer `i` is sent with every layer below it.
+        // A scalable stream's layer `i` is sent with every layer below it: its full rate,
+        // and per temporal layer, since dropping temporal layers drops them in all of them.
         let mut below_bps = 0;
+        let mut below_temporal_bps = [0u64; MAX_TEMPORAL_LAYERS];
         for (i, layer) in self.layers.iter().enumerate() {
             // Nominal values by rank from the top, so a two-layer track gets h and f.
             let nominal = NOMINAL[(NOMINAL.len() + i).saturating_sub(n).min(NOMINAL.len() - 1)];
@@ -201,16 +275,59 @@ impl UpTrack {
                 nominal.bitrate_bps
             };
             let (width, height) = layer.size.unwrap_or((nominal.width, nominal.height));
+            // Each temporal layer's part of this layer's rate. A layer never measured (off
+            // since the start) is assumed to be structured like its measured siblings, as
+            // encoders do: so its reduced frame rates can be asked for, which turns it on.
+            let shares = if layer.temporal_measured {
+                layer.temporal_shares
+            } else {
+                self.layers.iter().find_map(|l| l.temporal_shares)
+            };
+            let mut temporal_bps = [0u64; MAX_TEMPORAL_LAYERS];
+            if let Some(shares) = shares {
+                let top = shares.iter().rposition(|&x| x > 0.0).unwrap_or(0);
+                for (tid, share) in shares.iter().enumerate() {
+                    temporal_bps[tid] = (bitrate_bps as f64 * share) as u64;
+                }
+                let mut own = 0;
+                for tid in 0..top {
+                    own += temporal_bps[tid];
+                    let bitrate_bps = if self.svc {
+                        own + below_temporal_bps[..=tid].iter().sum::<u64>()
+                    } else {
+                        own
+                    };
+                    offers.push(LayerOffer {
+                        bitrate_bps,
+                        width,
+                        height,
+                    });
+                    points.push(LayerPoint {
+                        layer: i,
+                        temporal: Some(tid as u8),
+                    });
+                }
+            } else {
+                // No temporal layers: all of it is the base layer, which every step takes.
+                temporal_bps[0] = bitrate_bps;
+            }
+            for (below, bps) in below_temporal_bps.iter_mut().zip(temporal_bps) {
+                *below += bps;
+            }
             let bitrate_bps = if self.svc {
                 below_bps += bitrate_bps;
                 below_bps
             } else {
                 bitrate_bps
             };
-            out.push(LayerOffer {
+            offers.push(LayerOffer {
                 bitrate_bps,
                 width,
                 height,
+            });
+            points.push(LayerPoint {
+                layer: i,
+                temporal: None,
             });
         }
     }
@@ -271,5 +388,58 @@ mod tests {
         let mut interframe = frame;
         interframe[0] |= 1;
         assert_eq!(vp8_keyframe_size(&interframe), None);
+    }
+
+    /// Half a second of `bytes_per_tid[t]` bytes of temporal layer `t` on `layer`.
+    fn measure(track: &mut UpTrack, layer: usize, bytes_per_tid: &[usize], now: Instant) {
+        let state = &mut track.layers[layer];
+        for (tid, &bytes) in bytes_per_tid.iter().enumerate() {
+            state.rate.record(bytes);
+            state.record_temporal(tid as u8, bytes);
+        }
+        state.last_packet = Some(now);
+    }
+
+    #[test]
+    fn layers_with_temporal_layers_offer_their_reduced_frame_rates_below_their_full_one() {
+        let rids: Vec<Rid> = ["q", "h"].iter().map(|r| Rid::from(*r)).collect();
+        let mut track = UpTrack::new(
+            TrackId::random(),
+            ParticipantId::random_on(0),
+            Mid::from("1"),
+            MediaKind::Video,
+            &rids,
+        );
+        let t0 = Instant::now();
+        track.layers.iter_mut().for_each(|l| l.tick(t0));
+        let mut now = t0;
+        // Ten windows of half a second: q has three temporal layers (100, 50 and 50 kbit/s);
+        // h marks none (all TID 0, as a sender without temporal layers may).
+        for _ in 0..10 {
+            now += Duration::from_millis(500);
+            measure(&mut track, 0, &[6_250, 3_125, 3_125], now);
+            measure(&mut track, 1, &[31_250], now);
+            track.layers.iter_mut().for_each(|l| l.tick(now));
+        }
+        let (mut offers, mut points) = (Vec::new(), Vec::new());
+        track.layer_offers(now, &mut offers, &mut points);
+        let point = |layer, temporal| LayerPoint { layer, temporal };
+        assert_eq!(
+            points,
+            vec![
+                point(0, Some(0)),
+                point(0, Some(1)),
+                point(0, None),
+                point(1, None)
+            ]
+        );
+        let kbps: Vec<u64> = offers
+            .iter()
+            .map(|o| (o.bitrate_bps + 500) / 1000)
+            .collect();
+        assert_eq!(kbps, vec![100, 150, 200, 500]);
+        // Every step of a layer has its size.
+        let size = |o: &LayerOffer| (o.width, o.height);
+        assert!(offers[..3].iter().all(|o| size(o) == size(&offers[2])));
     }
 }

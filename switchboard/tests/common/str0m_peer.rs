@@ -39,6 +39,8 @@ pub struct VideoPacket {
     pub picture_id: u16,
     pub at: Instant,
     pub marker: bool,
+    /// The temporal layer (VP8's TID, VP9's).
+    pub temporal: u8,
     /// A VP9 packet: its descriptor's E bit (the last packet of its layer frame).
     pub vp9_ends_frame: Option<bool>,
 }
@@ -94,6 +96,10 @@ impl Recorded {
 pub enum Role {
     /// Opus and VP8 simulcast q/h/f.
     Publisher,
+    /// The same, each layer with three temporal layers marked in its VP8 descriptors (L1T3,
+    /// as Chromium sends simulcast: TID 0, 2, 1, 2, ..., the Y bit on the TID 2 and TID 1
+    /// pictures that reference only the base layer).
+    TemporalPublisher,
     /// Opus and one VP9 stream with three spatial layers (k-SVC: they depend on each other
     /// at keyframes only), all in every picture.
     SvcPublisher,
@@ -240,6 +246,8 @@ struct LayerSender {
     picture_id: u16,
     tl0: u8,
     keyframe_due: bool,
+    /// Pictures sent, for the temporal pattern.
+    frames: u64,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -276,7 +284,8 @@ async fn run(
         .expect("join");
 
     let svc = matches!(role, Role::SvcPublisher);
-    let publisher = svc || matches!(role, Role::Publisher);
+    let temporal = matches!(role, Role::TemporalPublisher);
+    let publisher = svc || temporal || matches!(role, Role::Publisher);
     let mut api = rtc.sdp_api();
     let (audio_mid, video_mid) = if svc {
         (
@@ -314,6 +323,7 @@ async fn run(
             picture_id: rand::random::<u16>() & 0x7fff,
             tl0: 0,
             keyframe_due: true,
+            frames: 0,
         })
         .collect();
     let mut audio_seq: u64 = rand::random::<u16>() as u64;
@@ -352,7 +362,7 @@ async fn run(
                     send_svc_picture(&mut rtc, video_mid, &mut layers[0], now, start);
                 } else {
                     for (index, layer) in layers.iter_mut().enumerate() {
-                        send_frame(&mut rtc, video_mid, index, layer, now, start);
+                        send_frame(&mut rtc, video_mid, index, layer, temporal, now, start);
                     }
                 }
             }
@@ -494,6 +504,7 @@ fn handle_event(
                     picture_id: (u16::from(hi & 0x7f) << 8) | u16::from(lo),
                     at: Instant::now(),
                     marker: packet.header.marker,
+                    temporal: layer_byte >> 5,
                     vp9_ends_frame: Some(flags & 0x04 != 0),
                 });
                 return;
@@ -523,6 +534,7 @@ fn handle_event(
                     picture_id: (u16::from(hi & 0x7f) << 8) | u16::from(lo),
                     at: Instant::now(),
                     marker: packet.header.marker,
+                    temporal: payload.get(5).map_or(0, |tid| tid >> 6),
                     vp9_ends_frame: None,
                 });
             }
@@ -581,6 +593,7 @@ fn send_frame(
     mid: Mid,
     index: usize,
     layer: &mut LayerSender,
+    temporal: bool,
     now: Instant,
     start: Instant,
 ) {
@@ -595,7 +608,19 @@ fn send_frame(
         frame_bytes
     };
     layer.picture_id = (layer.picture_id + 1) & 0x7fff;
-    layer.tl0 = layer.tl0.wrapping_add(1);
+    if keyframe {
+        // The pattern starts over at a keyframe, as an encoder's does.
+        layer.frames = 0;
+    }
+    let (tid, layer_sync) = if temporal {
+        [(0, false), (2, true), (1, true), (2, false)][(layer.frames % 4) as usize]
+    } else {
+        (0, false)
+    };
+    layer.frames += 1;
+    if tid == 0 {
+        layer.tl0 = layer.tl0.wrapping_add(1);
+    }
     let ts = ((now - start).as_micros() as u64 * 90 / 1000) as u32;
     let packets = frame_bytes.div_ceil(MAX_PAYLOAD);
     let mut api = rtc.direct_api();
@@ -610,7 +635,7 @@ fn send_frame(
         payload.push(0x80 | (layer.picture_id >> 8) as u8);
         payload.push(layer.picture_id as u8);
         payload.push(layer.tl0);
-        payload.push(0x00);
+        payload.push((tid << 6) | if layer_sync { 0x20 } else { 0 });
         if first {
             let tag: u32 = u32::from(!keyframe) | (1 << 4) | (100 << 5);
             payload.extend_from_slice(&tag.to_le_bytes()[..3]);
