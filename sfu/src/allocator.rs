@@ -162,6 +162,19 @@ pub fn allocate(budget_bps: u64, demands: &[Demand]) -> Vec<Decision> {
             continue;
         };
         let mut spent = d.layers[at].bitrate_bps;
+        // Keeping the current step needs its own rate only. A ladder with temporal steps need
+        // not rise monotonically (a layer at a quarter of its frame rate may cost less than
+        // the layer below in full); walking up to the current step through a dearer one would
+        // drop a subscriber whenever the estimate dips under that one, and back when it
+        // recovers: two layer switches, with keyframes, for nothing.
+        if let Some(c) = d.current.filter(|&c| c > at && c <= ideal) {
+            let keep = d.layers[c].bitrate_bps;
+            if keep <= spent + remaining {
+                remaining = remaining + spent - keep;
+                spent = keep;
+                at = c;
+            }
+        }
         while at < ideal {
             let next = at + 1;
             let raising = d.current.is_none_or(|c| next > c);
@@ -540,6 +553,21 @@ mod tests {
                 "budget {budget}, shown {shown:?}, current {current:?}"
             );
         }
+        // A ladder where f at a quarter of its frame rate costs less than h in full: keeping
+        // f's step needs f's rate, not h's on the way (the estimate dipping under h's rate
+        // must not switch layers twice).
+        let mut uneven = TEMPORAL;
+        uneven[6].bitrate_bps = 420_000;
+        let uneven_video = |current| Demand {
+            priority: Priority::Other,
+            layers: &uneven,
+            shown: None,
+            current,
+        };
+        assert_eq!(targets(450_000, &[uneven_video(Some(6))]), vec![Some(6)]);
+        // From below, the walk still passes h: f's quarter is reached with h's budget.
+        assert_eq!(targets(450_000, &[uneven_video(Some(4))]), vec![Some(4)]);
+        assert_eq!(targets(600_000, &[uneven_video(Some(4))]), vec![Some(6)]);
         let decision = allocate(1_000_000, &[video(None, Some(8))]);
         assert_eq!(decision[0].ideal, Some(8));
         assert_eq!(decision[0].reason, Reason::BandwidthLimited);
