@@ -241,13 +241,21 @@ impl Sfu {
             let before_temporal = d.target_temporal();
             let mut proposed = decision.target;
             if let (true, Some(down), Some(from)) = (estimate.congested, proposed, *current) {
-                // Stepping down on a congested link: never to a layer the publisher has
-                // stopped (dynacast), whose restart and keyframe would take longer than the
-                // freeze already under way. The next lower step whose layer flows will do.
-                if down < from && !has_layer(*live, points[down].layer) {
-                    proposed = (0..down)
+                if down < from {
+                    // Stepping down on a congested link: to a layer at its full frame rate.
+                    // A lower frame rate of the same layer leaves str0m's pacer holding a
+                    // backlog at the old rate, which the overflowing link drops, while the
+                    // estimate has not finished falling: the picture would freeze until the
+                    // next step, a second later (1.7 s instead of 0.2-0.6 s in `drop.mjs`).
+                    // Temporal steps serve falls that come without loss, and climbs.
+                    // And never to a layer the publisher has stopped (dynacast), whose
+                    // restart and keyframe would take longer than the freeze already under
+                    // way: the next lower one that flows will do.
+                    proposed = (0..=down)
                         .rev()
-                        .find(|&step| has_layer(*live, points[step].layer))
+                        .find(|&step| {
+                            points[step].temporal.is_none() && has_layer(*live, points[step].layer)
+                        })
                         .or(proposed);
                 }
             }
@@ -292,6 +300,9 @@ impl Sfu {
                     // Ask now rather than when the layer's next packet arrives: a frame
                     // interval sooner, which is most of a downswitch's freeze.
                     keyframes_wanted.push((d.track, layer));
+                }
+                if target < before && estimate.congested {
+                    d.gate.congested_downgrade(now);
                 }
                 if target.is_some() && target < before && estimate.congested && !svc {
                     // The link is overflowing: stop the old layer now, and throw away what
