@@ -39,6 +39,15 @@ pub struct LayerOffer {
     pub height: u32,
 }
 
+/// What one offer of a video's ladder stands for: a layer, and the temporal layers of it that
+/// are taken (`None`: all of them, its full frame rate). Built with the offers by
+/// `UpTrack::layer_offers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerPoint {
+    pub layer: usize,
+    pub temporal: Option<u8>,
+}
+
 /// One video the subscriber receives.
 #[derive(Debug, Clone)]
 pub struct Demand<'a> {
@@ -227,14 +236,13 @@ pub struct UpgradeGate {
 
 impl UpgradeGate {
     /// The target to use now, given the current one and the allocator's proposal (`reason`
-    /// says why it proposes it).
-    /// `temporal_step`: the step above `current` is the same layer at a higher frame rate.
+    /// says why it proposes it), both steps of `ladder`.
     pub fn admit(
         &mut self,
         current: Option<usize>,
         proposed: Option<usize>,
         reason: Reason,
-        temporal_step: bool,
+        ladder: &[LayerPoint],
         now: Instant,
     ) -> Option<usize> {
         for window in [&mut self.changes, &mut self.failed_upgrades] {
@@ -265,9 +273,12 @@ impl UpgradeGate {
             }
             return proposed;
         }
-        // One step up at a time: the next layer above the current one.
-        let step = Some(current.map_or(0, |c| c + 1));
-        // A temporal step's penalty is a quarter: failing one costs no keyframe.
+        // One step up at a time: the next one above the current one.
+        let next = current.map_or(0, |c| c + 1);
+        let layer_of = |step: usize| ladder.get(step).map(|p| p.layer);
+        // A step within one layer only raises its frame rate: no keyframe, so it needs less
+        // evidence, and failing it costs less (a quarter of the penalty).
+        let temporal_step = current.is_some_and(|c| layer_of(next) == layer_of(c));
         let (base, penalty) = if temporal_step {
             (TEMPORAL_UPGRADE_HOLD, FLAP_PENALTY / 4)
         } else {
@@ -275,15 +286,23 @@ impl UpgradeGate {
         };
         let hold = (base + penalty * self.failed_upgrades.len() as u32).min(MAX_UPGRADE_HOLD);
         match self.pending {
-            Some((level, since)) if level == step => {
+            Some((step, since)) if step == Some(next) => {
                 if now.saturating_duration_since(since) >= hold {
                     self.pending = None;
                     self.changes.push_back(now);
                     self.last_upgrade = Some(now);
-                    return step;
+                    if temporal_step {
+                        return Some(next);
+                    }
+                    // Onto another layer (its keyframe is needed either way): as much of its
+                    // frame rate as proposed at once, rather than climbing it afterwards.
+                    let top = proposed.unwrap_or(next).max(next);
+                    return (next..=top)
+                        .take_while(|&step| layer_of(step) == layer_of(next))
+                        .last();
                 }
             }
-            _ => self.pending = Some((step, now)),
+            _ => self.pending = Some((Some(next), now)),
         }
         current
     }
@@ -329,6 +348,20 @@ mod tests {
         }
     }
 
+    /// A video of another ladder than `SIMULCAST`, at no particular priority.
+    fn video_of(
+        layers: &[LayerOffer],
+        shown: Option<(u32, u32)>,
+        current: Option<usize>,
+    ) -> Demand<'_> {
+        Demand {
+            priority: Priority::Other,
+            layers,
+            shown,
+            current,
+        }
+    }
+
     fn targets(budget: u64, demands: &[Demand]) -> Vec<Option<usize>> {
         allocate(budget, demands).iter().map(|d| d.target).collect()
     }
@@ -355,26 +388,59 @@ mod tests {
     fn a_step_to_a_higher_frame_rate_waits_less_than_one_to_a_higher_layer() {
         let t0 = Instant::now();
         let mut gate = UpgradeGate::default();
-        assert_eq!(gate.admit(None, Some(6), SIZE, false, t0), Some(6));
+        assert_eq!(
+            gate.admit(None, Some(6), SIZE, &TEMPORAL_STEPS, t0),
+            Some(6)
+        );
         // From f at a quarter of its frame rate (6) toward all of it (8): half after
         // TEMPORAL_UPGRADE_HOLD, the rest after as long again.
-        assert_eq!(gate.admit(Some(6), Some(8), SIZE, true, t0), Some(6));
-        let t1 = t0 + TEMPORAL_UPGRADE_HOLD;
-        assert_eq!(gate.admit(Some(6), Some(8), SIZE, true, t1), Some(7));
-        assert_eq!(gate.admit(Some(7), Some(8), SIZE, true, t1), Some(7));
-        let t2 = t1 + TEMPORAL_UPGRADE_HOLD;
-        assert_eq!(gate.admit(Some(7), Some(8), SIZE, true, t2), Some(8));
-        // A step to the next layer waits the full UPGRADE_HOLD.
-        let mut gate = UpgradeGate::default();
-        gate.admit(None, Some(5), SIZE, false, t0);
-        assert_eq!(gate.admit(Some(5), Some(6), SIZE, false, t0), Some(5));
         assert_eq!(
-            gate.admit(Some(5), Some(6), SIZE, false, t0 + TEMPORAL_UPGRADE_HOLD),
+            gate.admit(Some(6), Some(8), SIZE, &TEMPORAL_STEPS, t0),
+            Some(6)
+        );
+        let t1 = t0 + TEMPORAL_UPGRADE_HOLD;
+        assert_eq!(
+            gate.admit(Some(6), Some(8), SIZE, &TEMPORAL_STEPS, t1),
+            Some(7)
+        );
+        assert_eq!(
+            gate.admit(Some(7), Some(8), SIZE, &TEMPORAL_STEPS, t1),
+            Some(7)
+        );
+        let t2 = t1 + TEMPORAL_UPGRADE_HOLD;
+        assert_eq!(
+            gate.admit(Some(7), Some(8), SIZE, &TEMPORAL_STEPS, t2),
+            Some(8)
+        );
+        // A step to the next layer waits the full UPGRADE_HOLD, and lands on as much of
+        // that layer's frame rate as proposed (here all of f: 8, not 6).
+        let mut gate = UpgradeGate::default();
+        gate.admit(None, Some(5), SIZE, &TEMPORAL_STEPS, t0);
+        assert_eq!(
+            gate.admit(Some(5), Some(8), SIZE, &TEMPORAL_STEPS, t0),
             Some(5)
         );
         assert_eq!(
-            gate.admit(Some(5), Some(6), SIZE, false, t0 + UPGRADE_HOLD),
-            Some(6)
+            gate.admit(
+                Some(5),
+                Some(8),
+                SIZE,
+                &TEMPORAL_STEPS,
+                t0 + TEMPORAL_UPGRADE_HOLD
+            ),
+            Some(5)
+        );
+        assert_eq!(
+            gate.admit(Some(5), Some(8), SIZE, &TEMPORAL_STEPS, t0 + UPGRADE_HOLD),
+            Some(8)
+        );
+        // Proposing f at half its rate: the climb lands there.
+        let mut gate = UpgradeGate::default();
+        gate.admit(None, Some(5), SIZE, &TEMPORAL_STEPS, t0);
+        gate.admit(Some(5), Some(7), SIZE, &TEMPORAL_STEPS, t0);
+        assert_eq!(
+            gate.admit(Some(5), Some(7), SIZE, &TEMPORAL_STEPS, t0 + UPGRADE_HOLD),
+            Some(7)
         );
     }
 
@@ -455,12 +521,7 @@ mod tests {
 
     #[test]
     fn an_svc_grid_is_chosen_by_tile_size_and_budget_on_cumulative_rates() {
-        let svc = |shown, current| Demand {
-            priority: Priority::Other,
-            layers: &SVC,
-            shown,
-            current,
-        };
+        let svc = |shown, current| video_of(&SVC, shown, current);
         // (budget, shown, current, expected target)
         let table = [
             (10_000_000, Some((320, 180)), Some(0), Some(0)),
@@ -533,14 +594,41 @@ mod tests {
         ]
     };
 
+    /// The ladders the gate climbs: three layers at their full rates, and `TEMPORAL`'s.
+    const SPATIAL: [LayerPoint; 3] = [
+        LayerPoint {
+            layer: 0,
+            temporal: None,
+        },
+        LayerPoint {
+            layer: 1,
+            temporal: None,
+        },
+        LayerPoint {
+            layer: 2,
+            temporal: None,
+        },
+    ];
+    const TEMPORAL_STEPS: [LayerPoint; 9] = {
+        const fn step(layer: usize, temporal: Option<u8>) -> LayerPoint {
+            LayerPoint { layer, temporal }
+        }
+        [
+            step(0, Some(0)),
+            step(0, Some(1)),
+            step(0, None),
+            step(1, Some(0)),
+            step(1, Some(1)),
+            step(1, None),
+            step(2, Some(0)),
+            step(2, Some(1)),
+            step(2, None),
+        ]
+    };
+
     #[test]
     fn temporal_layers_are_finer_steps_below_each_layers_full_rate() {
-        let video = |shown, current| Demand {
-            priority: Priority::Other,
-            layers: &TEMPORAL,
-            shown,
-            current,
-        };
+        let video = |shown, current| video_of(&TEMPORAL, shown, current);
         // (budget, shown, current, expected target)
         let table = [
             // Unlimited: the tile's layer at its full frame rate, never a reduced one.
@@ -570,12 +658,7 @@ mod tests {
         // must not switch layers twice).
         let mut uneven = TEMPORAL;
         uneven[6].bitrate_bps = 420_000;
-        let uneven_video = |current| Demand {
-            priority: Priority::Other,
-            layers: &uneven,
-            shown: None,
-            current,
-        };
+        let uneven_video = |current| video_of(&uneven, None, current);
         assert_eq!(targets(450_000, &[uneven_video(Some(6))]), vec![Some(6)]);
         // From below, the walk still passes h: f's quarter is reached with h's budget.
         assert_eq!(targets(450_000, &[uneven_video(Some(4))]), vec![Some(4)]);
@@ -656,61 +739,91 @@ mod tests {
         let t0 = Instant::now();
         let mut gate = UpgradeGate::default();
         assert_eq!(
-            gate.admit(None, Some(0), SIZE, false, t0),
+            gate.admit(None, Some(0), SIZE, &SPATIAL, t0),
             Some(0),
             "a new subscription starts at once"
         );
-        assert_eq!(gate.admit(Some(0), Some(2), SIZE, false, t0), Some(0));
+        assert_eq!(gate.admit(Some(0), Some(2), SIZE, &SPATIAL, t0), Some(0));
         assert_eq!(
             gate.admit(
                 Some(0),
                 Some(2),
                 SIZE,
-                false,
+                &SPATIAL,
                 t0 + Duration::from_millis(1500)
             ),
             Some(0)
         );
         assert_eq!(
-            gate.admit(Some(0), Some(2), SIZE, false, t0 + UPGRADE_HOLD),
+            gate.admit(Some(0), Some(2), SIZE, &SPATIAL, t0 + UPGRADE_HOLD),
             Some(1),
             "one step"
         );
         let t1 = t0 + UPGRADE_HOLD;
-        assert_eq!(gate.admit(Some(1), Some(2), SIZE, false, t1), Some(1));
+        assert_eq!(gate.admit(Some(1), Some(2), SIZE, &SPATIAL, t1), Some(1));
         // The estimate dips: the pending upgrade is forgotten, and starts over.
         assert_eq!(
-            gate.admit(Some(1), Some(1), SIZE, false, t1 + Duration::from_secs(1)),
+            gate.admit(
+                Some(1),
+                Some(1),
+                SIZE,
+                &SPATIAL,
+                t1 + Duration::from_secs(1)
+            ),
             Some(1)
         );
         assert_eq!(
-            gate.admit(Some(1), Some(2), SIZE, false, t1 + Duration::from_secs(2)),
+            gate.admit(
+                Some(1),
+                Some(2),
+                SIZE,
+                &SPATIAL,
+                t1 + Duration::from_secs(2)
+            ),
             Some(1)
         );
         assert_eq!(
-            gate.admit(Some(1), Some(2), SIZE, false, t1 + Duration::from_secs(3)),
+            gate.admit(
+                Some(1),
+                Some(2),
+                SIZE,
+                &SPATIAL,
+                t1 + Duration::from_secs(3)
+            ),
             Some(1)
         );
         assert_eq!(
-            gate.admit(Some(1), Some(2), SIZE, false, t1 + Duration::from_secs(4)),
+            gate.admit(
+                Some(1),
+                Some(2),
+                SIZE,
+                &SPATIAL,
+                t1 + Duration::from_secs(4)
+            ),
             Some(2)
         );
         // Downgrades and pauses are immediate.
         assert_eq!(
-            gate.admit(Some(2), Some(0), SIZE, false, t1 + Duration::from_secs(5)),
+            gate.admit(
+                Some(2),
+                Some(0),
+                SIZE,
+                &SPATIAL,
+                t1 + Duration::from_secs(5)
+            ),
             Some(0)
         );
         assert_eq!(
-            gate.admit(Some(0), None, SIZE, false, t1 + Duration::from_secs(5)),
+            gate.admit(Some(0), None, SIZE, &SPATIAL, t1 + Duration::from_secs(5)),
             None
         );
         // Resuming after a pause holds too.
         assert_eq!(
-            gate.admit(None, Some(0), SIZE, false, t1 + Duration::from_secs(6)),
+            gate.admit(None, Some(0), SIZE, &SPATIAL, t1 + Duration::from_secs(6)),
             None
         );
         assert_eq!(
-            gate.admit(None, Some(0), SIZE, false, t1 + Duration::from_secs(8)),
+            gate.admit(None, Some(0), SIZE, &SPATIAL, t1 + Duration::from_secs(8)),
             Some(0)
         );
     }
@@ -720,7 +833,7 @@ mod tests {
         // The estimate swings +-5% around the top layer's rate every tick for a minute.
         let t0 = Instant::now();
         let mut gate = UpgradeGate::default();
-        let mut current = gate.admit(None, Some(1), SIZE, false, t0);
+        let mut current = gate.admit(None, Some(1), SIZE, &SPATIAL, t0);
         let mut switches = 0;
         for tick in 0..120u64 {
             let budget = if tick % 2 == 0 { 1_785_000 } else { 1_615_000 };
@@ -729,7 +842,7 @@ mod tests {
                 current,
                 proposed,
                 SIZE,
-                false,
+                &SPATIAL,
                 t0 + Duration::from_millis(500 * tick),
             );
             if next != current {
@@ -745,21 +858,33 @@ mod tests {
     fn a_congested_downgrade_makes_the_next_climb_wait_longer() {
         let t0 = Instant::now();
         let mut gate = UpgradeGate::default();
-        gate.admit(None, Some(8), SIZE, false, t0);
+        gate.admit(None, Some(8), SIZE, &TEMPORAL_STEPS, t0);
         // Long after the upgrade: not a failed one by itself, but the link overflowed.
         let t1 = t0 + Duration::from_secs(30);
         assert_eq!(
-            gate.admit(Some(8), Some(2), Reason::BandwidthLimited, false, t1),
+            gate.admit(
+                Some(8),
+                Some(2),
+                Reason::BandwidthLimited,
+                &TEMPORAL_STEPS,
+                t1
+            ),
             Some(2)
         );
         gate.congested_downgrade(t1);
-        gate.admit(Some(2), Some(3), Reason::BandwidthLimited, false, t1);
+        gate.admit(
+            Some(2),
+            Some(3),
+            Reason::BandwidthLimited,
+            &TEMPORAL_STEPS,
+            t1,
+        );
         assert_eq!(
             gate.admit(
                 Some(2),
                 Some(3),
                 Reason::BandwidthLimited,
-                false,
+                &TEMPORAL_STEPS,
                 t1 + UPGRADE_HOLD
             ),
             Some(2),
@@ -770,7 +895,7 @@ mod tests {
                 Some(2),
                 Some(3),
                 Reason::BandwidthLimited,
-                false,
+                &TEMPORAL_STEPS,
                 t1 + UPGRADE_HOLD + FLAP_PENALTY
             ),
             Some(3)
@@ -781,7 +906,7 @@ mod tests {
     fn failed_upgrades_make_the_next_upgrades_wait_longer() {
         let t0 = Instant::now();
         let mut gate = UpgradeGate::default();
-        gate.admit(None, Some(2), SIZE, false, t0);
+        gate.admit(None, Some(2), SIZE, &SPATIAL, t0);
         // The top layer fails three times within a minute: the first downgrade follows a layer
         // held since the start (no penalty), the next two follow upgrades by a second.
         let mut t = t0;
@@ -789,12 +914,12 @@ mod tests {
         let mut upgrade_waits = Vec::new();
         for _ in 0..3 {
             t += Duration::from_secs(1);
-            current = gate.admit(current, Some(1), Reason::BandwidthLimited, false, t);
+            current = gate.admit(current, Some(1), Reason::BandwidthLimited, &SPATIAL, t);
             assert_eq!(current, Some(1), "downgrades are immediate");
             let asked = t;
             while current == Some(1) {
                 t += Duration::from_millis(500);
-                current = gate.admit(current, Some(2), Reason::Best, false, t);
+                current = gate.admit(current, Some(2), Reason::Best, &SPATIAL, t);
             }
             upgrade_waits.push((t - asked).as_secs());
         }
@@ -806,13 +931,13 @@ mod tests {
         assert_eq!(gate.changes_last_minute(), 6);
         // A minute later the penalty and the old changes are gone.
         let later = t + CHANGE_WINDOW + Duration::from_secs(1);
-        current = gate.admit(current, Some(1), Reason::BandwidthLimited, false, later);
+        current = gate.admit(current, Some(1), Reason::BandwidthLimited, &SPATIAL, later);
         assert_eq!(gate.changes_last_minute(), 1);
         let asked = later;
         let mut t = later;
         while current == Some(1) {
             t += Duration::from_millis(500);
-            current = gate.admit(current, Some(2), Reason::Best, false, t);
+            current = gate.admit(current, Some(2), Reason::Best, &SPATIAL, t);
         }
         assert_eq!((t - asked).as_secs(), 2);
     }
@@ -821,16 +946,16 @@ mod tests {
     fn size_changes_do_not_slow_upgrades() {
         let t0 = Instant::now();
         let mut gate = UpgradeGate::default();
-        let mut current = gate.admit(None, Some(2), SIZE, false, t0);
+        let mut current = gate.admit(None, Some(2), SIZE, &SPATIAL, t0);
         for round in 0..5u64 {
             let t = t0 + Duration::from_secs(10 * round + 1);
-            current = gate.admit(current, Some(0), SIZE, false, t);
+            current = gate.admit(current, Some(0), SIZE, &SPATIAL, t);
             assert_eq!(current, Some(0));
-            current = gate.admit(current, Some(1), SIZE, false, t);
-            current = gate.admit(current, Some(1), SIZE, false, t + UPGRADE_HOLD);
+            current = gate.admit(current, Some(1), SIZE, &SPATIAL, t);
+            current = gate.admit(current, Some(1), SIZE, &SPATIAL, t + UPGRADE_HOLD);
             assert_eq!(current, Some(1), "round {round}");
-            current = gate.admit(current, Some(2), SIZE, false, t + UPGRADE_HOLD);
-            current = gate.admit(current, Some(2), SIZE, false, t + UPGRADE_HOLD * 2);
+            current = gate.admit(current, Some(2), SIZE, &SPATIAL, t + UPGRADE_HOLD);
+            current = gate.admit(current, Some(2), SIZE, &SPATIAL, t + UPGRADE_HOLD * 2);
             assert_eq!(current, Some(2), "round {round}");
         }
     }

@@ -11,14 +11,16 @@ use str0m::bwe::Bitrate;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Rid};
 
 use super::{Sfu, SfuOutput};
-use crate::allocator::{allocate, Demand, LayerOffer, Priority, Reason, UPGRADE_HEADROOM};
+use crate::allocator::{
+    allocate, Demand, LayerOffer, LayerPoint, Priority, Reason, UPGRADE_HEADROOM,
+};
 use crate::event::{SfuEvent, SubscriptionStats};
 use crate::ids::{ParticipantId, TrackId};
 use crate::relay::{has_layer, with_layer, LayerMask};
 use crate::room::Room;
 use crate::speakers::{MemberAudio, SPEAKING_LOUDNESS};
 use crate::svc::TemporalLevel;
-use crate::track::{LayerPoint, TrackSource};
+use crate::track::TrackSource;
 
 /// A layer nobody needs is turned off at the publisher after this long, so a brief dip does
 /// not make it restart (with a keyframe) a moment later.
@@ -259,29 +261,9 @@ impl Sfu {
                         .or(proposed);
                 }
             }
-            // A step up within one layer only raises its frame rate: no keyframe, so it
-            // needs less evidence than a step to the next layer.
-            let temporal_step = current.is_some_and(|c| {
-                points
-                    .get(c + 1)
-                    .is_some_and(|next| next.layer == points[c].layer)
-            });
             let step = d
                 .gate
-                .admit(*current, proposed, decision.reason, temporal_step, now);
-            // The gate climbs one step at a time; a step onto another layer (it needs that
-            // layer's keyframe either way) takes as much of its frame rate as the allocator
-            // proposes at once, rather than climbing its temporal layers afterwards.
-            let step = match (step, proposed) {
-                (Some(s), Some(p))
-                    if s < p && current.is_none_or(|c| points[c].layer != points[s].layer) =>
-                {
-                    (s..=p)
-                        .take_while(|&i| points[i].layer == points[s].layer)
-                        .last()
-                }
-                _ => step,
-            };
+                .admit(*current, proposed, decision.reason, points, now);
             let point = step.and_then(|s| points.get(s).copied());
             let target = point.map(|p| p.layer);
             let target_temporal = point.and_then(|p| p.temporal);

@@ -198,9 +198,10 @@ impl Sfu {
             track.learn_spatial_layers(d);
         }
         let measured_layer = track.measured_layer(layer, vp9.as_ref());
-        let temporal = vp8
-            .and_then(|h| h.temporal)
-            .or(vp9.as_ref().map(|d| d.temporal));
+        // VP8 temporal layers count only with picture IDs: without them the pictures a
+        // subscriber does not get could not be numbered over (`rewrite::Vp8Rewriter`).
+        let vp8_temporal = vp8.and_then(|h| h.picture_id.and(h.temporal));
+        let temporal = vp8_temporal.or(vp9.as_ref().map(|d| d.temporal));
         if let Some(state) = track.layers.get_mut(measured_layer) {
             state.rate.record(payload.len());
             if let Some(tid) = temporal {
@@ -228,7 +229,7 @@ impl Sfu {
             marker: packet.marker,
             picture_id: vp8.and_then(|h| h.picture_id),
             tl0: vp8.and_then(|h| h.tl0),
-            temporal: vp8.and_then(|h| h.temporal),
+            temporal: vp8_temporal,
             layer_sync: vp8.is_some_and(|h| h.layer_sync),
             vp9: vp9.filter(|_| track.is_single_stream()),
         };

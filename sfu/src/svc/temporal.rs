@@ -36,7 +36,7 @@ impl TemporalFilter {
     }
 
     /// Whether to forward a packet of temporal layer `temporal` (`None`: the stream does not
-    /// mark layers) of `picture`. `in_order`: newer than every packet before it; a late one
+    /// mark layers) of `picture` (the forwarder marks temporal layers only with picture IDs). `in_order`: newer than every packet before it; a late one
     /// never moves the level, so a retransmitted packet cannot start a layer mid-chain.
     pub fn admit(
         &mut self,
@@ -50,7 +50,7 @@ impl TemporalFilter {
         let Some(tid) = temporal else {
             return true;
         };
-        if in_order && (picture != self.picture || picture.is_none()) {
+        if in_order && picture != self.picture {
             self.picture = picture;
             self.level = next_level(self.level, target, tid, layer_sync, keyframe);
         }

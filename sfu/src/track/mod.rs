@@ -6,4 +6,4 @@ mod uptrack;
 pub use downtrack::{DownTrack, ForwardDecision, PacketInfo};
 #[cfg(test)]
 pub(crate) use uptrack::NOMINAL;
-pub use uptrack::{vp8_keyframe_size, LayerPoint, TrackSource, UpTrack};
+pub use uptrack::{vp8_keyframe_size, TrackSource, UpTrack};

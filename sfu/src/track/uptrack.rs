@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use str0m::media::{MediaKind, Mid, Rid};
 
-use crate::allocator::LayerOffer;
+use crate::allocator::{LayerOffer, LayerPoint};
 use crate::ids::{ParticipantId, TrackId};
 use crate::keyframe::KeyframeThrottle;
 use crate::rate::RateMeter;
@@ -52,12 +52,15 @@ pub const MAX_TEMPORAL_LAYERS: usize = 4;
 /// packet marked with a higher TID is not a layer worth offering.
 const TEMPORAL_PRESENT_SHARE: f64 = 0.05;
 
-/// One step of a video's ladder (`UpTrack::layer_offers`): a layer, and the temporal layers of
-/// it that are taken (`None`: all of them, its full frame rate).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LayerPoint {
-    pub layer: usize,
-    pub temporal: TemporalLevel,
+/// What a layer's temporal layers are, as last measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TemporalStructure {
+    /// Not measured yet (off since the start).
+    Unknown,
+    /// One temporal layer, or none marked.
+    Single,
+    /// Each temporal layer's share of the layer's rate.
+    Layers([f64; MAX_TEMPORAL_LAYERS]),
 }
 
 #[derive(Debug)]
@@ -66,12 +69,9 @@ pub struct Layer {
     pub rate: RateMeter,
     /// The same bytes by temporal layer (TID), for streams that mark them.
     temporal_rates: [RateMeter; MAX_TEMPORAL_LAYERS],
-    /// Each temporal layer's share of the layer's rate, as last measured with at least two
-    /// present: kept while the layer is off (dynacast), so its reduced frame rates are still
-    /// offered, and asking for one turns it back on.
-    temporal_shares: Option<[f64; MAX_TEMPORAL_LAYERS]>,
-    /// Whether `temporal_shares` was ever measured (`None` then means: no temporal layers).
-    temporal_measured: bool,
+    /// Its temporal layers as last measured: kept while the layer is off (dynacast), so its
+    /// reduced frame rates are still offered, and asking for one turns it back on.
+    temporal: TemporalStructure,
     /// Frame size from the newest keyframe.
     pub size: Option<(u32, u32)>,
     pub last_packet: Option<Instant>,
@@ -84,8 +84,7 @@ impl Layer {
             rid,
             rate: RateMeter::default(),
             temporal_rates: Default::default(),
-            temporal_shares: None,
-            temporal_measured: false,
+            temporal: TemporalStructure::Unknown,
             size: None,
             last_packet: None,
             keyframe_throttle: KeyframeThrottle::new(KEYFRAME_REQUEST_INTERVAL),
@@ -108,22 +107,20 @@ impl Layer {
         if total <= 0.0 || !self.is_live(now) {
             return;
         }
-        self.temporal_measured = true;
         let bps = self.temporal_rates.each_ref().map(|m| m.bps() as f64);
         let present = bps
             .iter()
             .rposition(|&b| b > 0.0 && b >= total * TEMPORAL_PRESENT_SHARE);
-        self.temporal_shares = match present {
+        self.temporal = match present {
             Some(top) if top > 0 && bps[0] > 0.0 => {
                 let sum: f64 = bps[..=top].iter().sum();
                 let mut shares = [0.0; MAX_TEMPORAL_LAYERS];
                 for (share, b) in shares.iter_mut().zip(&bps[..=top]) {
                     *share = b / sum;
                 }
-                Some(shares)
+                TemporalStructure::Layers(shares)
             }
-            // Live, measured, and one temporal layer (or none marked): it has no others.
-            _ => None,
+            _ => TemporalStructure::Single,
         };
     }
 
@@ -278,13 +275,25 @@ impl UpTrack {
             // Each temporal layer's part of this layer's rate. A layer never measured (off
             // since the start) is assumed to be structured like its measured siblings, as
             // encoders do: so its reduced frame rates can be asked for, which turns it on.
-            let shares = if layer.temporal_measured {
-                layer.temporal_shares
-            } else {
-                self.layers.iter().find_map(|l| l.temporal_shares)
+            let structure = match layer.temporal {
+                TemporalStructure::Unknown => self
+                    .layers
+                    .iter()
+                    .map(|l| l.temporal)
+                    .find(|t| matches!(t, TemporalStructure::Layers(_)))
+                    .unwrap_or(TemporalStructure::Unknown),
+                known => known,
+            };
+            let mut offer = |bitrate_bps: u64, temporal: TemporalLevel| {
+                offers.push(LayerOffer {
+                    bitrate_bps,
+                    width,
+                    height,
+                });
+                points.push(LayerPoint { layer: i, temporal });
             };
             let mut temporal_bps = [0u64; MAX_TEMPORAL_LAYERS];
-            if let Some(shares) = shares {
+            if let TemporalStructure::Layers(shares) = structure {
                 let top = shares.iter().rposition(|&x| x > 0.0).unwrap_or(0);
                 for (tid, share) in shares.iter().enumerate() {
                     temporal_bps[tid] = (bitrate_bps as f64 * share) as u64;
@@ -297,15 +306,7 @@ impl UpTrack {
                     } else {
                         own
                     };
-                    offers.push(LayerOffer {
-                        bitrate_bps,
-                        width,
-                        height,
-                    });
-                    points.push(LayerPoint {
-                        layer: i,
-                        temporal: Some(tid as u8),
-                    });
+                    offer(bitrate_bps, Some(tid as u8));
                 }
             } else {
                 // No temporal layers: all of it is the base layer, which every step takes.
@@ -320,15 +321,7 @@ impl UpTrack {
             } else {
                 bitrate_bps
             };
-            offers.push(LayerOffer {
-                bitrate_bps,
-                width,
-                height,
-            });
-            points.push(LayerPoint {
-                layer: i,
-                temporal: None,
-            });
+            offer(bitrate_bps, None);
         }
     }
 }
