@@ -307,17 +307,6 @@ impl UpgradeGate {
         current
     }
 
-    /// The link overflowed and the target was stepped down for it: the next climbs wait as
-    /// after a failed upgrade. Right after a sudden drop the estimate still rebounds above
-    /// what the link carries, and with temporal layers there is nearly always a step that
-    /// such a rebound seems to allow: taking it overflows the link again.
-    pub fn congested_downgrade(&mut self, now: Instant) {
-        // Already counted if it came right after an upgrade (`admit`).
-        if self.failed_upgrades.back() != Some(&now) {
-            self.failed_upgrades.push_back(now);
-        }
-    }
-
     /// Target changes in the minute before the last [`admit`](Self::admit) (which runs every
     /// allocation tick).
     pub fn changes_last_minute(&self) -> usize {
@@ -852,54 +841,6 @@ mod tests {
         }
         assert_eq!(switches, 0, "stayed on the middle layer");
         assert_eq!(current, Some(1));
-    }
-
-    #[test]
-    fn a_congested_downgrade_makes_the_next_climb_wait_longer() {
-        let t0 = Instant::now();
-        let mut gate = UpgradeGate::default();
-        gate.admit(None, Some(8), SIZE, &TEMPORAL_STEPS, t0);
-        // Long after the upgrade: not a failed one by itself, but the link overflowed.
-        let t1 = t0 + Duration::from_secs(30);
-        assert_eq!(
-            gate.admit(
-                Some(8),
-                Some(2),
-                Reason::BandwidthLimited,
-                &TEMPORAL_STEPS,
-                t1
-            ),
-            Some(2)
-        );
-        gate.congested_downgrade(t1);
-        gate.admit(
-            Some(2),
-            Some(3),
-            Reason::BandwidthLimited,
-            &TEMPORAL_STEPS,
-            t1,
-        );
-        assert_eq!(
-            gate.admit(
-                Some(2),
-                Some(3),
-                Reason::BandwidthLimited,
-                &TEMPORAL_STEPS,
-                t1 + UPGRADE_HOLD
-            ),
-            Some(2),
-            "a rebound of the estimate right after the drop is not taken"
-        );
-        assert_eq!(
-            gate.admit(
-                Some(2),
-                Some(3),
-                Reason::BandwidthLimited,
-                &TEMPORAL_STEPS,
-                t1 + UPGRADE_HOLD + FLAP_PENALTY
-            ),
-            Some(3)
-        );
     }
 
     #[test]

@@ -283,9 +283,6 @@ impl Sfu {
                     // interval sooner, which is most of a downswitch's freeze.
                     keyframes_wanted.push((d.track, layer));
                 }
-                if target < before && estimate.congested {
-                    d.gate.congested_downgrade(now);
-                }
                 if target.is_some() && target < before && estimate.congested && !svc {
                     // The link is overflowing: stop the old layer now, and throw away what
                     // str0m's pacer still holds of it, so the lower layer's keyframe goes
