@@ -12,9 +12,9 @@
 //   `simulcast=0`               send the camera as one encoding instead of q/h/f
 //   `publish=audio|video|none`  publish only that (default: camera and microphone)
 //   `tile=WxH`                  show remote camera tiles at a fixed CSS size (e.g. 320x180)
-//   `codec=vp8|h264|vp9`        publish the camera with that codec if the browser can (else VP8);
-//                               VP9 goes as one scalable encoding
-//   `scalability=L1T3|L3T3|L3T3_KEY`  VP9's scalability mode (default L3T3_KEY)
+//   `codec=vp8|h264|vp9|av1`    publish the camera with that codec if the browser can (else VP8);
+//                               VP9 and AV1 go as one scalable encoding
+//   `scalability=L1T3|L3T3|L3T3_KEY`  VP9's or AV1's scalability mode (default L3T3_KEY)
 
 import { Signaling, signalingUrl } from './signaling.js';
 import { Call } from './call.js';

@@ -1,17 +1,20 @@
-// Which video codec the camera is published with (`codec=vp8|h264|vp9` and
+// Which video codec the camera is published with (`codec=vp8|h264|vp9|av1` and
 // `scalability=L1T3|L3T3|L3T3_KEY` in the page URL), as far as this browser can.
 //
-// VP9 is sent as one scalable (SVC) encoding: the spatial layers travel in one RTP stream and
-// the server drops, per subscriber, the layers it does not need (docs/protocol.md, "Codecs").
+// VP9 and AV1 are sent as one scalable (SVC) encoding: the spatial layers travel in one RTP
+// stream and the server drops, per subscriber, the layers it does not need (docs/protocol.md,
+// "Codecs"); AV1's layers are marked in the Dependency Descriptor header extension.
 // VP8 and H.264 are sent as simulcast q/h/f (simulcast.js). A codec the browser cannot send
 // falls back to VP8.
 
-export const CODECS = Object.freeze(['vp8', 'h264', 'vp9']);
+export const CODECS = Object.freeze(['vp8', 'h264', 'vp9', 'av1']);
 export const SCALABILITY_MODES = Object.freeze(['L1T3', 'L3T3', 'L3T3_KEY']);
 /** Chromium's k-SVC: spatial layers depend on each other only at keyframes. */
-export const DEFAULT_VP9_MODE = 'L3T3_KEY';
+export const DEFAULT_SVC_MODE = 'L3T3_KEY';
+/** The codecs sent as one scalable encoding rather than as simulcast. */
+const SCALABLE = Object.freeze(['vp9', 'av1']);
 
-const MIME = Object.freeze({ vp8: 'video/vp8', h264: 'video/h264', vp9: 'video/vp9' });
+const MIME = Object.freeze({ vp8: 'video/vp8', h264: 'video/h264', vp9: 'video/vp9', av1: 'video/av1' });
 
 /** `codec` and `scalability` from the URL, or null where absent or unknown. */
 export function readCodecOptions(params) {
@@ -56,6 +59,6 @@ export function cameraCodecPlan({ codec, scalability }, { sendCaps, receiveCaps 
     console.warn(`codecs: this browser cannot send ${codec}; sending VP8`);
     return { codec: 'vp8', codecs: preferredCodecs('vp8', receiveCaps), encodings: null };
   }
-  if (codec !== 'vp9') return { codec, codecs, encodings: null };
-  return { codec, codecs, encodings: [{ scalabilityMode: scalability || DEFAULT_VP9_MODE }] };
+  if (!SCALABLE.includes(codec)) return { codec, codecs, encodings: null };
+  return { codec, codecs, encodings: [{ scalabilityMode: scalability || DEFAULT_SVC_MODE }] };
 }

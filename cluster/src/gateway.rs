@@ -632,6 +632,7 @@ mod tests {
             audio_level: None,
             voice_activity: None,
             video_orientation: None,
+            dependency_descriptor: None,
             payload: vec![0x10, 0],
         }
     }

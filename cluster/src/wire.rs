@@ -2,10 +2,12 @@
 //! length-checked on decode: a peer that passed authentication is still not trusted to send
 //! well-formed messages (a bug, or a node of another version).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use sfu::data::{AppData, MAX_DATA_BYTES};
 use sfu::relay::{OperatorAction, RelayedPacket, RoomEvent};
+use sfu::svc::RawDependencyDescriptor;
 use sfu::{
     ForwardedCodec, H264Profile, LayerReason, MediaKind, ParticipantId, ParticipantStats, Rid,
     SubscriptionStats, TrackId, TrackSource,
@@ -376,6 +378,7 @@ fn encode_packet(w: &mut Writer<'_>, p: &RelayedPacket) {
         ForwardedCodec::H264(_) => 2,
         ForwardedCodec::Vp9 { .. } => 3,
         ForwardedCodec::OpusRed => 4,
+        ForwardedCodec::Av1 => 5,
     });
     match p.codec {
         ForwardedCodec::H264(profile) => {
@@ -383,7 +386,10 @@ fn encode_packet(w: &mut Writer<'_>, p: &RelayedPacket) {
             w.u8(u8::from(profile.constrained_baseline()));
         }
         ForwardedCodec::Vp9 { profile } => w.u8(profile),
-        ForwardedCodec::Opus | ForwardedCodec::OpusRed | ForwardedCodec::Vp8 => {}
+        ForwardedCodec::Opus
+        | ForwardedCodec::OpusRed
+        | ForwardedCodec::Vp8
+        | ForwardedCodec::Av1 => {}
     }
     w.u32(*p.ssrc);
     w.u64(p.seq);
@@ -393,13 +399,17 @@ fn encode_packet(w: &mut Writer<'_>, p: &RelayedPacket) {
         | u8::from(p.audio_level.is_some()) << 1
         | u8::from(p.voice_activity.is_some()) << 2
         | u8::from(p.voice_activity == Some(true)) << 3
-        | u8::from(p.video_orientation.is_some()) << 4;
+        | u8::from(p.video_orientation.is_some()) << 4
+        | u8::from(p.dependency_descriptor.is_some()) << 5;
     w.u8(flags);
     if let Some(level) = p.audio_level {
         w.u8(level as u8);
     }
     if let Some(orientation) = p.video_orientation {
         w.u8(orientation as u8);
+    }
+    if let Some(descriptor) = &p.dependency_descriptor {
+        w.bytes(descriptor.as_bytes());
     }
     w.bytes(&p.payload);
 }
@@ -413,6 +423,7 @@ fn decode_packet(r: &mut Reader<'_>, received: Instant) -> Result<RelayedPacket,
         2 => ForwardedCodec::H264(H264Profile::new(r.u8()?, r.bool()?)),
         3 => ForwardedCodec::Vp9 { profile: r.u8()? },
         4 => ForwardedCodec::OpusRed,
+        5 => ForwardedCodec::Av1,
         _ => return Err(DecodeError("codec")),
     };
     let ssrc = Ssrc::from(r.u32()?);
@@ -425,6 +436,14 @@ fn decode_packet(r: &mut Reader<'_>, received: Instant) -> Result<RelayedPacket,
         .then(|| r.u8())
         .transpose()?
         .map(|o| VideoOrientation::from(o & 0x03));
+    let dependency_descriptor = if flags & 0x20 != 0 {
+        let bytes = r.bytes()?;
+        Some(Arc::new(
+            RawDependencyDescriptor::new(bytes).ok_or(DecodeError("dependency descriptor"))?,
+        ))
+    } else {
+        None
+    };
     let payload = r.bytes()?;
     if payload.len() > MAX_PAYLOAD {
         return Err(DecodeError("payload too large"));
@@ -441,6 +460,7 @@ fn decode_packet(r: &mut Reader<'_>, received: Instant) -> Result<RelayedPacket,
         audio_level: audio_level.map(|l| l as i8),
         voice_activity,
         video_orientation,
+        dependency_descriptor,
         payload: payload.to_vec(),
     })
 }
@@ -668,6 +688,7 @@ mod tests {
             audio_level: Some(-30),
             voice_activity: Some(true),
             video_orientation: None,
+            dependency_descriptor: None,
             payload: vec![0x90, 0x80, 1, 2, 3],
         };
         let NodeMessage::Media(packets) = round_trip(&NodeMessage::Media(vec![packet.clone()]))
@@ -702,12 +723,29 @@ mod tests {
         // VP9 keeps its profile across the link.
         let vp9 = RelayedPacket {
             codec: ForwardedCodec::Vp9 { profile: 2 },
-            ..packet
+            ..packet.clone()
         };
         let NodeMessage::Media(packets) = round_trip(&NodeMessage::Media(vec![vp9])) else {
             panic!("not media");
         };
         assert_eq!(packets[0].codec, ForwardedCodec::Vp9 { profile: 2 });
+        // AV1 keeps its Dependency Descriptor, byte for byte (a keyframe's, with its
+        // structure, is longer than the one-byte extension form holds).
+        let descriptor: Vec<u8> = (0..40).collect();
+        let av1 = RelayedPacket {
+            codec: ForwardedCodec::Av1,
+            dependency_descriptor: Some(Arc::new(
+                RawDependencyDescriptor::new(&descriptor).expect("fits"),
+            )),
+            ..packet.clone()
+        };
+        let NodeMessage::Media(packets) = round_trip(&NodeMessage::Media(vec![av1])) else {
+            panic!("not media");
+        };
+        assert_eq!(packets[0].codec, ForwardedCodec::Av1);
+        let received = packets[0].dependency_descriptor.as_ref().expect("kept");
+        assert_eq!(received.as_bytes(), &descriptor[..]);
+        assert_eq!(packets[0].payload, packet.payload);
     }
 
     #[test]
@@ -724,6 +762,7 @@ mod tests {
             audio_level: Some(-20),
             voice_activity: None,
             video_orientation: None,
+            dependency_descriptor: None,
             // One redundant block of 1 byte (timestamp offset 960), then the primary.
             payload: vec![0xef, 0x0f, 0x00, 0x01, 0x6f, 0xaa, 0xfc],
         };

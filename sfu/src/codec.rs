@@ -5,7 +5,7 @@
 use str0m::format::{Codec, CodecConfig};
 use str0m::media::Pt;
 
-use crate::svc::Vp9Descriptor;
+use crate::svc::{av1_starts_keyframe, Vp9Descriptor};
 
 /// Codecs the SFU forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,10 @@ pub enum ForwardedCodec {
     Vp9 {
         profile: u8,
     },
+    /// AV1 of the main profile (`profile` 0 or absent: 8- and 10-bit 4:2:0, what browsers
+    /// encode and every AV1 decoder takes). Possibly scalable: the Dependency Descriptor
+    /// header extension says which layer a packet is (`svc::Av1Layers`).
+    Av1,
 }
 
 /// The profile part of an H.264 `profile-level-id` (RFC 6184 8.1): the level does not
@@ -79,6 +83,7 @@ impl ForwardedCodec {
             Self::Vp8 => Vp8Header::parse(payload).is_some_and(|h| h.starts_keyframe(payload)),
             Self::H264(_) => h264_starts_keyframe(payload),
             Self::Vp9 { .. } => Vp9Descriptor::parse(payload).is_some_and(|d| d.starts_keyframe()),
+            Self::Av1 => av1_starts_keyframe(payload),
         }
     }
 
@@ -90,6 +95,7 @@ impl ForwardedCodec {
             Self::Vp8 => "VP8",
             Self::H264(_) => "H264",
             Self::Vp9 { .. } => "VP9",
+            Self::Av1 => "AV1",
         }
     }
 }
@@ -291,6 +297,8 @@ impl PayloadTypes {
                         },
                         _ => return None,
                     },
+                    // Absent, the profile is 0 (AV1 RTP specification 7.2.1).
+                    Codec::Av1 if spec.format.profile.unwrap_or(0) == 0 => ForwardedCodec::Av1,
                     other => ForwardedCodec::from_str0m(other)?,
                 };
                 Some(PayloadType {

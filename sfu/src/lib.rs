@@ -60,7 +60,7 @@ pub mod relay;
 pub mod rewrite;
 mod room;
 pub mod speakers;
-mod svc;
+pub mod svc;
 mod track;
 
 pub use codec::{ForwardedCodec, H264Profile};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpPendingOffer;
 use str0m::media::{Mid, Rid};
 use str0m::net::Protocol;
-use str0m::rtp::Ssrc;
+use str0m::rtp::{Extension, Ssrc};
 use str0m::{Candidate, IceCreds, Rtc};
 
 use crate::bandwidth::SubscriberBandwidth;
@@ -17,6 +17,7 @@ use crate::data::DataBudget;
 use crate::event::OfferedTrack;
 use crate::ids::{ParticipantId, TrackId};
 use crate::policy::Permissions;
+use crate::svc::{DependencyDescriptorExtension, DEPENDENCY_DESCRIPTOR_URI};
 use crate::track::DownTrack;
 
 /// Where the bandwidth estimate toward a new participant starts: enough for the lowest layers
@@ -150,6 +151,16 @@ impl Participant {
             .enable_vp8(true)
             .enable_h264(true)
             .enable_vp9(true)
+            .enable_av1(true)
+            // AV1's layers travel in this extension; id 12 is free in str0m's default map
+            // (a publisher's offer may number it otherwise, which str0m follows).
+            .set_extension(
+                12,
+                Extension::with_serializer(
+                    DEPENDENCY_DESCRIPTOR_URI,
+                    DependencyDescriptorExtension,
+                ),
+            )
             .enable_bwe(Some(INITIAL_ESTIMATE))
             .set_stats_interval(Some(STATS_INTERVAL))
             .set_rtx_cache_duration(RTX_HISTORY)

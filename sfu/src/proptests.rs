@@ -13,7 +13,9 @@ use crate::demux::Demux;
 use crate::ids::ParticipantId;
 use crate::red::RedPayload;
 use crate::rewrite::{SeqRewriter, TsRewriter, Vp8Rewriter};
-use crate::svc::{SvcLayers, SvcSelector, SvcVerdict, Vp9Descriptor};
+use crate::svc::{
+    Av1Layers, DependencyDescriptor, SvcLayers, SvcSelector, SvcVerdict, Vp9Descriptor,
+};
 
 const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 
@@ -249,7 +251,7 @@ proptest! {
             }
             let (spatial, temporal) = targets[i % targets.len()];
             let target = SvcLayers { spatial, temporal };
-            let verdict = selector.select(target, &d, markers[i % markers.len()], true);
+            let verdict = selector.select(target, &d.svc_packet(), markers[i % markers.len()], true);
             let Some(current) = selector.current() else {
                 prop_assert_eq!(verdict, SvcVerdict::NeedKeyframe);
                 continue;
@@ -262,6 +264,45 @@ proptest! {
                     current.spatial <= spatial && current.temporal <= temporal,
                     "a picture starts with layers no higher than the target"
                 );
+            }
+        }
+    }
+
+    /// Hostile Dependency Descriptors never panic the parser, whether they carry a structure
+    /// of their own or are read against the last one; what comes out stays in range, and the
+    /// selector fed them never forwards a layer above its target.
+    #[test]
+    fn dependency_descriptors_parse_and_select_safely(
+        descriptors in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 1..40),
+        structure_flags in proptest::collection::vec(any::<bool>(), 1..40),
+        targets in proptest::collection::vec((0u8..4, 0u8..8), 1..40),
+    ) {
+        let mut layers = Av1Layers::default();
+        let mut selector = SvcSelector::default();
+        for (i, bytes) in descriptors.iter().enumerate() {
+            // Half the time force the "structure present" flag, so the structure reader
+            // sees hostile input as often as the frame reader.
+            let mut bytes = bytes.clone();
+            if structure_flags[i % structure_flags.len()] && bytes.len() > 3 {
+                bytes[3] |= 0x80;
+            }
+            if let Ok((d, structure)) = DependencyDescriptor::parse(&bytes, None) {
+                let s = structure.expect("parsed without a kept structure: it carried one");
+                prop_assert!((1..=4).contains(&s.spatial_layers));
+                prop_assert!(d.spatial < s.spatial_layers && d.temporal < 8);
+                for t in 0..s.decode_targets() {
+                    let (spatial, temporal) = s.decode_target_layers(t).expect("in range");
+                    prop_assert!(spatial < s.spatial_layers && temporal < 8);
+                }
+            }
+            let Ok(p) = layers.read(&bytes, &[0x08]) else {
+                continue;
+            };
+            let (spatial, temporal) = targets[i % targets.len()];
+            let target = SvcLayers { spatial, temporal };
+            let verdict = selector.select(target, &p, false, true);
+            if let (Some(current), SvcVerdict::Forward { .. }) = (selector.current(), verdict) {
+                prop_assert!(p.spatial <= current.spatial && p.temporal <= current.temporal);
             }
         }
     }

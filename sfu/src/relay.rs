@@ -21,6 +21,7 @@
 //! crypto): a packet is decrypted once by the publisher's worker and encrypted once per
 //! subscriber by the subscriber's worker.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::media::{KeyframeRequestKind, MediaKind, Rid};
@@ -29,6 +30,7 @@ use str0m::rtp::{Ssrc, VideoOrientation};
 use crate::codec::ForwardedCodec;
 use crate::data::AppData;
 use crate::ids::{ParticipantId, TrackId};
+use crate::svc::RawDependencyDescriptor;
 use crate::track::TrackSource;
 
 /// A worker's index; the low byte of the participant ids it hands out.
@@ -135,6 +137,8 @@ pub struct RelayedPacket {
     pub audio_level: Option<i8>,
     pub voice_activity: Option<bool>,
     pub video_orientation: Option<VideoOrientation>,
+    /// AV1's Dependency Descriptor, as the publisher sent it.
+    pub dependency_descriptor: Option<Arc<RawDependencyDescriptor>>,
     pub payload: Vec<u8>,
 }
 

@@ -12,7 +12,7 @@
 # Env: SWITCHBOARD_BIN (default target/debug/switchboard, relative to the repo root),
 # SWITCHBOARD_URL (default http://127.0.0.1:8080; the server is told to listen there),
 # SWITCHBOARD_RTC_ADDR (default 127.0.0.1:50000), RUST_LOG (default info),
-# CHROMIUM_PATH (default /usr/bin/chromium), FIREFOX_PATH (default /usr/bin/firefox-esr), E2E_TESTS (default "e2e ui speaking-chat calls firefox simulcast svc drop red whip relay reconnect blackout restart cluster": which of
+# CHROMIUM_PATH (default /usr/bin/chromium), FIREFOX_PATH (default /usr/bin/firefox-esr), E2E_TESTS (default "e2e ui speaking-chat calls firefox simulcast svc svc-av1 drop red whip relay reconnect blackout restart cluster": which of
 # tests/*.mjs to run, in order). Server log: web-client/tests/test-results/server.log.
 set -uo pipefail
 
@@ -83,7 +83,7 @@ passed=0
 failed=0
 export SWITCHBOARD_BIN="$bin"  # restart.mjs and cluster.mjs run servers of their own
 export SWITCHBOARD_SERVER_PID="$server_pid" SWITCHBOARD_RTC_ADDR="$rtc_addr"  # blackout.mjs
-for test in ${E2E_TESTS:-e2e ui speaking-chat calls firefox simulcast svc drop red whip relay reconnect blackout restart cluster}; do
+for test in ${E2E_TESTS:-e2e ui speaking-chat calls firefox simulcast svc svc-av1 drop red whip relay reconnect blackout restart cluster}; do
   start=$(date +%s)
   test_log="$(mktemp)"
   (cd "$here" && node "$test.mjs") 2>&1 | tee "$test_log"

@@ -129,7 +129,7 @@ test('devices: remembered choices survive bad storage; constraints pick the devi
   assert.deepEqual(constraintsFor('video', 'cam-1', { exact: true }).video.deviceId, { exact: 'cam-1' });
 });
 
-test('codecs: the asked codec first, VP9 as one scalable encoding, VP8 when the browser cannot', async () => {
+test('codecs: the asked codec first, VP9 and AV1 as one scalable encoding, VP8 when the browser cannot', async () => {
   const { cameraCodecPlan, preferredCodecs, readCodecOptions } = await import('../codecs.js');
   const caps = {
     codecs: [
@@ -138,6 +138,7 @@ test('codecs: the asked codec first, VP9 as one scalable encoding, VP8 when the 
       { mimeType: 'video/VP9', sdpFmtpLine: 'profile-id=2' },
       { mimeType: 'video/VP9', sdpFmtpLine: 'profile-id=0' },
       { mimeType: 'video/H264', sdpFmtpLine: 'packetization-mode=1' },
+      { mimeType: 'video/AV1', sdpFmtpLine: 'level-idx=5;profile=0;tier=0' },
     ],
   };
   const both = { sendCaps: caps, receiveCaps: caps };
@@ -149,6 +150,8 @@ test('codecs: the asked codec first, VP9 as one scalable encoding, VP8 when the 
   assert.deepEqual([plan.codec, plan.encodings], ['vp9', [{ scalabilityMode: 'L3T3_KEY' }]]);
   plan = cameraCodecPlan({ codec: 'vp9', scalability: 'L3T3' }, both);
   assert.deepEqual(plan.encodings, [{ scalabilityMode: 'L3T3' }]);
+  plan = cameraCodecPlan({ codec: 'av1', scalability: 'L3T3' }, both);
+  assert.deepEqual([plan.codec, plan.encodings, plan.codecs[0].mimeType], ['av1', [{ scalabilityMode: 'L3T3' }], 'video/AV1']);
   plan = cameraCodecPlan({ codec: 'h264', scalability: null }, both);
   assert.deepEqual([plan.codec, plan.encodings, plan.codecs[0].mimeType], ['h264', null, 'video/H264']);
   const noVp9 = { codecs: caps.codecs.filter((c) => c.mimeType !== 'video/VP9') };

@@ -15,7 +15,7 @@ use crate::event::SfuEvent;
 use crate::ids::{ParticipantId, TrackId};
 use crate::red::RedPayload;
 use crate::relay::{has_layer, RelayMessage, RelayedPacket};
-use crate::svc::Vp9Descriptor;
+use crate::svc::{RawDependencyDescriptor, Vp9Descriptor};
 use crate::track::{vp8_keyframe_size, ForwardDecision, PacketInfo};
 
 /// A subscriber's rewritten VP8 (PictureID, TL0PICIDX): the copies of a payload differ
@@ -46,6 +46,7 @@ pub(super) struct IncomingPacket<'a> {
     pub audio_level: Option<i8>,
     pub voice_activity: Option<bool>,
     pub video_orientation: Option<VideoOrientation>,
+    pub dependency_descriptor: Option<Arc<RawDependencyDescriptor>>,
     pub payload: &'a [u8],
 }
 
@@ -62,6 +63,7 @@ impl<'a> IncomingPacket<'a> {
             audio_level: packet.audio_level,
             voice_activity: packet.voice_activity,
             video_orientation: packet.video_orientation,
+            dependency_descriptor: packet.dependency_descriptor.clone(),
             payload: packet.payload.as_slice(),
         }
     }
@@ -116,6 +118,11 @@ impl Sfu {
             audio_level: packet.header.ext_vals.audio_level,
             voice_activity: packet.header.ext_vals.voice_activity,
             video_orientation: packet.header.ext_vals.video_orientation,
+            dependency_descriptor: packet
+                .header
+                .ext_vals
+                .user_values
+                .get_arc::<RawDependencyDescriptor>(),
             payload: &packet.payload,
         };
         self.relay_packet(track_id, &incoming);
@@ -153,6 +160,7 @@ impl Sfu {
                 audio_level: packet.audio_level,
                 voice_activity: packet.voice_activity,
                 video_orientation: packet.video_orientation,
+                dependency_descriptor: packet.dependency_descriptor.clone(),
                 payload: packet.payload.to_vec(),
             });
             self.counters.relayed_packets_out += 1;
@@ -183,25 +191,42 @@ impl Sfu {
         let vp8 = (codec == ForwardedCodec::Vp8)
             .then(|| Vp8Header::parse(payload))
             .flatten();
-        // Likewise the VP9 descriptor: keyframes, the stream's spatial layers, and each
-        // subscriber's layer selection.
-        let vp9 = matches!(codec, ForwardedCodec::Vp9 { .. })
-            .then(|| Vp9Descriptor::parse(payload))
-            .flatten();
-        let starts_keyframe = match (codec, vp8, vp9) {
+        // Likewise a scalable stream's layers, from the VP9 descriptor or AV1's Dependency
+        // Descriptor: keyframes, the stream's spatial layers, and each subscriber's
+        // selection. AV1 without the descriptor is one layer, forwarded like H.264.
+        let svc = match (codec, &packet.dependency_descriptor) {
+            (ForwardedCodec::Vp9 { .. }, _) => {
+                Vp9Descriptor::parse(payload).map(|d| d.svc_packet())
+            }
+            (ForwardedCodec::Av1, Some(descriptor)) if track.is_single_stream() => {
+                tracing::trace!(track = %track_id, seq = packet.seq, marker = packet.marker, aggregation_header = payload.first().copied().unwrap_or(0), ?descriptor, "AV1 packet");
+                match track.av1.read(descriptor.as_bytes(), payload) {
+                    Ok(svc) => Some(svc),
+                    Err(error) => {
+                        // No layer to place it in: no subscriber can be given it, and the
+                        // next keyframe brings the structure.
+                        tracing::debug!(participant = %track.publisher, track = %track_id, %error, "AV1 packet with an unusable dependency descriptor dropped");
+                        self.request_keyframe(track_id, layer, KeyframeRequestKind::Pli, now);
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let starts_keyframe = match (codec, vp8, svc) {
             (ForwardedCodec::Vp8, Some(h), _) => h.starts_keyframe(payload),
-            (ForwardedCodec::Vp9 { .. }, _, Some(d)) => d.starts_keyframe(),
+            (ForwardedCodec::Vp9 { .. } | ForwardedCodec::Av1, _, Some(p)) => p.starts_keyframe,
             (ForwardedCodec::Vp8 | ForwardedCodec::Vp9 { .. }, _, _) => false,
             _ => codec.starts_keyframe(payload),
         };
-        if let Some(d) = &vp9 {
-            track.learn_spatial_layers(d);
+        if let Some(p) = &svc {
+            track.learn_spatial_layers(p);
         }
-        let measured_layer = track.measured_layer(layer, vp9.as_ref());
+        let measured_layer = track.measured_layer(layer, svc.as_ref());
         // VP8 temporal layers count only with picture IDs: without them the pictures a
         // subscriber does not get could not be numbered over (`rewrite::Vp8Rewriter`).
         let vp8_temporal = vp8.and_then(|h| h.picture_id.and(h.temporal));
-        let temporal = vp8_temporal.or(vp9.as_ref().map(|d| d.temporal));
+        let temporal = vp8_temporal.or(svc.as_ref().map(|p| p.temporal));
         if let Some(state) = track.layers.get_mut(measured_layer) {
             state.rate.record(payload.len());
             if let Some(tid) = temporal {
@@ -231,15 +256,20 @@ impl Sfu {
             tl0: vp8.and_then(|h| h.tl0),
             temporal: vp8_temporal,
             layer_sync: vp8.is_some_and(|h| h.layer_sync),
-            vp9: vp9.filter(|_| track.is_single_stream()),
+            svc: svc.filter(|_| track.is_single_stream()),
         };
         let nackable = track.kind == MediaKind::Video;
-        let exts = ExtensionValues {
+        let mut exts = ExtensionValues {
             audio_level: packet.audio_level,
             voice_activity: packet.voice_activity,
             video_orientation: packet.video_orientation,
             ..Default::default()
         };
+        if let Some(descriptor) = &packet.dependency_descriptor {
+            // Passed on as received (`svc::av1`); each subscriber's copy of the values
+            // shares it.
+            exts.user_values.set_arc(Arc::clone(descriptor));
+        }
         let mut wants_keyframe = false;
         // One copy of the payload serves every subscriber whose VP8 fields come out the
         // same (all of them for audio and H.264, all on one layer that switched at the same

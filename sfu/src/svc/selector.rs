@@ -1,4 +1,5 @@
-//! Which packets of one VP9 SVC stream one subscriber gets: every packet of the spatial and
+//! Which packets of one scalable stream (VP9 SVC, or AV1 with the Dependency Descriptor) one
+//! subscriber gets: every packet of the spatial and
 //! temporal layers up to its current ones, with the current layers moving toward the target
 //! only where the subscriber's decoder can follow.
 //!
@@ -9,8 +10,10 @@
 //! - Spatial down: at the next picture. The lower layers were forwarded all along (layer `n`
 //!   needs the ones below it in full SVC, and in k-SVC their own chains stay whole), so the
 //!   decoder just stops getting the top one.
-//! - Temporal up: at the start of a picture whose frame is a switching-up point (U bit),
-//!   or at a keyframe. Temporal down: at the next picture.
+//! - Temporal up: at the start of a picture that is a switching point for the new temporal
+//!   layer (VP9's U bit on a frame of that layer; for AV1, a base layer frame whose decode
+//!   target indication for it is `Switch`), or at a keyframe. Temporal down: at the next
+//!   picture.
 //! - The marker bit goes on the last packet of the highest forwarded spatial layer of each
 //!   picture (its E bit) when the layers above it, which carried the publisher's marker, are
 //!   dropped.
@@ -20,7 +23,37 @@
 //! tolerates the gaps left by dropped temporal layers; only whole pictures are ever
 //! dropped, never some of a forwarded layer's packets.
 
-use super::vp9::Vp9Descriptor;
+/// Spatial layers whose sizes are kept; VP9 allows eight and AV1 four, browsers send at most
+/// three.
+pub const MAX_SPATIAL_LAYERS: usize = 3;
+
+/// A scalable stream's spatial layers, as its keyframes announce them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScalabilityStructure {
+    pub spatial_layers: u8,
+    /// Their sizes, lowest first, when the structure gives them.
+    pub sizes: Option<[(u16, u16); MAX_SPATIAL_LAYERS]>,
+}
+
+/// What the selector reads of one packet, whichever codec's descriptor said it
+/// (`Vp9Descriptor::svc_packet`, `av1::svc_packet`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SvcPacket {
+    pub spatial: u8,
+    pub temporal: u8,
+    /// The first packet of a picture (all spatial layers of one instant): where layer
+    /// choices may change without cutting a picture in half.
+    pub starts_picture: bool,
+    /// The first packet of a keyframe: every layer can start here.
+    pub starts_keyframe: bool,
+    /// The last packet of its spatial layer's frame.
+    pub ends_frame: bool,
+    /// Bit `t`: at this picture, a subscriber that had only the temporal layers below `t`
+    /// may start taking those up to `t`.
+    pub switch_points: u8,
+    /// The stream's spatial layers, when this packet announces them.
+    pub structure: Option<ScalabilityStructure>,
+}
 
 /// Spatial and temporal layer indices, lowest 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,15 +95,15 @@ impl SvcSelector {
     pub fn select(
         &mut self,
         target: SvcLayers,
-        packet: &Vp9Descriptor,
+        packet: &SvcPacket,
         marker: bool,
         in_order: bool,
     ) -> SvcVerdict {
         let current = match self.current {
-            None if packet.starts_keyframe() => target,
+            None if packet.starts_keyframe => target,
             None => return SvcVerdict::NeedKeyframe,
-            Some(current) if in_order && packet.starts_picture() => {
-                next_layers(current, target, packet.starts_keyframe(), packet)
+            Some(current) if in_order && packet.starts_picture => {
+                next_layers(current, target, packet)
             }
             Some(current) => current,
         };
@@ -86,12 +119,8 @@ impl SvcSelector {
 }
 
 /// The layers to forward from the picture that `first` starts.
-fn next_layers(
-    current: SvcLayers,
-    target: SvcLayers,
-    keyframe: bool,
-    first: &Vp9Descriptor,
-) -> SvcLayers {
+fn next_layers(current: SvcLayers, target: SvcLayers, first: &SvcPacket) -> SvcLayers {
+    let keyframe = first.starts_keyframe;
     let spatial = if target.spatial < current.spatial || keyframe {
         target.spatial
     } else {
@@ -99,15 +128,13 @@ fn next_layers(
     };
     let temporal = if target.temporal < current.temporal || keyframe {
         target.temporal
-    } else if first.switching_up
-        && first.temporal > current.temporal
-        && first.temporal <= target.temporal
-    {
-        // U speaks for this frame's own layer only: the layers between may still need
-        // frames the subscriber never got.
-        first.temporal
     } else {
-        current.temporal
+        // The highest switching point within reach: a point speaks for its own layer only
+        // (VP9's U), since the layers between may still need frames the subscriber never got.
+        (current.temporal + 1..=target.temporal.min(7))
+            .rev()
+            .find(|&t| first.switch_points & (1 << t) != 0)
+            .unwrap_or(current.temporal)
     };
     SvcLayers { spatial, temporal }
 }
@@ -126,16 +153,14 @@ mod tests {
     }
 
     /// One packet carrying a whole layer frame (B and E set).
-    fn frame(spatial: u8, temporal: u8, key: bool, switching_up: bool) -> Vp9Descriptor {
-        Vp9Descriptor {
-            picture_id: Some(1),
-            inter_picture_predicted: !key,
-            begins_frame: true,
-            ends_frame: true,
-            temporal,
+    fn frame(spatial: u8, temporal: u8, key: bool, switching_up: bool) -> SvcPacket {
+        SvcPacket {
             spatial,
-            switching_up,
-            inter_layer_dependent: spatial > 0,
+            temporal,
+            starts_picture: spatial == 0,
+            starts_keyframe: key && spatial == 0,
+            ends_frame: true,
+            switch_points: if switching_up { 1 << temporal } else { 0 },
             structure: None,
         }
     }
@@ -154,7 +179,7 @@ mod tests {
             let mut first = frame(spatial, temporal, key, switching_up);
             first.ends_frame = false;
             let mut last = frame(spatial, temporal, key, switching_up);
-            last.begins_frame = false;
+            (last.starts_picture, last.starts_keyframe) = (false, false);
             out.push(selector.select(target, &first, false, true));
             out.push(selector.select(target, &last, spatial == 2, true));
         }

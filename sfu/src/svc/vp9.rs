@@ -4,8 +4,7 @@
 //! the allocator. str0m's own VP9 depacketizer keeps its structure in `Vec`s; this one
 //! allocates nothing.
 
-/// Spatial layers whose sizes are kept; VP9 allows eight, browsers send at most three.
-pub const MAX_SPATIAL_LAYERS: usize = 3;
+use super::selector::{ScalabilityStructure, SvcPacket, MAX_SPATIAL_LAYERS};
 
 /// What one packet's VP9 payload descriptor says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,12 +30,6 @@ pub struct Vp9Descriptor {
     /// From the scalability structure (sent with keyframes): how many spatial layers the
     /// stream has, and their sizes (lowest first) when the structure gives them.
     pub structure: Option<ScalabilityStructure>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ScalabilityStructure {
-    pub spatial_layers: u8,
-    pub sizes: Option<[(u16, u16); MAX_SPATIAL_LAYERS]>,
 }
 
 impl Vp9Descriptor {
@@ -97,6 +90,23 @@ impl Vp9Descriptor {
     /// layer choices may change without cutting a picture in half.
     pub fn starts_picture(&self) -> bool {
         self.begins_frame && self.spatial == 0
+    }
+
+    /// What the layer selector reads of it: U speaks for the frame's own temporal layer.
+    pub fn svc_packet(&self) -> SvcPacket {
+        SvcPacket {
+            spatial: self.spatial,
+            temporal: self.temporal,
+            starts_picture: self.starts_picture(),
+            starts_keyframe: self.starts_keyframe(),
+            ends_frame: self.ends_frame,
+            switch_points: if self.switching_up && self.temporal < 8 {
+                1 << self.temporal
+            } else {
+                0
+            },
+            structure: self.structure,
+        }
     }
 }
 

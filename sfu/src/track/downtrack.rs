@@ -10,9 +10,7 @@ use crate::allocator::{Reason, UpgradeGate};
 use crate::codec::PayloadTypes;
 use crate::ids::TrackId;
 use crate::rewrite::{SeqRewriter, TsRewriter, Vp8Rewriter};
-use crate::svc::{
-    SvcLayers, SvcSelector, SvcVerdict, TemporalFilter, TemporalLevel, Vp9Descriptor,
-};
+use crate::svc::{SvcLayers, SvcPacket, SvcSelector, SvcVerdict, TemporalFilter, TemporalLevel};
 
 /// Temporal layers a scalable stream's subscriber gets: all of them, since the allocator
 /// picks spatial layers only (VP9 has at most eight temporal layers, indices 0..=7).
@@ -53,9 +51,9 @@ pub struct PacketInfo {
     /// VP8: the temporal layer (TID) and the layer sync (Y) bit, when the sender marks them.
     pub temporal: Option<u8>,
     pub layer_sync: bool,
-    /// The VP9 descriptor of a single-stream VP9 track's packet: selected by its layer
-    /// indices (`svc`) rather than by `layer`.
-    pub vp9: Option<Vp9Descriptor>,
+    /// The layers of a single scalable stream's packet (VP9, or AV1 with the Dependency
+    /// Descriptor): selected by its layer indices (`svc`) rather than by `layer`.
+    pub svc: Option<SvcPacket>,
 }
 
 #[derive(Debug)]
@@ -184,8 +182,8 @@ impl DownTrack {
         let Some(target) = self.target else {
             return ForwardDecision::Drop;
         };
-        if let Some(vp9) = &packet.vp9 {
-            return self.forward_scalable(packet, vp9, target, now);
+        if let Some(svc) = &packet.svc {
+            return self.forward_scalable(packet, svc, target, now);
         }
         let on_current = self.current == Some((packet.layer, packet.ssrc));
         if !on_current {
@@ -231,12 +229,12 @@ impl DownTrack {
         }
     }
 
-    /// One packet of a single VP9 stream: its layer indices decide (`svc::SvcSelector`);
+    /// One packet of a single scalable stream: its layer indices decide (`svc::SvcSelector`);
     /// what is not sent is taken out of the sequence numbers.
     fn forward_scalable(
         &mut self,
         packet: &PacketInfo,
-        vp9: &Vp9Descriptor,
+        svc: &SvcPacket,
         target: usize,
         now: Instant,
     ) -> ForwardDecision {
@@ -249,7 +247,7 @@ impl DownTrack {
             temporal: self.target_temporal.unwrap_or(ALL_TEMPORAL_LAYERS),
         };
         let in_order = !same_source || self.seq.is_newest(packet.seq);
-        match self.svc.select(layers, vp9, packet.marker, in_order) {
+        match self.svc.select(layers, svc, packet.marker, in_order) {
             SvcVerdict::NeedKeyframe => ForwardDecision::NeedKeyframe,
             SvcVerdict::Drop => {
                 self.seq.skip(packet.seq);
@@ -270,7 +268,7 @@ impl DownTrack {
                 ForwardDecision::Send {
                     seq,
                     timestamp: self.ts.rewrite(packet.timestamp, now),
-                    // VP9 picture IDs pass through (see `svc::selector`).
+                    // VP9 picture IDs and AV1 frame numbers pass through (see `svc::selector`).
                     picture_id: None,
                     tl0: None,
                     marker,
@@ -284,6 +282,7 @@ impl DownTrack {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::svc::Vp9Descriptor;
 
     fn video() -> DownTrack {
         let mut dt = DownTrack::new(TrackId::random(), Mid::from("3"), MediaKind::Video);
@@ -311,7 +310,7 @@ mod tests {
             tl0: Some(pic as u8),
             temporal: None,
             layer_sync: false,
-            vp9: None,
+            svc: None,
         }
     }
 
@@ -556,7 +555,7 @@ mod tests {
                     tl0: None,
                     temporal: None,
                     layer_sync: false,
-                    vp9: Some(vp9),
+                    svc: Some(vp9.svc_packet()),
                 }
             })
             .collect()

@@ -10,7 +10,7 @@ use crate::ids::{ParticipantId, TrackId};
 use crate::keyframe::KeyframeThrottle;
 use crate::rate::RateMeter;
 use crate::relay::{LayerMask, WorkerIndex};
-use crate::svc::{TemporalLevel, Vp9Descriptor, MAX_SPATIAL_LAYERS};
+use crate::svc::{Av1Layers, SvcPacket, TemporalLevel, MAX_SPATIAL_LAYERS};
 
 /// Keyframe requests toward a publisher, merged across all its subscribers, per layer.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
@@ -142,9 +142,12 @@ pub struct UpTrack {
     /// Simulcast layers, lowest first; one layer with no rid without simulcast; the spatial
     /// layers of one stream (no rids) for a scalable one (`svc`).
     pub layers: Vec<Layer>,
-    /// One RTP stream carrying several spatial layers (VP9 SVC): a subscriber's layer `n`
+    /// One RTP stream carrying several spatial layers (VP9 or AV1 SVC): a subscriber's layer `n`
     /// is every packet of spatial layers `0..=n` of that stream.
     pub svc: bool,
+    /// A single AV1 stream's template structure (Dependency Descriptor), kept between the
+    /// keyframes that carry it.
+    pub av1: Av1Layers,
     /// Each subscriber and the mid of its down-track. A short list walked once per packet.
     pub subscribers: Vec<(ParticipantId, Mid)>,
     /// Audio: smoothed loudness (127 - RFC 6464 level), for the active speaker.
@@ -185,6 +188,7 @@ impl UpTrack {
             muted: false,
             layers,
             svc: false,
+            av1: Av1Layers::default(),
             subscribers: Vec::new(),
             loudness: 0.0,
             active_rids: None,
@@ -204,10 +208,10 @@ impl UpTrack {
         self.layers.first().is_some_and(|l| l.rid.is_none())
     }
 
-    /// Learn a single stream's spatial layers from a VP9 packet of it: a packet of spatial
-    /// layer `n`, or a scalability structure announcing `n + 1` layers, makes the track
-    /// present `n + 1` layers to subscribers (at most three), with the structure's sizes.
-    pub fn learn_spatial_layers(&mut self, descriptor: &Vp9Descriptor) {
+    /// Learn a single stream's spatial layers from a VP9 or AV1 packet of it: a packet of
+    /// spatial layer `n`, or a scalability structure announcing `n + 1` layers, makes the
+    /// track present `n + 1` layers to subscribers (at most three), with the structure's sizes.
+    pub fn learn_spatial_layers(&mut self, descriptor: &SvcPacket) {
         if !self.is_single_stream() {
             return;
         }
@@ -230,7 +234,7 @@ impl UpTrack {
 
     /// The layer whose measurements a packet counts toward: its rid's, or for a scalable
     /// stream its spatial layer's.
-    pub fn measured_layer(&self, layer: usize, descriptor: Option<&Vp9Descriptor>) -> usize {
+    pub fn measured_layer(&self, layer: usize, descriptor: Option<&SvcPacket>) -> usize {
         match descriptor {
             Some(d) if self.svc => usize::from(d.spatial),
             _ => layer,
