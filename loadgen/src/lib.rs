@@ -76,6 +76,11 @@ pub struct BenchArgs {
     /// Send one video layer (the default until the SFU selects simulcast layers)
     #[arg(long, overrides_with = "simulcast")]
     pub no_simulcast: bool,
+    /// Send video as one scalable VP9 stream (SVC) of three spatial layers (q, h and f's sizes
+    /// and bitrates) and three temporal layers, shaped like Chromium's L3T3_KEY; the server
+    /// gives each subscriber the layers its view needs
+    #[arg(long, conflicts_with_all = ["simulcast", "layer"])]
+    pub svc: bool,
     /// The layer sent without simulcast [default: h for meeting, f for livestream]
     #[arg(long, value_enum)]
     pub layer: Option<LayerName>,
@@ -152,6 +157,7 @@ impl BenchArgs {
     fn traffic(&self) -> scenario::Traffic {
         scenario::Traffic {
             simulcast: self.simulcast && !self.no_simulcast,
+            svc: self.svc,
             audio_kbps: self.bitrate_audio,
             q_kbps: self.bitrate_q,
             h_kbps: self.bitrate_h,
@@ -251,6 +257,7 @@ pub async fn run_once(args: &BenchArgs, n: usize) -> anyhow::Result<RunReport> {
         worker_spill_margin: args.worker_spill_margin.filter(|_| args.server.is_none()),
         nodes: if args.server.is_none() { args.nodes } else { 1 },
         simulcast: traffic.simulcast,
+        svc: traffic.svc,
         publishers: plan.publishers,
         receive_only_peers: plan.subscribers_only,
         duration_s: settings.duration.as_secs_f64(),

@@ -45,6 +45,7 @@ pub fn specs(n: usize) -> Vec<PeerSpec> {
             audio_kbps: None,
             video: Vec::new(),
             simulcast: false,
+            svc: false,
             keyframe_interval: Duration::from_secs(3),
             seed: i as u64,
             view: None,

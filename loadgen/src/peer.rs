@@ -20,7 +20,7 @@ use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::stats::{now_micros, SharedCounters, Streams};
-use crate::traffic::{read_stamp, AudioSource, Layer, MediaPacket, VideoSource};
+use crate::traffic::{read_stamp, AudioSource, Layer, MediaPacket, SvcSource, VideoSource};
 
 /// Time allowed for the WebSocket to open and `join` to be answered.
 const SIGNALING_TIMEOUT: Duration = Duration::from_secs(15);
@@ -51,6 +51,9 @@ pub struct PeerSpec {
     /// Video layers: none, one (no simulcast), or several sent as simulcast by rid.
     pub video: Vec<Layer>,
     pub simulcast: bool,
+    /// Send `video` as one scalable VP9 stream, a spatial layer each (`traffic::SvcSource`),
+    /// and take VP9 as a subscriber.
+    pub svc: bool,
     pub keyframe_interval: Duration,
     pub seed: u64,
     /// The size this peer shows every received video at (`video_size`), as a browser's tile
@@ -108,6 +111,7 @@ struct SendTrack {
 enum Source {
     Audio(AudioSource),
     Video(VideoSource),
+    Svc(SvcSource),
 }
 
 pub(crate) struct Peer {
@@ -122,6 +126,7 @@ pub(crate) struct Peer {
     tracks: Vec<SendTrack>,
     opus_pt: Option<Pt>,
     vp8_pt: Option<Pt>,
+    vp9_pt: Option<Pt>,
     connected: bool,
     rtc_timeout: Instant,
     streams: Streams,
@@ -173,6 +178,7 @@ impl Peer {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
+            .enable_vp9(spec.svc)
             .build(now);
         let candidate = Candidate::host(local, "udp")
             .map_err(|e| PeerError::Signaling(format!("host candidate: {e}")))?;
@@ -189,6 +195,7 @@ impl Peer {
             tracks: Vec::new(),
             opus_pt: None,
             vp8_pt: None,
+            vp9_pt: None,
             connected: false,
             rtc_timeout: now,
             streams: Streams::default(),
@@ -241,7 +248,12 @@ impl Peer {
             let source = AudioSource::new(kbps, now, self.spec.seed);
             declared.push((mid, None, Source::Audio(source)));
         }
-        if !self.spec.video.is_empty() {
+        if !self.spec.video.is_empty() && self.spec.svc {
+            let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+            let seed = self.spec.seed.wrapping_mul(31).wrapping_add(1);
+            let source = SvcSource::new(&self.spec.video, self.spec.keyframe_interval, now, seed);
+            declared.push((mid, None, Source::Svc(source)));
+        } else if !self.spec.video.is_empty() {
             let simulcast = self.spec.simulcast && self.spec.video.len() > 1;
             let sim = simulcast.then(|| {
                 let mut s = Simulcast::new();
@@ -309,9 +321,12 @@ impl Peer {
                 .map(|t| match &t.source {
                     Source::Audio(a) => a.next_at,
                     Source::Video(v) => v.next_at,
+                    Source::Svc(v) => v.next_at,
                 })
                 .min()
-                .filter(|_| self.connected && self.opus_pt.or(self.vp8_pt).is_some());
+                .filter(|_| {
+                    self.connected && self.opus_pt.or(self.vp8_pt).or(self.vp9_pt).is_some()
+                });
             let deadline = [
                 Some(self.rtc_timeout),
                 next_media,
@@ -393,6 +408,15 @@ impl Peer {
                         }
                     }
                 }
+                Source::Svc(v) => {
+                    let Some(pt) = self.vp9_pt else { continue };
+                    while let Some(picture) = v.poll(now) {
+                        for p in picture {
+                            writes.push((t.mid, t.rid, pt, t.seq, p));
+                            t.seq += 1;
+                        }
+                    }
+                }
             }
         }
         if writes.is_empty() {
@@ -456,10 +480,13 @@ impl Peer {
             }
             Event::KeyframeRequest(req) => {
                 for t in &mut self.tracks {
-                    if let Source::Video(v) = &mut t.source {
-                        if t.mid == req.mid && (req.rid.is_none() || req.rid == t.rid) {
-                            v.request_keyframe();
-                        }
+                    if t.mid != req.mid || (req.rid.is_some() && req.rid != t.rid) {
+                        continue;
+                    }
+                    match &mut t.source {
+                        Source::Video(v) => v.request_keyframe(),
+                        Source::Svc(v) => v.request_keyframe(),
+                        Source::Audio(_) => {}
                     }
                 }
             }
@@ -526,6 +553,12 @@ impl Peer {
             match p.spec().codec {
                 Codec::Opus if self.opus_pt.is_none() => self.opus_pt = Some(p.pt()),
                 Codec::Vp8 if self.vp8_pt.is_none() => self.vp8_pt = Some(p.pt()),
+                // Profile 0, which the server forwards to profile 0 subscribers.
+                Codec::Vp9
+                    if self.vp9_pt.is_none() && p.spec().format.profile_id.unwrap_or(0) == 0 =>
+                {
+                    self.vp9_pt = Some(p.pt())
+                }
                 _ => {}
             }
         }

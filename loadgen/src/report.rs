@@ -156,6 +156,8 @@ pub struct RunReport {
     /// Nodes of the spawned server (a cluster when more than one).
     pub nodes: usize,
     pub simulcast: bool,
+    /// Video sent as one scalable VP9 stream (`--svc`).
+    pub svc: bool,
     pub publishers: usize,
     pub receive_only_peers: usize,
     pub duration_s: f64,
@@ -258,11 +260,12 @@ pub fn table(r: &RunReport) -> String {
     row("loadgen CPU %", &|p| Some(p.loadgen_cpu_pct), 0);
     row("other CPU %", &|p| Some(p.other_cpu_pct), 0);
     let mut out = format!(
-        "scenario {:?}  N {}  rooms {}  simulcast {}  window {:.1}s  {} ({} CPUs, {} build)\n",
+        "scenario {:?}  N {}  rooms {}  simulcast {}  svc {}  window {:.1}s  {} ({} CPUs, {} build)\n",
         r.scenario,
         r.n,
         r.rooms,
         r.simulcast,
+        r.svc,
         r.sfu.window_s,
         r.machine.cpu_model,
         r.machine.cpus,

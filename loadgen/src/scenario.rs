@@ -29,6 +29,8 @@ pub enum LayerName {
 #[derive(Debug, Clone)]
 pub struct Traffic {
     pub simulcast: bool,
+    /// Video as one scalable VP9 stream with q, h and f as its spatial layers.
+    pub svc: bool,
     pub audio_kbps: u32,
     pub q_kbps: u32,
     pub h_kbps: u32,
@@ -70,10 +72,11 @@ impl Traffic {
         }
     }
 
-    /// What a video publisher sends: q, h and f with simulcast; otherwise one layer (h in a
+    /// What a video publisher sends: q, h and f with simulcast (or as the spatial layers of
+    /// one SVC stream); otherwise one layer (h in a
     /// meeting, where tiles are small; f for a livestream, which is watched full size).
     fn video(&self, scenario: Scenario) -> Vec<Layer> {
-        if self.simulcast {
+        if self.simulcast || self.svc {
             return [LayerName::Q, LayerName::H, LayerName::F]
                 .map(|l| self.layer(l))
                 .to_vec();
@@ -151,6 +154,7 @@ impl Plan {
                 Vec::new()
             },
             simulcast: traffic.simulcast,
+            svc: traffic.svc,
             keyframe_interval: traffic.keyframe_interval,
             view: traffic.view,
             // With several nodes (`--nodes`), peers take turns: the first publisher on
@@ -217,6 +221,7 @@ mod tests {
     fn traffic(simulcast: bool) -> Traffic {
         Traffic {
             simulcast,
+            svc: false,
             audio_kbps: 32,
             q_kbps: 150,
             h_kbps: 500,

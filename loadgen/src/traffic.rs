@@ -1,6 +1,8 @@
-//! Synthetic media without encoders: Opus-sized audio every 20 ms, and VP8 layers at realistic
+//! Synthetic media without encoders: Opus-sized audio every 20 ms, VP8 layers at realistic
 //! bitrates, frame rates and packet sizes, with real RFC 7741 payload descriptors and valid
-//! keyframe headers every few seconds, so the SFU's keyframe logic sees what a browser sends.
+//! keyframe headers every few seconds, so the SFU's keyframe logic sees what a browser sends;
+//! and one scalable VP9 stream (`SvcSource`) shaped like Chromium's `L3T3_KEY`, with real
+//! RFC 9628 payload descriptors, so the SFU's layer selection has to read every packet.
 //! Every payload ends in an 8-byte send time (microseconds since the epoch) for latency.
 
 use std::time::{Duration, Instant};
@@ -129,12 +131,7 @@ impl VideoSource {
         let frames_per_keyframe = (keyframe_interval.as_secs_f64() * f64::from(fps))
             .round()
             .max(1.0) as u64;
-        // Average frame size from the bitrate, split so that one keyframe plus the deltas
-        // between two keyframes add up to the target bitrate.
-        let mean = layer.kbps as f64 * 1000.0 / 8.0 / f64::from(fps);
-        let n = frames_per_keyframe as f64;
-        let delta = mean * n / (n - 1.0 + KEY_TO_DELTA as f64);
-        let delta_bytes = (delta as usize).max(VP8_DESCRIPTOR + STAMP + 4);
+        let delta_bytes = delta_frame_bytes(&layer, frames_per_keyframe, VP8_DESCRIPTOR);
         Self {
             layer,
             next_at: start,
@@ -215,6 +212,180 @@ impl VideoSource {
                 }
             })
             .collect()
+    }
+}
+
+/// A delta frame's mean size: one keyframe (`KEY_TO_DELTA` deltas' worth) plus the deltas
+/// between two keyframes add up to the layer's bitrate.
+fn delta_frame_bytes(layer: &Layer, frames_per_keyframe: u64, descriptor: usize) -> usize {
+    let mean = layer.kbps as f64 * 1000.0 / 8.0 / f64::from(layer.fps.max(1));
+    let n = frames_per_keyframe as f64;
+    let delta = mean * n / (n - 1.0 + KEY_TO_DELTA as f64);
+    (delta as usize).max(descriptor + STAMP + 4)
+}
+
+/// The longest VP9 descriptor `SvcSource` writes: 5 bytes, and the scalability structure
+/// of three spatial layers with their sizes (13 more) on keyframes.
+const VP9_DESCRIPTOR_MAX: usize = 5 + 13;
+
+/// Chromium's temporal pattern with three temporal layers: T0, T2, T1, T2.
+const TEMPORAL_PATTERN: [u8; 4] = [0, 2, 1, 2];
+
+/// One scalable VP9 stream with a spatial layer per `Layer` (lowest first) and three temporal
+/// layers, as Chromium's k-SVC (`L3T3_KEY`) sends it: each picture carries a frame of every
+/// spatial layer; on keyframes the upper layers predict from the one below (D bit) and the
+/// first packet carries the scalability structure with the layers' sizes; otherwise each
+/// layer predicts only from itself. A keyframe every `keyframe_interval` or on request.
+#[derive(Debug)]
+pub struct SvcSource {
+    pub next_at: Instant,
+    frame_interval: Duration,
+    frames_per_keyframe: u64,
+    frame_no: u64,
+    picture_id: u16,
+    tl0_pic_idx: u8,
+    rtp_time: u32,
+    fps: u32,
+    force_keyframe: bool,
+    /// Per spatial layer: its size and mean delta frame size.
+    layers: Vec<(Layer, usize)>,
+    rng: Rng,
+}
+
+impl SvcSource {
+    pub fn new(layers: &[Layer], keyframe_interval: Duration, start: Instant, seed: u64) -> Self {
+        let fps = layers.first().map_or(30, |l| l.fps.max(1));
+        let frames_per_keyframe = (keyframe_interval.as_secs_f64() * f64::from(fps))
+            .round()
+            .max(1.0) as u64;
+        Self {
+            next_at: start,
+            frame_interval: Duration::from_secs_f64(1.0 / f64::from(fps)),
+            frames_per_keyframe,
+            frame_no: 0,
+            picture_id: (seed as u16) & 0x7fff,
+            tl0_pic_idx: seed as u8,
+            rtp_time: seed as u32,
+            fps,
+            force_keyframe: true,
+            layers: layers
+                .iter()
+                .take(3)
+                .map(|l| {
+                    (
+                        *l,
+                        delta_frame_bytes(l, frames_per_keyframe, VP9_DESCRIPTOR_MAX),
+                    )
+                })
+                .collect(),
+            rng: Rng(seed | 1),
+        }
+    }
+
+    /// A receiver asked for a keyframe (PLI/FIR): the next picture is one.
+    pub fn request_keyframe(&mut self) {
+        self.force_keyframe = true;
+    }
+
+    /// The next picture's packets (every spatial layer's frame), if it is due.
+    pub fn poll(&mut self, now: Instant) -> Option<Vec<MediaPacket>> {
+        if now < self.next_at {
+            return None;
+        }
+        self.next_at += self.frame_interval;
+        let keyframe =
+            self.force_keyframe || self.frame_no.is_multiple_of(self.frames_per_keyframe);
+        self.force_keyframe = false;
+        if keyframe {
+            // A keyframe restarts the temporal pattern, as libvpx does.
+            self.frame_no = 0;
+        }
+        let temporal = TEMPORAL_PATTERN[(self.frame_no % 4) as usize];
+        if temporal == 0 && !keyframe {
+            self.tl0_pic_idx = self.tl0_pic_idx.wrapping_add(1);
+        }
+        let mut packets = Vec::new();
+        let top = self.layers.len().saturating_sub(1);
+        for spatial in 0..self.layers.len() {
+            let (_, delta) = self.layers[spatial];
+            let base = if keyframe {
+                delta * KEY_TO_DELTA
+            } else {
+                delta
+            };
+            let spread = base / 5;
+            let size = self.rng.range(base - spread, base + spread);
+            self.packetize_layer(
+                &mut packets,
+                spatial,
+                temporal,
+                keyframe,
+                size,
+                spatial == top,
+            );
+        }
+        self.frame_no += 1;
+        self.picture_id = (self.picture_id + 1) & 0x7fff;
+        self.rtp_time = self.rtp_time.wrapping_add(90_000 / self.fps);
+        Some(packets)
+    }
+
+    fn packetize_layer(
+        &mut self,
+        out: &mut Vec<MediaPacket>,
+        spatial: usize,
+        temporal: u8,
+        keyframe: bool,
+        frame_bytes: usize,
+        last_layer: bool,
+    ) {
+        let per_packet = MAX_PAYLOAD - VP9_DESCRIPTOR_MAX - STAMP;
+        let count = frame_bytes.div_ceil(per_packet).max(1);
+        let body = frame_bytes.div_ceil(count).max(10);
+        for i in 0..count {
+            let (begins, ends) = (i == 0, i + 1 == count);
+            let mut payload = Vec::with_capacity(VP9_DESCRIPTOR_MAX + body + STAMP);
+            // I (15-bit picture ID), P unless a keyframe, L (layer indices), B, E, V on a
+            // keyframe's first packet.
+            let structure = keyframe && spatial == 0 && begins;
+            payload.push(
+                0x80 | 0x20
+                    | if keyframe { 0 } else { 0x40 }
+                    | if begins { 0x08 } else { 0 }
+                    | if ends { 0x04 } else { 0 }
+                    | if structure { 0x02 } else { 0 },
+            );
+            payload.extend_from_slice(&(0x8000 | self.picture_id).to_be_bytes());
+            // TID, U (every frame above the base is a switching-up point in this pattern),
+            // SID, D (inter-layer prediction only on keyframes, as k-SVC does).
+            let switching_up = temporal > 0;
+            let inter_layer = keyframe && spatial > 0;
+            payload.push(
+                (temporal << 5)
+                    | if switching_up { 0x10 } else { 0 }
+                    | ((spatial as u8) << 1)
+                    | u8::from(inter_layer),
+            );
+            payload.push(self.tl0_pic_idx);
+            if structure {
+                // N_S - 1, Y (sizes follow), no picture group description.
+                payload.push(((self.layers.len() as u8 - 1) << 5) | 0x10);
+                for (layer, _) in &self.layers {
+                    payload.extend_from_slice(&layer.width.to_be_bytes());
+                    payload.extend_from_slice(&layer.height.to_be_bytes());
+                }
+            }
+            while payload.len() < VP9_DESCRIPTOR_MAX + body {
+                payload.push(self.rng.next() as u8);
+            }
+            payload.extend_from_slice(&[0; STAMP]);
+            stamp(&mut payload);
+            out.push(MediaPacket {
+                payload,
+                marker: ends && last_layer,
+                rtp_time: self.rtp_time,
+            });
+        }
     }
 }
 
@@ -302,6 +473,65 @@ mod tests {
         }
         let kbps = bytes as f64 * 8.0 / 10.0 / 1000.0;
         assert!((400.0..650.0).contains(&kbps), "{kbps} kbps");
+    }
+
+    #[test]
+    fn svc_pictures_carry_every_spatial_layer_with_valid_descriptors() {
+        let layers = [
+            Layer {
+                rid: "q",
+                width: 320,
+                height: 180,
+                kbps: 150,
+                fps: 30,
+            },
+            Layer {
+                rid: "h",
+                width: 640,
+                height: 360,
+                kbps: 500,
+                fps: 30,
+            },
+            Layer {
+                rid: "f",
+                width: 1280,
+                height: 720,
+                kbps: 1700,
+                fps: 30,
+            },
+        ];
+        let start = Instant::now();
+        let mut v = SvcSource::new(&layers, Duration::from_secs(3), start, 9);
+        let key = v.poll(start).expect("due");
+        let p = &key[0].payload;
+        assert_eq!(p[0] & !0x04, 0x80 | 0x20 | 0x08 | 0x02, "I, L, B, V; no P");
+        assert_eq!(p[3] >> 1 & 0x07, 0, "spatial layer 0 first");
+        assert_eq!(p[5], (2 << 5) | 0x10, "three spatial layers, sizes follow");
+        assert_eq!(u16::from_be_bytes([p[10], p[11]]), 640);
+        assert_eq!(u16::from_be_bytes([p[16], p[17]]), 720);
+        // Each spatial layer begins and ends once; the marker is on the top layer's last.
+        let begins: Vec<u8> = key
+            .iter()
+            .filter(|p| p.payload[0] & 0x08 != 0)
+            .map(|p| p.payload[3] >> 1 & 0x07)
+            .collect();
+        assert_eq!(begins, [0, 1, 2]);
+        assert_eq!(key.iter().filter(|p| p.marker).count(), 1);
+        assert!(key
+            .last()
+            .is_some_and(|p| p.marker && p.payload[0] & 0x04 != 0));
+        // Then T2, T1, T2, T0 pictures, predicted (P set), all with the same timestamp inside.
+        let mut t = start;
+        let mut temporal = Vec::new();
+        for _ in 0..4 {
+            t += Duration::from_millis(34);
+            let picture = v.poll(t).expect("due");
+            assert!(picture
+                .iter()
+                .all(|p| p.payload[0] & 0x40 != 0 && p.rtp_time == picture[0].rtp_time));
+            temporal.push(picture[0].payload[3] >> 5);
+        }
+        assert_eq!(temporal, [2, 1, 2, 0]);
     }
 
     #[test]

@@ -132,6 +132,41 @@ fn bench_meeting_and_audio_produce_figures() {
     );
 }
 
+/// SVC publishers (`--svc`: one VP9 stream, three spatial layers): every stream flows, and
+/// subscribers showing videos at 320x180 get the lowest spatial layer only, so far fewer
+/// bytes arrive than were sent per stream.
+#[test]
+fn bench_with_svc_publishers_forwards_the_layers_each_view_needs() {
+    let small = bench(
+        "svc",
+        &[
+            "--scenario",
+            "meeting",
+            "-n",
+            "3",
+            "--svc",
+            "--view",
+            "320x180",
+        ],
+    );
+    assert_eq!(small["svc"], true);
+    assert_eq!(small["sfu"]["streams_expected"], 12);
+    assert_eq!(
+        small["sfu"]["streams_flowing"],
+        small["sfu"]["streams_expected"]
+    );
+    // Each packet sent goes to two subscribers: forwarding every layer would deliver twice
+    // the packets sent. The lowest layer alone (and the audio) is well under the packets sent.
+    let sent = small["sfu"]["sent_pps"].as_f64().expect("sent_pps");
+    let forwarded = small["sfu"]["forwarded_pps"]
+        .as_f64()
+        .expect("forwarded_pps");
+    assert!(
+        forwarded < sent,
+        "forwarded {forwarded:.0} pps of {sent:.0} sent: upper spatial layers were forwarded"
+    );
+}
+
 /// A one-minute soak (the CI version of `--soak 30`): a meeting with joins, leaves, reconnects
 /// and ICE restarts; the server's memory, descriptors and threads must not grow, and must come
 /// back to idle once everyone has left. The verdict is the bench's own (`holds`), computed
