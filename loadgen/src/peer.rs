@@ -462,6 +462,15 @@ impl Peer {
     fn on_event(&mut self, event: Event) {
         match event {
             Event::RtpPacket(p) => {
+                // An empty packet is the server filling the number of a packet it did not
+                // send us (a late one of a layer we do not get): nothing was lost there.
+                if p.payload.is_empty() {
+                    let mut c = self.shared.counters.borrow_mut();
+                    self.streams
+                        .get(*p.header.ssrc)
+                        .on_filler(&mut c, *p.seq_no);
+                    return;
+                }
                 // Only our media carries a stamp: the server's padding probes do not count
                 // as forwarded packets, and have their own sequence space.
                 let Some(sent) = read_stamp(&p.payload) else {

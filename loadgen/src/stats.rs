@@ -107,6 +107,17 @@ pub struct StreamStat {
 impl StreamStat {
     /// A packet arrived. `seq` is the extended sequence number, `sent_us` the stamp in its
     /// payload (if it had one).
+    /// An empty packet in a hole: that number carried nothing, so it is no longer expected.
+    pub fn on_filler(&mut self, c: &mut Counters, seq: u64) {
+        if !c.recording || self.generation != c.generation || !self.started {
+            return;
+        }
+        if seq <= self.max_seq && self.max_seq - seq < SEEN_WINDOW && !self.is_seen(seq) {
+            self.set_seen(seq, true);
+            c.expected = c.expected.saturating_sub(1);
+        }
+    }
+
     pub fn on_packet(&mut self, c: &mut Counters, seq: u64, sent_us: Option<u64>, now_us: u64) {
         self.ever = true;
         if !c.recording {

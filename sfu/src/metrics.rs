@@ -15,6 +15,9 @@ pub struct Counters {
     pub plis_sent: u64,
     /// A subscriber moved from one simulcast layer to another.
     pub layer_switches: u64,
+    /// Empty packets sent to fill the number of a late packet of a layer the subscriber
+    /// does not get (`rewrite::SeqRewriter::skip`).
+    pub sequence_holes_filled: u64,
     /// Participants that joined.
     pub joins: u64,
     /// Joins refused by a limit: too many rooms.
@@ -79,6 +82,7 @@ impl Counters {
             nacks_received,
             plis_sent,
             layer_switches,
+            sequence_holes_filled,
             joins,
             refused_too_many_rooms,
             refused_room_full,
@@ -95,6 +99,7 @@ impl Counters {
         self.nacks_received += nacks_received;
         self.plis_sent += plis_sent;
         self.layer_switches += layer_switches;
+        self.sequence_holes_filled += sequence_holes_filled;
         self.joins += joins;
         self.refused_too_many_rooms += refused_too_many_rooms;
         self.refused_room_full += refused_room_full;

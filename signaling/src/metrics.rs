@@ -209,6 +209,11 @@ impl Collector for SfuCollector {
                 c.layer_switches,
             ),
             (
+                "switchboard_sequence_holes_filled",
+                "Empty packets sent in place of late packets of layers a subscriber does not get",
+                c.sequence_holes_filled,
+            ),
+            (
                 "switchboard_relayed_packets_out",
                 "RTP packets handed to other media workers' subscribers (once per packet per worker)",
                 c.relayed_packets_out,

@@ -342,6 +342,20 @@ impl Sfu {
                     wants_keyframe = true;
                     continue;
                 }
+                ForwardDecision::Fill { seq, timestamp } => {
+                    let empty =
+                        RtpWrite::new(pt, seq.into(), timestamp, packet.received, Arc::<[u8]>::from([]))
+                            .nackable(false);
+                    if let Some(stream) = subscriber.rtc.direct_api().stream_tx(&tx_ssrc) {
+                        stream.write_rtp(empty);
+                    }
+                    self.counters.sequence_holes_filled += 1;
+                    if !subscriber.dirty {
+                        subscriber.dirty = true;
+                        self.dirty.push(subscriber_id);
+                    }
+                    continue;
+                }
                 ForwardDecision::Drop => continue,
             };
             if layer_before.is_some() && layer_before != downtrack.current_layer() {

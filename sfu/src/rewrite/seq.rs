@@ -7,6 +7,11 @@
 /// second of a 720p SVC stream whose top layer is dropped.
 const SKIPS_REMEMBERED: usize = 128;
 
+/// Incoming numbers remembered as seen (sent or skipped), behind the highest: a late packet
+/// of a layer the subscriber does not get fills its number with an empty packet only if no
+/// packet had that number (`skip`).
+const SEEN_WINDOW: u64 = 256;
+
 /// Rewrites extended (64-bit, rollover-free) sequence numbers.
 ///
 /// Within one source the mapping is a fixed offset, so reordering and loss pass through
@@ -30,6 +35,9 @@ pub struct SeqRewriter {
     skips: [u64; SKIPS_REMEMBERED],
     skips_len: usize,
     skips_oldest: usize,
+    /// Bit `seq % SEEN_WINDOW`: incoming `seq` was sent or skipped, for the numbers within
+    /// `SEEN_WINDOW` of `highest_in`.
+    seen: [u64; (SEEN_WINDOW / 64) as usize],
 }
 
 impl SeqRewriter {
@@ -45,6 +53,7 @@ impl SeqRewriter {
             skips: [0; SKIPS_REMEMBERED],
             skips_len: 0,
             skips_oldest: 0,
+            seen: [0; (SEEN_WINDOW / 64) as usize],
         }
     }
 
@@ -59,17 +68,29 @@ impl SeqRewriter {
         self.highest_in = None;
         self.skips_len = 0;
         self.skips_oldest = 0;
+        self.seen = [0; (SEEN_WINDOW / 64) as usize];
     }
 
     /// The packet with incoming number `seq` is not sent: the packets after it move down one
     /// number, so the subscriber sees no gap (a gap would be NACKed, and a frame across it
-    /// never completed). A late packet needs nothing: its number was never handed out, and
-    /// the numbers after it already account for it.
-    pub fn skip(&mut self, seq: u64) {
-        if seq < self.source_start || self.highest_in.is_some_and(|h| seq <= h) {
-            return;
+    /// never completed).
+    ///
+    /// A late packet (reordered, or the publisher's repair of a loss) cannot move the numbers
+    /// already sent after it: its number was left free for it, a hole the subscriber NACKs
+    /// and nobody can repair. The number is returned then, for the caller to fill with an
+    /// empty packet (receivers take an RTP packet without payload as padding, which closes
+    /// the gap); `None` when the number was used already or is too old to tell.
+    pub fn skip(&mut self, seq: u64) -> Option<u64> {
+        if seq < self.source_start {
+            return None;
         }
-        self.highest_in = Some(seq);
+        if let Some(highest) = self.highest_in.filter(|&h| seq <= h) {
+            if highest - seq >= SEEN_WINDOW || self.was_seen(seq) {
+                return None;
+            }
+            return self.rewrite(seq);
+        }
+        self.advance(seq);
         self.offset = self.offset.wrapping_sub(1);
         if self.skips_len < SKIPS_REMEMBERED {
             self.skips[(self.skips_oldest + self.skips_len) % SKIPS_REMEMBERED] = seq;
@@ -78,6 +99,37 @@ impl SeqRewriter {
             self.skips[self.skips_oldest] = seq;
             self.skips_oldest = (self.skips_oldest + 1) % SKIPS_REMEMBERED;
         }
+        None
+    }
+
+    /// `seq` becomes the highest incoming number, and the only one seen of those past the
+    /// previous highest.
+    fn advance(&mut self, seq: u64) {
+        let from = self.highest_in.map_or(seq, |h| h + 1);
+        if seq - from.min(seq) >= SEEN_WINDOW {
+            self.seen = [0; (SEEN_WINDOW / 64) as usize];
+        } else {
+            for s in from..seq {
+                self.set_seen(s, false);
+            }
+        }
+        self.highest_in = Some(seq);
+        self.set_seen(seq, true);
+    }
+
+    fn set_seen(&mut self, seq: u64, seen: bool) {
+        let bit = seq % SEEN_WINDOW;
+        let word = &mut self.seen[(bit / 64) as usize];
+        if seen {
+            *word |= 1 << (bit % 64);
+        } else {
+            *word &= !(1 << (bit % 64));
+        }
+    }
+
+    fn was_seen(&self, seq: u64) -> bool {
+        let bit = seq % SEEN_WINDOW;
+        self.seen[(bit / 64) as usize] & (1 << (bit % 64)) != 0
     }
 
     /// The outgoing number for incoming `seq` of the current source, or `None` when the packet
@@ -107,7 +159,9 @@ impl SeqRewriter {
             }
         }
         if self.highest_in.is_none_or(|h| seq > h) {
-            self.highest_in = Some(seq);
+            self.advance(seq);
+        } else {
+            self.set_seen(seq, true);
         }
         let out = seq.wrapping_add(self.offset).wrapping_add(skipped_after);
         if self.highest_out.is_none_or(|h| out > h) {
@@ -190,13 +244,34 @@ mod tests {
         assert_eq!(rw.rewrite(504), Some(12));
         // A duplicate of a skipped packet is not sent: its number is taken.
         assert_eq!(rw.rewrite(506), None);
-        // Skipping a late packet changes nothing.
-        rw.skip(504);
+        // Skipping a late packet whose number was used changes nothing.
+        assert_eq!(rw.skip(504), None);
         assert_eq!(rw.rewrite(508), Some(15));
         // A new source forgets the skips of the old one.
         rw.switch_source(100);
         assert_eq!(rw.rewrite(100), Some(16));
         assert_eq!(rw.highest_out(), Some(16));
+    }
+
+    #[test]
+    fn a_late_packet_of_a_dropped_layer_gets_its_free_number_back_to_fill() {
+        let mut rw = SeqRewriter::new(10);
+        rw.switch_source(500);
+        assert_eq!(rw.rewrite(500), Some(10));
+        // 501 is lost on the way in; 502 is skipped; 503 is sent after the hole left for 501.
+        assert_eq!(rw.skip(502), None);
+        assert_eq!(rw.rewrite(503), Some(12));
+        // The repair of 501 turns out to be of a dropped layer: its number is to be filled,
+        // once.
+        assert_eq!(rw.skip(501), Some(11));
+        assert_eq!(rw.skip(501), None, "filled already");
+        assert_eq!(rw.skip(502), None, "skipped in order: no number of its own");
+        assert_eq!(rw.skip(503), None, "sent");
+        // Far behind, it is not known any more whether a number was used: nothing is filled.
+        for seq in (504..1000).filter(|&s| s != 700) {
+            assert!(rw.rewrite(seq).is_some());
+        }
+        assert_eq!(rw.skip(700), None);
     }
 
     #[test]

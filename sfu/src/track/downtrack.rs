@@ -35,6 +35,10 @@ pub enum ForwardDecision {
     NeedKeyframe,
     /// Not for this subscriber (another layer, paused, not negotiated, or stale).
     Drop,
+    /// Not for this subscriber, but a late packet whose number was left free for it
+    /// (`SeqRewriter::skip`): send an empty packet with this number, so the subscriber sees
+    /// no loss it would NACK forever.
+    Fill { seq: u64, timestamp: u32 },
 }
 
 /// The parts of an incoming packet the decision looks at.
@@ -211,9 +215,9 @@ impl DownTrack {
         ) {
             // Taken out of the numbering, so the subscriber sees neither lost packets nor
             // missing pictures.
-            self.seq.skip(packet.seq);
+            let fill = self.seq.skip(packet.seq);
             self.vp8.skip_picture(packet.picture_id);
-            return ForwardDecision::Drop;
+            return self.fill_or_drop(fill, packet, now);
         }
         let Some(seq) = self.seq.rewrite(packet.seq) else {
             return ForwardDecision::Drop;
@@ -226,6 +230,21 @@ impl DownTrack {
             tl0,
             marker: packet.marker,
             wants_keyframe: false,
+        }
+    }
+
+    fn fill_or_drop(
+        &mut self,
+        fill: Option<u64>,
+        packet: &PacketInfo,
+        now: Instant,
+    ) -> ForwardDecision {
+        match fill {
+            Some(seq) => ForwardDecision::Fill {
+                seq,
+                timestamp: self.ts.rewrite(packet.timestamp, now),
+            },
+            None => ForwardDecision::Drop,
         }
     }
 
@@ -250,8 +269,8 @@ impl DownTrack {
         match self.svc.select(layers, svc, packet.marker, in_order) {
             SvcVerdict::NeedKeyframe => ForwardDecision::NeedKeyframe,
             SvcVerdict::Drop => {
-                self.seq.skip(packet.seq);
-                ForwardDecision::Drop
+                let fill = self.seq.skip(packet.seq);
+                self.fill_or_drop(fill, packet, now)
             }
             SvcVerdict::Forward {
                 marker,
@@ -582,8 +601,37 @@ mod tests {
                 }
                 ForwardDecision::Drop => None,
                 ForwardDecision::NeedKeyframe => panic!("unexpected keyframe wait"),
+                ForwardDecision::Fill { .. } => panic!("unexpected fill"),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_late_packet_of_a_dropped_layer_fills_the_number_left_for_it() {
+        let t0 = Instant::now();
+        let mut dt = video();
+        dt.activate(9.into());
+        dt.set_target(Some(0));
+        // Spatial layer 0 only. Picture 1 arrives whole; picture 2 arrives without its
+        // spatial layer 1 first packet (seq 8), which comes after picture 3 started.
+        let first = svc_picture(0, 0, true, 0);
+        let second = svc_picture(6, 3000, false, 0);
+        let third = svc_picture(12, 6000, false, 0);
+        assert_eq!(outcomes(&mut dt, &first, t0).iter().flatten().count(), 2);
+        let on_time: Vec<PacketInfo> = second.iter().filter(|p| p.seq != 8).copied().collect();
+        outcomes(&mut dt, &on_time, t0);
+        let sent = outcomes(&mut dt, &third[..1], t0);
+        let (third_seq, _, _) = sent[0].expect("layer 0 of picture 3 sent");
+        // The late packet's number was left free (the rewriter could not know its layer);
+        // it comes back to be filled, and the numbers sent around it leave exactly that gap.
+        match dt.forward(&second[2], t0) {
+            ForwardDecision::Fill { seq, timestamp } => {
+                assert_eq!(seq + 1, third_seq, "the hole just before picture 3");
+                assert_eq!(timestamp, 3000);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(dt.forward(&second[2], t0), ForwardDecision::Drop, "filled once");
     }
 
     #[test]
