@@ -251,7 +251,7 @@ proptest! {
             }
             let (spatial, temporal) = targets[i % targets.len()];
             let target = SvcLayers { spatial, temporal };
-            let verdict = selector.select(target, &d.svc_packet(), markers[i % markers.len()], true);
+            let verdict = selector.select(target, &d.svc_packet(i % 2 == 0), markers[i % markers.len()], true);
             let Some(current) = selector.current() else {
                 prop_assert_eq!(verdict, SvcVerdict::NeedKeyframe);
                 continue;
@@ -260,9 +260,10 @@ proptest! {
                 prop_assert!(d.spatial <= current.spatial && d.temporal <= current.temporal);
             }
             if d.starts_picture() {
+                // (A k-SVC spatial step down may wait for a keyframe; temporal ones never do.)
                 prop_assert!(
-                    current.spatial <= spatial && current.temporal <= temporal,
-                    "a picture starts with layers no higher than the target"
+                    current.temporal <= temporal,
+                    "a picture starts with temporal layers no higher than the target"
                 );
             }
         }

@@ -68,6 +68,7 @@ function publisherView(page) {
           scalabilityMode: r.scalabilityMode ?? null,
           frame: `${r.frameWidth ?? 0}x${r.frameHeight ?? 0}`,
           limit: r.qualityLimitationReason ?? null,
+          bytesSent: r.bytesSent ?? 0,
         });
       });
     }
@@ -193,13 +194,24 @@ async function main() {
       expectWidth(large, `Large to decode ${MIME} at least 960 wide`, (w) => w >= LARGE_MIN_WIDTH, SETTLE_MS, HOLD_MS),
     ]);
     log(`settled: Small ${fmt(s)}, Large ${fmt(l)}`);
-    // What each receives of the one stream, over 2 s: the small one far less.
-    const before = await Promise.all([inboundFrom(small, 'Pub'), inboundFrom(large, 'Pub')]);
+    // What each receives of the one stream, over 2 s: the small one far less. In k-SVC
+    // (`_KEY`) Large gets the top layer alone between keyframes, so clearly less than Pub
+    // sends; in full SVC it needs every layer, about all of it.
+    const sentBytes = async () => (await publisherView(pub)).reduce((sum, o) => sum + o.bytesSent, 0);
+    const [before, sentBefore] = await Promise.all([
+      Promise.all([inboundFrom(small, 'Pub'), inboundFrom(large, 'Pub')]), sentBytes(),
+    ]);
     await sleep(2_000);
-    const after = await Promise.all([inboundFrom(small, 'Pub'), inboundFrom(large, 'Pub')]);
+    const [after, sentAfter] = await Promise.all([
+      Promise.all([inboundFrom(small, 'Pub'), inboundFrom(large, 'Pub')]), sentBytes(),
+    ]);
     const [smallKbps, largeKbps] = after.map((a, i) => Math.round(((a.bytesReceived - before[i].bytesReceived) * 8) / 2_000));
-    log(`received: Small ${smallKbps} kbit/s, Large ${largeKbps} kbit/s`);
+    const pubKbps = Math.round(((sentAfter - sentBefore) * 8) / 2_000);
+    log(`received: Small ${smallKbps} kbit/s, Large ${largeKbps} kbit/s; Pub sends ${pubKbps} kbit/s`);
     if (!(smallKbps < largeKbps)) throw new Error(`Small receives ${smallKbps} kbit/s, not less than Large's ${largeKbps}`);
+    if (MODE.endsWith('_KEY') && !(largeKbps < 0.9 * pubKbps)) {
+      throw new Error(`k-SVC: Large receives ${largeKbps} kbit/s of the ${pubKbps} Pub sends: the lower layers were not left out`);
+    }
 
     // 3. Large steps down and back up; its video never stalls past MAX_FREEZE_MS.
     await startFreezeWatch(large);
@@ -242,7 +254,7 @@ async function main() {
 
     saveConsoleLogs(consoleLogs);
     clearTimeout(watchdog);
-    console.log(`SVC PASS: ${CODEC} ${MODE}: Small decodes ${s.frameWidth}x${s.frameHeight} (${smallKbps} kbit/s), Large ${l.frameWidth}x${l.frameHeight} (${largeKbps} kbit/s), ` +
+    console.log(`SVC PASS: ${CODEC} ${MODE}: Pub sends ${pubKbps} kbit/s, Small decodes ${s.frameWidth}x${s.frameHeight} (${smallKbps} kbit/s), Large ${l.frameWidth}x${l.frameHeight} (${largeKbps} kbit/s), ` +
       `down to ${down.frameWidth}x${down.frameHeight} and up to ${up.frameWidth}x${up.frameHeight} with a longest stall of ${freeze.longestMs} ms; ` +
       `${f ? `Firefox decodes ${f.frameWidth}x${f.frameHeight}` : 'no Firefox run'} (${elapsed()})`);
     return 0;

@@ -195,13 +195,23 @@ impl Sfu {
         // Descriptor: keyframes, the stream's spatial layers, and each subscriber's
         // selection. AV1 without the descriptor is one layer, forwarded like H.264.
         let svc = match (codec, &packet.dependency_descriptor) {
-            (ForwardedCodec::Vp9 { .. }, _) => {
-                Vp9Descriptor::parse(payload).map(|d| d.svc_packet())
-            }
+            (ForwardedCodec::Vp9 { .. }, _) => Vp9Descriptor::parse(payload).map(|d| {
+                if let Some(k_svc) = d.inter_layer_only_at_keyframes() {
+                    track.k_svc = k_svc;
+                }
+                d.svc_packet(track.k_svc)
+            }),
             (ForwardedCodec::Av1, Some(descriptor)) if track.is_single_stream() => {
                 tracing::trace!(track = %track_id, seq = packet.seq, marker = packet.marker, aggregation_header = payload.first().copied().unwrap_or(0), ?descriptor, "AV1 packet");
                 match track.av1.read(descriptor.as_bytes(), payload) {
-                    Ok(svc) => Some(svc),
+                    Ok(svc) => {
+                        // A base layer frame outside keyframes tells: k-SVC when no upper
+                        // layer's decode target has it.
+                        if svc.starts_picture && !svc.starts_keyframe && track.svc {
+                            track.k_svc = !svc.needed_above;
+                        }
+                        Some(svc)
+                    }
                     Err(error) => {
                         // No layer to place it in: no subscriber can be given it, and the
                         // next keyframe brings the structure.
@@ -343,9 +353,14 @@ impl Sfu {
                     continue;
                 }
                 ForwardDecision::Fill { seq, timestamp } => {
-                    let empty =
-                        RtpWrite::new(pt, seq.into(), timestamp, packet.received, Arc::<[u8]>::from([]))
-                            .nackable(false);
+                    let empty = RtpWrite::new(
+                        pt,
+                        seq.into(),
+                        timestamp,
+                        packet.received,
+                        Arc::<[u8]>::from([]),
+                    )
+                    .nackable(false);
                     if let Some(stream) = subscriber.rtc.direct_api().stream_tx(&tx_ssrc) {
                         stream.write_rtp(empty);
                     }

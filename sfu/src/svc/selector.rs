@@ -7,9 +7,15 @@
 //!   frames, which the subscriber never had). Chromium's k-SVC (`L3T3_KEY`) and full SVC
 //!   (`L3T3`) both give every layer a fresh start at a keyframe; the selector asks for one
 //!   while an up-switch waits.
-//! - Spatial down: at the next picture. The lower layers were forwarded all along (layer `n`
-//!   needs the ones below it in full SVC, and in k-SVC their own chains stay whole), so the
-//!   decoder just stops getting the top one.
+//! - Lower spatial layers: sent when the subscriber's layer needs them. In full SVC (`L3T3`)
+//!   every frame of layer `n` predicts from the layers below it in the same picture, so they
+//!   all go. In k-SVC (`L3T3_KEY`) layer `n` predicts from the layers below only in a
+//!   keyframe picture, so outside keyframes a subscriber of layer 2 gets layer 2 alone, not
+//!   the 0 and 1 it would only throw away (mediasoup does the same): the packet says which
+//!   (`SvcPacket::needed_above`).
+//! - Spatial down: at the next picture when the lower layers' frames were all sent since the
+//!   last keyframe (full SVC); otherwise (k-SVC) their chain is broken, and the switch waits
+//!   for a keyframe, which the selector asks for, while the current layer keeps going.
 //! - Temporal up: at the start of a picture that is a switching point for the new temporal
 //!   layer (VP9's U bit on a frame of that layer; for AV1, a base layer frame whose decode
 //!   target indication for it is `Switch`), or at a keyframe. Temporal down: at the next
@@ -53,6 +59,10 @@ pub struct SvcPacket {
     pub switch_points: u8,
     /// The stream's spatial layers, when this packet announces them.
     pub structure: Option<ScalabilityStructure>,
+    /// The spatial layers above this frame's predict from it (full SVC, or any keyframe
+    /// picture); false for a k-SVC frame outside keyframes, which a subscriber of a higher
+    /// layer does not need.
+    pub needed_above: bool,
 }
 
 /// Spatial and temporal layer indices, lowest 0.
@@ -77,6 +87,9 @@ pub enum SvcVerdict {
 pub struct SvcSelector {
     /// The layers forwarded now; `None` until a keyframe starts the stream.
     current: Option<SvcLayers>,
+    /// A frame of a layer below the current one was not sent since the last keyframe
+    /// (k-SVC): a spatial down-switch has to wait for the next keyframe.
+    lower_layers_broken: bool,
 }
 
 impl SvcSelector {
@@ -87,6 +100,7 @@ impl SvcSelector {
     /// Forget the stream: the next packet sent will be a keyframe's.
     pub fn reset(&mut self) {
         self.current = None;
+        self.lower_layers_broken = false;
     }
 
     /// The verdict on one packet. `in_order`: it is newer than every packet seen before; a
@@ -99,11 +113,14 @@ impl SvcSelector {
         marker: bool,
         in_order: bool,
     ) -> SvcVerdict {
+        if in_order && packet.starts_keyframe {
+            self.lower_layers_broken = false;
+        }
         let current = match self.current {
             None if packet.starts_keyframe => target,
             None => return SvcVerdict::NeedKeyframe,
             Some(current) if in_order && packet.starts_picture => {
-                next_layers(current, target, packet)
+                next_layers(current, target, packet, !self.lower_layers_broken)
             }
             Some(current) => current,
         };
@@ -111,17 +128,27 @@ impl SvcSelector {
         if packet.spatial > current.spatial || packet.temporal > current.temporal {
             return SvcVerdict::Drop;
         }
+        if packet.spatial < current.spatial && !packet.needed_above {
+            self.lower_layers_broken = true;
+            return SvcVerdict::Drop;
+        }
         SvcVerdict::Forward {
             marker: marker || (packet.ends_frame && packet.spatial == current.spatial),
-            wants_keyframe: target.spatial > current.spatial,
+            wants_keyframe: target.spatial > current.spatial
+                || (target.spatial < current.spatial && self.lower_layers_broken),
         }
     }
 }
 
 /// The layers to forward from the picture that `first` starts.
-fn next_layers(current: SvcLayers, target: SvcLayers, first: &SvcPacket) -> SvcLayers {
+fn next_layers(
+    current: SvcLayers,
+    target: SvcLayers,
+    first: &SvcPacket,
+    lower_layers_whole: bool,
+) -> SvcLayers {
     let keyframe = first.starts_keyframe;
-    let spatial = if target.spatial < current.spatial || keyframe {
+    let spatial = if keyframe || (target.spatial < current.spatial && lower_layers_whole) {
         target.spatial
     } else {
         current.spatial
@@ -162,6 +189,7 @@ mod tests {
             ends_frame: true,
             switch_points: if switching_up { 1 << temporal } else { 0 },
             structure: None,
+            needed_above: true,
         }
     }
 
@@ -273,6 +301,38 @@ mod tests {
             picture(&mut s, layers(0, 0), 0, false, false)[..2],
             [SEND, END]
         );
+    }
+
+    /// A k-SVC picture: outside keyframes the upper layers do not predict from the lower ones.
+    fn k_svc_picture(selector: &mut SvcSelector, target: SvcLayers, key: bool) -> Vec<SvcVerdict> {
+        (0..3)
+            .map(|spatial| {
+                let mut p = frame(spatial, 0, key, false);
+                p.needed_above = key;
+                selector.select(target, &p, spatial == 2, true)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn k_svc_sends_the_lower_layers_only_in_keyframes_and_steps_down_at_one() {
+        let mut s = SvcSelector::default();
+        assert_eq!(k_svc_picture(&mut s, ALL, true), vec![SEND, SEND, END]);
+        // Layer 2 alone between keyframes.
+        assert_eq!(k_svc_picture(&mut s, ALL, false), vec![DROP, DROP, END]);
+        // Stepping down to layer 0: its frames were not sent since the keyframe, so layer 2
+        // keeps going, asking for a keyframe, and the switch is made there.
+        let down = layers(0, 2);
+        let asking = SvcVerdict::Forward {
+            marker: true,
+            wants_keyframe: true,
+        };
+        assert_eq!(k_svc_picture(&mut s, down, false), vec![DROP, DROP, asking]);
+        assert_eq!(s.current(), Some(ALL));
+        assert_eq!(k_svc_picture(&mut s, down, true), vec![END, DROP, DROP]);
+        assert_eq!(k_svc_picture(&mut s, down, false), vec![END, DROP, DROP]);
+        // Up again at the next keyframe, as always.
+        assert_eq!(k_svc_picture(&mut s, ALL, true), vec![SEND, SEND, END]);
     }
 
     #[test]

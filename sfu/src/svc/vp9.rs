@@ -93,7 +93,10 @@ impl Vp9Descriptor {
     }
 
     /// What the layer selector reads of it: U speaks for the frame's own temporal layer.
-    pub fn svc_packet(&self) -> SvcPacket {
+    /// `k_svc`: the stream's upper layers predict from the lower ones only in keyframe
+    /// pictures (`inter_layer_only_at_keyframes`), so a frame predicted from an earlier
+    /// picture is not needed above its own layer.
+    pub fn svc_packet(&self, k_svc: bool) -> SvcPacket {
         SvcPacket {
             spatial: self.spatial,
             temporal: self.temporal,
@@ -106,7 +109,17 @@ impl Vp9Descriptor {
                 0
             },
             structure: self.structure,
+            needed_above: !(k_svc && self.inter_picture_predicted),
         }
+    }
+
+    /// What a frame of an upper spatial layer says of the stream's structure: `Some(true)`
+    /// for k-SVC (predicted from an earlier picture but not from the layer below), `Some(false)`
+    /// for full SVC, `None` when this packet does not tell (a base layer frame, a keyframe
+    /// picture, or not a frame's first packet).
+    pub fn inter_layer_only_at_keyframes(&self) -> Option<bool> {
+        (self.spatial > 0 && self.begins_frame && self.inter_picture_predicted)
+            .then_some(!self.inter_layer_dependent)
     }
 }
 

@@ -574,7 +574,7 @@ mod tests {
                     tl0: None,
                     temporal: None,
                     layer_sync: false,
-                    svc: Some(vp9.svc_packet()),
+                    svc: Some(vp9.svc_packet(false)),
                 }
             })
             .collect()
@@ -631,7 +631,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(dt.forward(&second[2], t0), ForwardDecision::Drop, "filled once");
+        assert_eq!(
+            dt.forward(&second[2], t0),
+            ForwardDecision::Drop,
+            "filled once"
+        );
     }
 
     #[test]

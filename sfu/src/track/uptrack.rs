@@ -145,6 +145,10 @@ pub struct UpTrack {
     /// One RTP stream carrying several spatial layers (VP9 or AV1 SVC): a subscriber's layer `n`
     /// is every packet of spatial layers `0..=n` of that stream.
     pub svc: bool,
+    /// The scalable stream's upper spatial layers predict from the lower ones only in
+    /// keyframes (k-SVC, Chromium's `L3T3_KEY`), as its packets last said: a subscriber's
+    /// layer then costs its own rate, not that of every layer below too.
+    pub k_svc: bool,
     /// A single AV1 stream's template structure (Dependency Descriptor), kept between the
     /// keyframes that carry it.
     pub av1: Av1Layers,
@@ -188,6 +192,7 @@ impl UpTrack {
             muted: false,
             layers,
             svc: false,
+            k_svc: false,
             av1: Av1Layers::default(),
             subscribers: Vec::new(),
             loudness: 0.0,
@@ -259,8 +264,10 @@ impl UpTrack {
         offers.clear();
         points.clear();
         let n = self.layers.len();
-        // A scalable stream's layer `i` is sent with every layer below it: its full rate,
-        // and per temporal layer, since dropping temporal layers drops them in all of them.
+        // A full-SVC stream's layer `i` is sent with every layer below it: its full rate, and
+        // per temporal layer, since dropping temporal layers drops them in all of them. A
+        // k-SVC layer goes alone outside keyframes.
+        let cumulative = self.svc && !self.k_svc;
         let mut below_bps = 0;
         let mut below_temporal_bps = [0u64; MAX_TEMPORAL_LAYERS];
         for (i, layer) in self.layers.iter().enumerate() {
@@ -305,7 +312,7 @@ impl UpTrack {
                 let mut own = 0;
                 for tid in 0..top {
                     own += temporal_bps[tid];
-                    let bitrate_bps = if self.svc {
+                    let bitrate_bps = if cumulative {
                         own + below_temporal_bps[..=tid].iter().sum::<u64>()
                     } else {
                         own
@@ -319,7 +326,7 @@ impl UpTrack {
             for (below, bps) in below_temporal_bps.iter_mut().zip(temporal_bps) {
                 *below += bps;
             }
-            let bitrate_bps = if self.svc {
+            let bitrate_bps = if cumulative {
                 below_bps += bitrate_bps;
                 below_bps
             } else {
