@@ -290,7 +290,7 @@ async fn publish(
             .iter()
             .map(|(_, _, s, _)| match s {
                 Src::Audio(a) => a.next_at,
-                Src::Video(v) => v.next_at,
+                Src::Video(v) => v.clock.next_at,
             })
             .min()
             .unwrap_or(now + Duration::from_millis(20));

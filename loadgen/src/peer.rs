@@ -320,8 +320,8 @@ impl Peer {
                 .iter()
                 .map(|t| match &t.source {
                     Source::Audio(a) => a.next_at,
-                    Source::Video(v) => v.next_at,
-                    Source::Svc(v) => v.next_at,
+                    Source::Video(v) => v.clock.next_at,
+                    Source::Svc(v) => v.clock.next_at,
                 })
                 .min()
                 .filter(|_| {
@@ -493,8 +493,8 @@ impl Peer {
                         continue;
                     }
                     match &mut t.source {
-                        Source::Video(v) => v.request_keyframe(),
-                        Source::Svc(v) => v.request_keyframe(),
+                        Source::Video(v) => v.clock.request_keyframe(),
+                        Source::Svc(v) => v.clock.request_keyframe(),
                         Source::Audio(_) => {}
                     }
                 }

@@ -109,42 +109,38 @@ impl AudioSource {
 #[derive(Debug)]
 pub struct VideoSource {
     pub layer: Layer,
-    pub next_at: Instant,
-    frame_interval: Duration,
-    frames_per_keyframe: u64,
-    frame_no: u64,
+    pub clock: FrameClock,
     picture_id: u16,
     tl0_pic_idx: u8,
     rtp_time: u32,
-    force_keyframe: bool,
     delta_bytes: usize,
     key_bytes: usize,
     rng: Rng,
 }
 
-/// Keyframes are about this many times a delta frame, as with libvpx at camera content.
-const KEY_TO_DELTA: usize = 6;
+/// When frames are due, and which are keyframes: every `keyframe_interval`, and the next one
+/// after a request.
+#[derive(Debug)]
+pub struct FrameClock {
+    pub next_at: Instant,
+    frame_interval: Duration,
+    frames_per_keyframe: u64,
+    /// Frames since the last keyframe.
+    since_keyframe: u64,
+    force_keyframe: bool,
+}
 
-impl VideoSource {
-    pub fn new(layer: Layer, keyframe_interval: Duration, start: Instant, seed: u64) -> Self {
-        let fps = layer.fps.max(1);
-        let frames_per_keyframe = (keyframe_interval.as_secs_f64() * f64::from(fps))
-            .round()
-            .max(1.0) as u64;
-        let delta_bytes = delta_frame_bytes(&layer, frames_per_keyframe, VP8_DESCRIPTOR);
+impl FrameClock {
+    fn new(fps: u32, keyframe_interval: Duration, start: Instant) -> Self {
+        let fps = fps.max(1);
         Self {
-            layer,
             next_at: start,
             frame_interval: Duration::from_secs_f64(1.0 / f64::from(fps)),
-            frames_per_keyframe,
-            frame_no: 0,
-            picture_id: (seed as u16) & 0x7fff,
-            tl0_pic_idx: seed as u8,
-            rtp_time: seed as u32,
+            frames_per_keyframe: (keyframe_interval.as_secs_f64() * f64::from(fps))
+                .round()
+                .max(1.0) as u64,
+            since_keyframe: 0,
             force_keyframe: true,
-            delta_bytes,
-            key_bytes: delta_bytes * KEY_TO_DELTA,
-            rng: Rng(seed | 1),
         }
     }
 
@@ -153,15 +149,46 @@ impl VideoSource {
         self.force_keyframe = true;
     }
 
-    /// The next frame's packets, if it is due.
-    pub fn poll(&mut self, now: Instant) -> Option<Vec<MediaPacket>> {
+    /// `Some(keyframe)` when a frame is due, with the frames since the last keyframe
+    /// before it (0 for a keyframe).
+    fn tick(&mut self, now: Instant) -> Option<(bool, u64)> {
         if now < self.next_at {
             return None;
         }
         self.next_at += self.frame_interval;
-        let keyframe =
-            self.force_keyframe || self.frame_no.is_multiple_of(self.frames_per_keyframe);
+        let keyframe = self.force_keyframe || self.since_keyframe >= self.frames_per_keyframe;
         self.force_keyframe = false;
+        if keyframe {
+            self.since_keyframe = 0;
+        }
+        let position = self.since_keyframe;
+        self.since_keyframe += 1;
+        Some((keyframe, position))
+    }
+}
+
+/// Keyframes are about this many times a delta frame, as with libvpx at camera content.
+const KEY_TO_DELTA: usize = 6;
+
+impl VideoSource {
+    pub fn new(layer: Layer, keyframe_interval: Duration, start: Instant, seed: u64) -> Self {
+        let clock = FrameClock::new(layer.fps, keyframe_interval, start);
+        let delta_bytes = delta_frame_bytes(&layer, clock.frames_per_keyframe, VP8_DESCRIPTOR);
+        Self {
+            layer,
+            clock,
+            picture_id: (seed as u16) & 0x7fff,
+            tl0_pic_idx: seed as u8,
+            rtp_time: seed as u32,
+            delta_bytes,
+            key_bytes: delta_bytes * KEY_TO_DELTA,
+            rng: Rng(seed | 1),
+        }
+    }
+
+    /// The next frame's packets, if it is due.
+    pub fn poll(&mut self, now: Instant) -> Option<Vec<MediaPacket>> {
+        let (keyframe, _) = self.clock.tick(now)?;
         let base = if keyframe {
             self.key_bytes
         } else {
@@ -171,7 +198,6 @@ impl VideoSource {
         let spread = base / 5;
         let size = self.rng.range(base - spread, base + spread);
         let packets = self.packetize(size, keyframe);
-        self.frame_no += 1;
         self.picture_id = (self.picture_id + 1) & 0x7fff;
         self.tl0_pic_idx = self.tl0_pic_idx.wrapping_add(1);
         self.rtp_time = self.rtp_time.wrapping_add(90_000 / self.layer.fps.max(1));
@@ -238,15 +264,11 @@ const TEMPORAL_PATTERN: [u8; 4] = [0, 2, 1, 2];
 /// layer predicts only from itself. A keyframe every `keyframe_interval` or on request.
 #[derive(Debug)]
 pub struct SvcSource {
-    pub next_at: Instant,
-    frame_interval: Duration,
-    frames_per_keyframe: u64,
-    frame_no: u64,
+    pub clock: FrameClock,
     picture_id: u16,
     tl0_pic_idx: u8,
     rtp_time: u32,
     fps: u32,
-    force_keyframe: bool,
     /// Per spatial layer: its size and mean delta frame size.
     layers: Vec<(Layer, usize)>,
     rng: Rng,
@@ -255,52 +277,31 @@ pub struct SvcSource {
 impl SvcSource {
     pub fn new(layers: &[Layer], keyframe_interval: Duration, start: Instant, seed: u64) -> Self {
         let fps = layers.first().map_or(30, |l| l.fps.max(1));
-        let frames_per_keyframe = (keyframe_interval.as_secs_f64() * f64::from(fps))
-            .round()
-            .max(1.0) as u64;
+        let clock = FrameClock::new(fps, keyframe_interval, start);
+        let layers = layers
+            .iter()
+            .take(3)
+            .map(|l| {
+                let delta = delta_frame_bytes(l, clock.frames_per_keyframe, VP9_DESCRIPTOR_MAX);
+                (*l, delta)
+            })
+            .collect();
         Self {
-            next_at: start,
-            frame_interval: Duration::from_secs_f64(1.0 / f64::from(fps)),
-            frames_per_keyframe,
-            frame_no: 0,
+            clock,
             picture_id: (seed as u16) & 0x7fff,
             tl0_pic_idx: seed as u8,
             rtp_time: seed as u32,
             fps,
-            force_keyframe: true,
-            layers: layers
-                .iter()
-                .take(3)
-                .map(|l| {
-                    (
-                        *l,
-                        delta_frame_bytes(l, frames_per_keyframe, VP9_DESCRIPTOR_MAX),
-                    )
-                })
-                .collect(),
+            layers,
             rng: Rng(seed | 1),
         }
     }
 
-    /// A receiver asked for a keyframe (PLI/FIR): the next picture is one.
-    pub fn request_keyframe(&mut self) {
-        self.force_keyframe = true;
-    }
-
     /// The next picture's packets (every spatial layer's frame), if it is due.
     pub fn poll(&mut self, now: Instant) -> Option<Vec<MediaPacket>> {
-        if now < self.next_at {
-            return None;
-        }
-        self.next_at += self.frame_interval;
-        let keyframe =
-            self.force_keyframe || self.frame_no.is_multiple_of(self.frames_per_keyframe);
-        self.force_keyframe = false;
-        if keyframe {
-            // A keyframe restarts the temporal pattern, as libvpx does.
-            self.frame_no = 0;
-        }
-        let temporal = TEMPORAL_PATTERN[(self.frame_no % 4) as usize];
+        // A keyframe restarts the temporal pattern, as libvpx does.
+        let (keyframe, position) = self.clock.tick(now)?;
+        let temporal = TEMPORAL_PATTERN[(position % 4) as usize];
         if temporal == 0 && !keyframe {
             self.tl0_pic_idx = self.tl0_pic_idx.wrapping_add(1);
         }
@@ -324,7 +325,6 @@ impl SvcSource {
                 spatial == top,
             );
         }
-        self.frame_no += 1;
         self.picture_id = (self.picture_id + 1) & 0x7fff;
         self.rtp_time = self.rtp_time.wrapping_add(90_000 / self.fps);
         Some(packets)
