@@ -50,10 +50,13 @@ export function formatBps(bps) {
 
 const LAYER_NAMES = { q: 'q (¼)', h: 'h (½)', f: 'f (full)' };
 
-export function formatLayer(layer) {
+/** A layer's name, with the frame rate when only some of its temporal layers come
+ * (`temporal`: the highest temporal layer, 0-based; null or absent: all of them). */
+export function formatLayer(layer, temporal = null) {
   if (layer === null) return 'none';
   if (layer === undefined) return '–';
-  return LAYER_NAMES[layer] || String(layer);
+  const name = LAYER_NAMES[layer] || String(layer);
+  return typeof temporal === 'number' ? `${name}, temporal layers 0-${temporal}` : name;
 }
 
 /**
@@ -69,8 +72,8 @@ export function statsRows(entry, estimateBps, video) {
     ];
   }
   return [
-    ['Layer', formatLayer(entry.current_layer)],
-    ['Target', formatLayer(entry.target_layer)],
+    ['Layer', formatLayer(entry.current_layer, entry.current_temporal)],
+    ['Target', formatLayer(entry.target_layer, entry.target_temporal)],
     ['Estimate', formatBps(estimateBps)],
     ['Bitrate', formatBps(entry.bitrate_bps)],
     ['Decoded', decoded],

@@ -27,7 +27,10 @@ use crate::wire::NodeMessage;
 use crate::NodeId;
 
 const MAGIC: &[u8; 4] = b"SBRL";
-const VERSION: u8 = 1;
+/// Bumped with every change to the wire (`wire.rs`): nodes of another version refuse the link
+/// at the handshake instead of misreading each other. 2: AV1 with its Dependency Descriptor,
+/// temporal layers in stats.
+const VERSION: u8 = 2;
 /// Largest frame accepted (a batch of media packets fits many times over).
 pub const MAX_FRAME: usize = 1 << 20;
 /// A link with nothing received for this long is dead (pings go every second).

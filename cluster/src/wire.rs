@@ -493,6 +493,10 @@ fn encode_stats(w: &mut Writer<'_>, p: &ParticipantStats) {
         w.u64(s.bitrate_bps);
         w.u16(s.layer_changes_last_minute.min(usize::from(u16::MAX)) as u16);
         w.u8(u8::from(s.pinned));
+        // Temporal layers: 0xff for all of them.
+        for level in [s.current_temporal, s.target_temporal] {
+            w.u8(level.unwrap_or(u8::MAX));
+        }
     }
 }
 
@@ -529,6 +533,8 @@ fn decode_stats(r: &mut Reader<'_>) -> Result<ParticipantStats, DecodeError> {
             bitrate_bps: r.u64()?,
             layer_changes_last_minute: usize::from(r.u16()?),
             pinned: r.bool()?,
+            current_temporal: Some(r.u8()?).filter(|&t| t != u8::MAX),
+            target_temporal: Some(r.u8()?).filter(|&t| t != u8::MAX),
         });
     }
     Ok(ParticipantStats {
@@ -746,6 +752,39 @@ mod tests {
         let received = packets[0].dependency_descriptor.as_ref().expect("kept");
         assert_eq!(received.as_bytes(), &descriptor[..]);
         assert_eq!(packets[0].payload, packet.payload);
+    }
+
+    #[test]
+    fn stats_round_trip_with_their_temporal_layers() {
+        let subscription = |current_temporal, target_temporal| SubscriptionStats {
+            publisher: ParticipantId::from_u64(3),
+            track: TrackId::from_u64(4),
+            kind: MediaKind::Video,
+            current_layer: Some("f".into()),
+            target_layer: Some("S1".into()),
+            current_temporal,
+            target_temporal,
+            paused: false,
+            reason: LayerReason::ALL[0].as_str(),
+            pinned: true,
+            bitrate_bps: 1_200_000,
+            layer_changes_last_minute: 2,
+        };
+        let stats = ParticipantStats {
+            participant: ParticipantId::from_u64(1),
+            name: "ana".into(),
+            room: "r".into(),
+            estimate_bps: 2_000_000,
+            subscriptions: vec![subscription(Some(1), Some(2)), subscription(None, None)],
+        };
+        let reply = NodeMessage::StatsReply {
+            id: 9,
+            stats: vec![stats.clone()],
+        };
+        let NodeMessage::StatsReply { id, stats: back } = round_trip(&reply) else {
+            panic!("not a stats reply");
+        };
+        assert_eq!((id, back), (9, vec![stats]));
     }
 
     #[test]

@@ -18,6 +18,11 @@ pub struct SubscriptionStats {
     pub current_layer: Option<String>,
     /// The rid the allocator is moving to.
     pub target_layer: Option<String>,
+    /// The highest temporal layer of the current layer forwarded now: a reduced frame rate
+    /// (`None`: all of them, the full frame rate).
+    pub current_temporal: Option<u8>,
+    /// The highest temporal layer the allocator wants (`None`: all of them).
+    pub target_temporal: Option<u8>,
     pub paused: bool,
     pub reason: &'static str,
     /// The subscriber pinned this track's publisher: it is served first.

@@ -292,6 +292,9 @@ pub struct SubscriptionJson {
     pub kind: &'static str,
     pub current_layer: Option<String>,
     pub target_layer: Option<String>,
+    /// The highest temporal layer forwarded now; `null`: all of them (full frame rate).
+    pub current_temporal: Option<u8>,
+    pub target_temporal: Option<u8>,
     pub paused: bool,
     pub reason: &'static str,
     pub pinned: bool,

@@ -712,6 +712,8 @@ pub fn subscription_json(s: &SubscriptionStats) -> SubscriptionJson {
         kind: kind_str(s.kind),
         current_layer: s.current_layer.clone(),
         target_layer: s.target_layer.clone(),
+        current_temporal: s.current_temporal,
+        target_temporal: s.target_temporal,
         paused: s.paused,
         reason: s.reason,
         pinned: s.pinned,

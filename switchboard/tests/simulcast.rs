@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::shaper::{Shaper, UNLIMITED};
 use common::str0m_peer::{Recorded, Role, Str0mPeer, VideoPacket};
 use common::TestServer;
+use serde_json::Value;
 
 const RECENT: Duration = Duration::from_secs(1);
 
@@ -447,6 +448,25 @@ async fn a_link_short_of_the_top_layer_gets_it_at_a_reduced_frame_rate() {
             .count();
         assert_eq!(jumps, 0, "picture IDs skip: {pictures:?}");
     }
+    // The subscriber's stats say so (every 2 s).
+    let video_stats = |r: &Recorded, temporal: &dyn Fn(&Value) -> bool| {
+        r.stats.as_ref().is_some_and(|s| {
+            s["subscriptions"].as_array().is_some_and(|subs| {
+                subs.iter().any(|sub| {
+                    sub["kind"] == "video"
+                        && sub["current_layer"] == "f"
+                        && temporal(&sub["current_temporal"])
+                })
+            })
+        })
+    };
+    viewer
+        .wait_for(
+            "stats: f at a reduced frame rate",
+            Duration::from_secs(5),
+            |r| video_stats(r, &|t| t.as_u64().is_some_and(|t| t <= 1)),
+        )
+        .await;
     // Freed: the full frame rate comes back within the layer, so the server asks the
     // publisher for no keyframe.
     let requests_before = publisher.recorded().keyframe_requests;
@@ -467,6 +487,13 @@ async fn a_link_short_of_the_top_layer_gets_it_at_a_reduced_frame_rate() {
         requests_before,
         "a keyframe was asked for"
     );
+    viewer
+        .wait_for(
+            "stats: f at its full frame rate",
+            Duration::from_secs(5),
+            |r| video_stats(r, &|t| t.is_null()),
+        )
+        .await;
 }
 
 /// When the first keyframe of `layer` among `packets` was complete: every sequence number from

@@ -57,6 +57,7 @@ test('stats formatting', () => {
   assert.equal(formatBps(undefined), '–');
   assert.equal(formatLayer(null), 'none');
   assert.equal(formatLayer('h'), 'h (½)');
+  assert.equal(formatLayer('f', 1), 'f (full), temporal layers 0-1');
   const rows = Object.fromEntries(statsRows({ current_layer: 'q', target_layer: 'f', bitrate_bps: 150_000, paused: false, reason: 'r' }, 1e6, { videoWidth: 320, videoHeight: 180 }));
   assert.equal(rows.Layer, 'q (¼)');
   assert.equal(rows.Decoded, '320×180');

@@ -424,6 +424,8 @@ impl Sfu {
                     kind: track.kind,
                     current_layer: rid_of(d.current_layer()),
                     target_layer: rid_of(d.target_layer()),
+                    current_temporal: d.current_temporal(),
+                    target_temporal: d.target_temporal(),
                     paused: d.target_layer().is_none(),
                     reason: d.reason.as_str(),
                     pinned: self.pins.get(&id) == Some(&track.publisher),

@@ -25,6 +25,11 @@ pub struct TemporalFilter {
 
 impl TemporalFilter {
     /// A new start (a keyframe of a new source): the target's layers from here.
+    /// The temporal layers passed now (`None`: all of them).
+    pub fn level(&self) -> TemporalLevel {
+        self.level
+    }
+
     pub fn restart(&mut self, target: TemporalLevel) {
         self.level = target;
         self.picture = None;

@@ -12,8 +12,8 @@ use crate::ids::TrackId;
 use crate::rewrite::{SeqRewriter, TsRewriter, Vp8Rewriter};
 use crate::svc::{SvcLayers, SvcPacket, SvcSelector, SvcVerdict, TemporalFilter, TemporalLevel};
 
-/// Temporal layers a scalable stream's subscriber gets: all of them, since the allocator
-/// picks spatial layers only (VP9 has at most eight temporal layers, indices 0..=7).
+/// A scalable stream's subscriber's temporal layers when the allocator asks for all of them
+/// (temporal layer indices are 0..=7).
 const ALL_TEMPORAL_LAYERS: u8 = 7;
 
 /// What to do with one incoming packet for one down-track.
@@ -146,6 +146,14 @@ impl DownTrack {
 
     pub fn target_temporal(&self) -> TemporalLevel {
         self.target_temporal
+    }
+
+    /// The temporal layers forwarded now (`None`: all of them, or nothing forwarded).
+    pub fn current_temporal(&self) -> TemporalLevel {
+        match self.svc.current() {
+            Some(layers) => Some(layers.temporal).filter(|&t| t < ALL_TEMPORAL_LAYERS),
+            None => self.current.and(self.temporal.level()),
+        }
     }
 
     /// Take only the temporal layers up to `level` of the target layer (`None`: all): a
