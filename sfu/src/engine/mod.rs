@@ -127,7 +127,10 @@ const MAX_INLINE_TIMEOUTS: u32 = 8;
 
 pub struct Sfu {
     config: SfuConfig,
-    participants: HashMap<ParticipantId, Participant>,
+    /// Boxed: a `Participant` (its `Rtc` inline) is about 11 KiB, and a map of them inline
+    /// keeps that much per slot of its capacity, empty slots too, even after everyone left
+    /// (hash maps do not shrink): 5.6 MB after 1,000 joins and leaves, in heaptrack.
+    participants: HashMap<ParticipantId, Box<Participant>>,
     rooms: HashMap<String, Room>,
     tracks: HashMap<TrackId, UpTrack>,
     demux: Demux,
@@ -255,7 +258,7 @@ impl Sfu {
             name: name.to_owned(),
         });
         let resume_token = participant.resume_token.clone();
-        self.participants.insert(id, participant);
+        self.participants.insert(id, Box::new(participant));
         self.mark_dirty(id);
         self.publish_load();
         tracing::info!(participant = %id, room, name, ?permissions, "joined");
