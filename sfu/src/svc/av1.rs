@@ -224,6 +224,36 @@ mod tests {
             .collect()
     }
 
+    /// The descriptor rides each subscriber's copy of the extension values; vendored-str0m
+    /// patch 4 shares their user values, so those copies do not copy a map each, and a copy
+    /// changed later does not change the others.
+    #[test]
+    fn copies_of_the_extension_values_share_the_descriptor() {
+        let raw = Arc::new(RawDependencyDescriptor::new(&[0x80, 0x00, 0x01]).expect("fits"));
+        let mut original = ExtensionValues::default();
+        original.user_values.set_arc(Arc::clone(&raw));
+        let mut copy = original.clone();
+        let shared = copy
+            .user_values
+            .get_arc::<RawDependencyDescriptor>()
+            .expect("kept");
+        assert!(Arc::ptr_eq(&shared, &raw));
+        copy.user_values.remove::<RawDependencyDescriptor>();
+        assert!(copy.user_values.get::<RawDependencyDescriptor>().is_none());
+        assert_eq!(
+            original.user_values.get::<RawDependencyDescriptor>(),
+            Some(&*raw)
+        );
+        // Written out from either, byte for byte.
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            DependencyDescriptorExtension.write_to(&mut buf, &original),
+            3
+        );
+        assert_eq!(&buf[..3], raw.as_bytes());
+        assert_eq!(DependencyDescriptorExtension.write_to(&mut buf, &copy), 0);
+    }
+
     #[test]
     fn chromium_structures_are_read() {
         for (text, spatial_layers) in [(L1T3, 1u8), (L3T3, 3), (L3T3_KEY, 3)] {
