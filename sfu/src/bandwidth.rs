@@ -408,11 +408,124 @@ impl SubscriberBandwidth {
     }
 }
 
+/// The first wait before nudging str0m to probe, and the longest after probes that found
+/// nothing.
+const NUDGE_FIRST: Duration = Duration::from_secs(4);
+const NUDGE_MAX: Duration = Duration::from_secs(16);
+/// An estimate this much above the one at the last nudge counts as grown: the nudges keep
+/// their pace; otherwise each waits twice as long as the one before.
+const NUDGE_GROWTH: f64 = 1.05;
+
+/// Probing for a video that the estimate holds below its ideal layer.
+///
+/// str0m's estimate grows by at most 1.5 times what was delivered (as libwebrtc's AIMD), so a
+/// subscriber sent less than its estimate can only reach a higher layer through probes. str0m
+/// probes on its own when the sender is application-limited (below 65% of the estimate) or
+/// when the estimate has not moved for 15 s; between the two (a video at 60-70% of the
+/// estimate, the usual case one layer below the ideal) the climb waited up to 26 s after a
+/// link was freed. str0m also probes when the desired bitrate rises above the estimate
+/// (`Bwe::set_bitrate`, an "allocation probe"); so while a video is limited by the estimate,
+/// every few seconds the desired bitrate dips to the estimate for one tick and comes back,
+/// which str0m takes as a rise. Probes that find nothing space the next ones out (up to 16 s),
+/// as LiveKit's prober does; a growing estimate keeps them at 4 s.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeNudge {
+    next_at: Option<Instant>,
+    wait: Duration,
+    estimate_at_last: u64,
+    dipped: bool,
+}
+
+impl ProbeNudge {
+    /// The desired bitrate to give str0m this tick: `desired_bps`, or once in a while the
+    /// estimate. `limited`: some video is below its ideal layer for want of bandwidth.
+    pub fn desired_bps(
+        &mut self,
+        now: Instant,
+        estimate_bps: u64,
+        desired_bps: u64,
+        limited: bool,
+    ) -> u64 {
+        if std::mem::take(&mut self.dipped) {
+            // The rise after the dip: the allocation probe.
+            return desired_bps;
+        }
+        if !limited || desired_bps <= estimate_bps {
+            self.next_at = None;
+            self.wait = NUDGE_FIRST;
+            return desired_bps;
+        }
+        let next_at = *self.next_at.get_or_insert(now + NUDGE_FIRST);
+        if now < next_at {
+            return desired_bps;
+        }
+        let grew = estimate_bps as f64 > self.estimate_at_last as f64 * NUDGE_GROWTH;
+        self.wait = if grew || self.wait.is_zero() {
+            NUDGE_FIRST
+        } else {
+            (self.wait * 2).min(NUDGE_MAX)
+        };
+        self.estimate_at_last = estimate_bps;
+        self.next_at = Some(now + self.wait);
+        self.dipped = true;
+        estimate_bps.min(desired_bps)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const TICK: Duration = Duration::from_millis(500);
+
+    /// The desired bitrates a nudge gives str0m tick by tick, for a video limited all along
+    /// by an estimate that stays at `estimate(tick)`.
+    fn nudged(ticks: usize, estimate: impl Fn(usize) -> u64) -> Vec<(usize, u64)> {
+        let start = Instant::now();
+        let mut nudge = ProbeNudge::default();
+        (0..ticks)
+            .map(|i| {
+                (
+                    i,
+                    nudge.desired_bps(start + TICK * i as u32, estimate(i), 2_000_000, true),
+                )
+            })
+            .filter(|&(_, bps)| bps != 2_000_000)
+            .collect()
+    }
+
+    #[test]
+    fn a_limited_video_dips_the_desired_rate_for_one_tick_every_few_seconds() {
+        // A stalled estimate: the first dip after 4 s, the next 4 s later (nothing to compare
+        // with yet), then 8 s, 16 s, and 16 s at the longest.
+        let dips = nudged(120, |_| 800_000);
+        let at: Vec<usize> = dips.iter().map(|&(i, _)| i).collect();
+        assert_eq!(at, [8, 16, 32, 64, 96]);
+        assert!(
+            dips.iter().all(|&(_, bps)| bps == 800_000),
+            "a dip goes to the estimate"
+        );
+        // An estimate that grows between dips keeps them 4 s apart.
+        let at: Vec<usize> = nudged(60, |i| 800_000 + 10_000 * i as u64)
+            .iter()
+            .map(|&(i, _)| i)
+            .collect();
+        assert_eq!(at, [8, 16, 24, 32, 40, 48, 56]);
+    }
+
+    #[test]
+    fn no_dips_without_a_limited_video_or_above_the_estimate() {
+        let start = Instant::now();
+        let mut nudge = ProbeNudge::default();
+        for i in 0..40u32 {
+            let now = start + TICK * i;
+            assert_eq!(nudge.desired_bps(now, 800_000, 2_000_000, false), 2_000_000);
+            assert_eq!(
+                nudge.desired_bps(now, 3_000_000, 2_000_000, true),
+                2_000_000
+            );
+        }
+    }
 
     /// A subscriber behind a link of `capacity_bps` that the server sends `sending_bps` into:
     /// what gets through, the loss, and the feedback.

@@ -11,7 +11,7 @@ use str0m::net::Protocol;
 use str0m::rtp::{Extension, Ssrc};
 use str0m::{Candidate, IceCreds, Rtc};
 
-use crate::bandwidth::SubscriberBandwidth;
+use crate::bandwidth::{ProbeNudge, SubscriberBandwidth};
 use crate::codec::PayloadTypes;
 use crate::data::DataBudget;
 use crate::event::OfferedTrack;
@@ -70,6 +70,8 @@ pub struct Participant {
     pub ssrc_tracks: HashMap<Ssrc, (TrackId, usize)>,
     /// The bandwidth estimate toward this participant, from whatever feedback it sends.
     pub bandwidth: SubscriberBandwidth,
+    /// Probes toward a video held below its ideal layer (`bandwidth::ProbeNudge`).
+    pub probe_nudge: ProbeNudge,
     /// When a video to it is paused for want of bandwidth: the estimate that resumes it.
     pub resume_bps: Option<u64>,
     /// Down-tracks by the mid of the transceiver the server added for them.
@@ -191,6 +193,7 @@ impl Participant {
             published: HashMap::new(),
             ssrc_tracks: HashMap::new(),
             bandwidth: SubscriberBandwidth::new(INITIAL_ESTIMATE.as_u64()),
+            probe_nudge: ProbeNudge::default(),
             resume_bps: None,
             downtracks: HashMap::new(),
             mids_to_stop: Vec::new(),

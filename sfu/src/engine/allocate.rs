@@ -14,6 +14,7 @@ use super::{Sfu, SfuOutput};
 use crate::allocator::{
     allocate, Demand, LayerOffer, LayerPoint, Priority, Reason, UPGRADE_HEADROOM,
 };
+use crate::bandwidth::Feedback;
 use crate::event::{SfuEvent, SubscriptionStats};
 use crate::ids::{ParticipantId, TrackId};
 use crate::relay::{has_layer, with_layer, LayerMask};
@@ -328,9 +329,22 @@ impl Sfu {
         }
         // What resumes the first video paused for bandwidth: everything flowing now, plus it.
         p.resume_bps = resume_bps.map(|bps| bps + floor_bps);
+        // A video held below its ideal layer by the estimate gets probes toward it now and
+        // then, where str0m would not probe on its own (`bandwidth::ProbeNudge`); they need
+        // transport-wide feedback to tell anything.
+        let limited = p.bandwidth.feedback() == Feedback::Twcc
+            && decisions
+                .iter()
+                .any(|d| matches!(d.reason, Reason::Bandwidth | Reason::BandwidthLimited));
+        let desired_bps = p.probe_nudge.desired_bps(
+            now,
+            estimate.allocation_bps,
+            desired_bps.max(floor_bps).saturating_mul(PROBE_HEADROOM),
+            limited,
+        );
         p.rtc.bwe().set_bitrate(
             Bitrate::bps(floor_bps),
-            Bitrate::bps(desired_bps.max(floor_bps).saturating_mul(PROBE_HEADROOM)),
+            Bitrate::bps(desired_bps.max(floor_bps)),
         );
         self.mark_dirty(id);
         for (track, layer) in keyframes_wanted {
