@@ -21,6 +21,7 @@ async fn metrics_parse_and_move_with_a_call() {
         "switchboard_nacks_received_total",
         "switchboard_plis_sent_total",
         "switchboard_layer_switches_total",
+        "switchboard_sequence_holes_filled_total",
         "switchboard_subscriber_estimate_bps_count",
         "switchboard_subscriber_estimate_bps_bucket{le=\"+Inf\"}",
         "switchboard_subscription_layer_changes_per_minute_count",
