@@ -202,6 +202,8 @@ impl Sfu {
                 d.svc_packet(track.k_svc)
             }),
             (ForwardedCodec::Av1, Some(descriptor)) if track.is_single_stream() => {
+                // How the fixtures in `svc/fixtures/` were captured from Chromium
+                // (RUST_LOG=sfu::engine::forward=trace); off, this is one level check.
                 tracing::trace!(track = %track_id, seq = packet.seq, marker = packet.marker, aggregation_header = payload.first().copied().unwrap_or(0), ?descriptor, "AV1 packet");
                 match track.av1.read(descriptor.as_bytes(), payload) {
                     Ok(svc) => {

@@ -27,6 +27,8 @@ pub const MAX_DECODE_TARGETS: usize = 32;
 pub const MAX_DD_SPATIAL_LAYERS: usize = 4;
 /// Temporal layers: AV1's temporal_id has three bits.
 const MAX_DD_TEMPORAL_LAYERS: usize = 8;
+/// `DependencyStructure::target_by_layers`: no decode target of these layers.
+const NO_TARGET: u8 = u8::MAX;
 
 /// A decode target indication (table A.1): what a frame is to one decode target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +85,9 @@ pub struct DependencyStructure {
     template_dtis: [u64; MAX_TEMPLATES],
     /// Per decode target: the highest (spatial id, temporal id) among the templates in it.
     decode_target_layers: [(u8, u8); MAX_DECODE_TARGETS],
+    /// The other way round, looked up per packet: the first decode target of each (spatial
+    /// id, temporal id), `NO_TARGET` where there is none.
+    target_by_layers: [[u8; MAX_DD_TEMPORAL_LAYERS]; MAX_DD_SPATIAL_LAYERS],
     /// The number of spatial layers (highest spatial id plus one).
     pub spatial_layers: u8,
     /// The render size of each spatial layer, when the structure gives them.
@@ -101,8 +106,11 @@ impl DependencyStructure {
 
     /// The decode target with exactly these layers, if the structure has one.
     pub fn decode_target_of(&self, spatial: u8, temporal: u8) -> Option<u8> {
-        (0..self.decode_targets)
-            .find(|&t| self.decode_target_layers(t) == Some((spatial, temporal)))
+        let target = *self
+            .target_by_layers
+            .get(usize::from(spatial))?
+            .get(usize::from(temporal))?;
+        (target != NO_TARGET).then_some(target)
     }
 }
 
@@ -120,7 +128,7 @@ pub struct DependencyDescriptor {
     pub carries_structure: bool,
     /// The decode targets the sender says are active, when it says.
     pub active_decode_targets: Option<u32>,
-    pub decode_targets: u8,
+    decode_targets: u8,
     /// Two bits per decode target, as in `DependencyStructure::template_dtis`.
     dtis: u64,
 }
@@ -242,6 +250,7 @@ fn read_structure(r: &mut BitReader<'_>) -> Result<DependencyStructure, Descript
         template_layers: [(0, 0); MAX_TEMPLATES],
         template_dtis: [0; MAX_TEMPLATES],
         decode_target_layers: [(0, 0); MAX_DECODE_TARGETS],
+        target_by_layers: [[NO_TARGET; MAX_DD_TEMPORAL_LAYERS]; MAX_DD_SPATIAL_LAYERS],
         spatial_layers: 1,
         sizes: None,
     };
@@ -311,6 +320,14 @@ fn read_structure(r: &mut BitReader<'_>) -> Result<DependencyStructure, Descript
             }
         }
         s.decode_target_layers[target] = layers;
+        // (Layer ids past the table were refused in template_layers().)
+        let slot = s
+            .target_by_layers
+            .get_mut(usize::from(layers.0))
+            .and_then(|row| row.get_mut(usize::from(layers.1)));
+        if let Some(slot) = slot.filter(|slot| **slot == NO_TARGET) {
+            *slot = target as u8;
+        }
     }
     // render_resolutions()
     if r.bit()? {

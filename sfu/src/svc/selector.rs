@@ -42,7 +42,7 @@ pub struct ScalabilityStructure {
 }
 
 /// What the selector reads of one packet, whichever codec's descriptor said it
-/// (`Vp9Descriptor::svc_packet`, `av1::svc_packet`).
+/// (`Vp9Descriptor::svc_packet`, `Av1Layers::read`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SvcPacket {
     pub spatial: u8,
