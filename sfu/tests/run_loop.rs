@@ -54,9 +54,15 @@ impl Peer {
     }
 
     /// Drains `poll_output` until a timeout in the future, handling those already due on the
-    /// way, as the SFU drains a participant (`Sfu::drain_rtc`).
-    fn drain(&mut self, now: Instant, network: &mut VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>) {
+    /// way, as the SFU drains a participant (`Sfu::drain_rtc`). Returns how many datagrams
+    /// it sent and how many due timeouts it handled.
+    fn drain(
+        &mut self,
+        now: Instant,
+        network: &mut VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+    ) -> (usize, usize) {
         let mut due_timeouts = 0;
+        let mut sent = 0;
         loop {
             match self.rtc.poll_output().expect("no error") {
                 Output::Timeout(at) if at <= now && due_timeouts < 1000 => {
@@ -67,9 +73,10 @@ impl Peer {
                 }
                 Output::Timeout(at) => {
                     self.next_timeout = at;
-                    return;
+                    return (sent, due_timeouts);
                 }
                 Output::Transmit(t) => {
+                    sent += 1;
                     network.push_back((t.source, t.destination, t.contents.to_vec()))
                 }
                 Output::Event(Event::RtpPacket(p)) => {
@@ -239,6 +246,35 @@ impl Call {
         }
     }
 
+    /// Hands what the sender has sent to the receiver at once, without moving time or
+    /// draining the sender, and says how many RTP packets of each SSRC the receiver got
+    /// (padding and RTCP aside).
+    fn deliver_now(&mut self) -> Vec<(Ssrc, usize)> {
+        let before = self.receiver.received.len();
+        let mut back = VecDeque::new();
+        while let Some((from, to, bytes)) = self.network.pop_front() {
+            if to != self.receiver.addr {
+                back.push_back((from, to, bytes));
+                continue;
+            }
+            let receive = Receive::new(Protocol::Udp, from, to, &bytes).expect("a datagram");
+            self.receiver
+                .rtc
+                .handle_input(Input::Receive(self.now, receive))
+                .expect("input accepted");
+            self.receiver.drain(self.now, &mut back);
+        }
+        self.network = back;
+        let mut per: Vec<(Ssrc, usize)> = Vec::new();
+        for (ssrc, _, _) in &self.receiver.received[before..] {
+            match per.iter_mut().find(|(s, _)| s == ssrc) {
+                Some((_, n)) => *n += 1,
+                None => per.push((*ssrc, 1)),
+            }
+        }
+        per
+    }
+
     /// Runs until `until` in virtual time.
     fn run_until(&mut self, until: Instant) {
         while self.now < until {
@@ -355,4 +391,39 @@ fn a_packet_written_in_a_batch_and_lost_is_retransmitted() {
         "every packet arrives, the lost one by retransmission"
     );
     assert_ne!(got, sorted, "one packet arrived late, retransmitted");
+}
+
+/// What the vendored str0m's patches 5 and 6 (vendor/PATCHES.md) buy the fan-out, which
+/// writes one audio packet, or a video frame, to each subscriber and drains it once: audio
+/// leaves without a timeout pass, and a frame's packets after one, in the same drain. Before
+/// them, every packet waited for a pass of its own (a queue snapshot of every stream, the
+/// bandwidth estimator, every timer), and a frame's second packet for the next timer.
+#[test]
+fn a_drain_sends_audio_without_a_timeout_pass_and_a_frame_after_one() {
+    let mut call = Call::connect();
+    call.write(0, 1, true);
+    call.write(1, 1, true);
+    call.run_until(call.now + Duration::from_millis(500));
+    let (video, audio) = (call.streams[0].1, call.streams[2].1);
+    for _ in 0..10 {
+        call.write(2, 2, false);
+        let (_, passes) = call.sender.drain(call.now, &mut call.network);
+        assert_eq!(passes, 0, "audio needs no timeout pass");
+        assert_eq!(
+            call.deliver_now(),
+            [(audio, 2)],
+            "both audio packets left in the drain"
+        );
+        call.run_until(call.now + Duration::from_millis(20));
+
+        call.write(0, 4, false);
+        let (_, passes) = call.sender.drain(call.now, &mut call.network);
+        assert_eq!(passes, 1, "a frame needs one timeout pass");
+        assert_eq!(
+            call.deliver_now(),
+            [(video, 4)],
+            "the frame's four packets left in the drain"
+        );
+        call.run_until(call.now + Duration::from_millis(40));
+    }
 }

@@ -1235,7 +1235,14 @@ impl Session {
 
         // Figure out which, if any, queue to poll
         // The cluster_id is captured by the pacer at poll time, before register_send() might clear it
-        let (midrid, cluster_id) = self.pacer.poll_queue()?;
+        // Unpaced packets first and without the pacer (patch 5): it would release them at
+        // once, but only one per timeout pass. They still count toward its media debt below,
+        // and, sent during a probe, belong to its cluster as the pacer would have tagged them:
+        // the probe counts their bytes, so its result must see them too.
+        let (midrid, cluster_id) = match self.streams.poll_unpaced(now) {
+            Some(midrid) => (midrid, self.pacer.active_cluster()),
+            None => self.pacer.poll_queue()?,
+        };
         let stream = self.streams.stream_tx_by_midrid(midrid)?;
         let Some(media) = self.medias.iter().find(|m| m.mid() == stream.mid()) else {
             trace!("Pacer pointed to mid {} which has no media", midrid.mid());

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use super::Pacer;
 use super::PaddingRequest;
-use super::QueueState;
+use super::{QueuePriority, QueueState};
 use crate::Reason;
 use crate::bwe_::ProbeClusterConfig;
 use crate::bwe_::ProbeClusterState;
@@ -50,6 +50,8 @@ pub struct LeakyBucketPacer {
     completed_probe: Option<TwccClusterId>,
     /// Gates poll_queue() until handle_timeout() is called after packet emission.
     needs_timeout_before_next_poll: bool,
+    /// The queue poll_queue() last returned, until its packet is registered as sent.
+    polled: Option<MidRid>,
 }
 
 impl Pacer for LeakyBucketPacer {
@@ -133,6 +135,7 @@ impl Pacer for LeakyBucketPacer {
         // Mark that we need timeout before next poll
         self.needs_timeout_before_next_poll = true;
         self.request_immediate_timeout();
+        self.polled = Some(next);
 
         // Capture the cluster ID at poll time, before register_send() might clear it
         let cluster_id = self.active_cluster();
@@ -140,7 +143,7 @@ impl Pacer for LeakyBucketPacer {
         Some((next, cluster_id))
     }
 
-    fn register_send(&mut self, now: Instant, packet_size: DataSize, _from: MidRid) {
+    fn register_send(&mut self, now: Instant, packet_size: DataSize, from: MidRid) {
         self.last_emitted = Some(now);
 
         self.media_debt += packet_size;
@@ -154,6 +157,10 @@ impl Pacer for LeakyBucketPacer {
         // This ensures probe timing advances correctly even when sending media packets
         if let Some(probe) = self.probe_queue.front_mut() {
             probe.record_packet(now, packet_size);
+        }
+
+        if self.polled.take() == Some(from) {
+            self.release_next_without_timeout(now, packet_size, from);
         }
 
         // Check if probe is complete and store it for later retrieval
@@ -182,6 +189,7 @@ impl LeakyBucketPacer {
             probe_queue: VecDeque::new(),
             completed_probe: None,
             needs_timeout_before_next_poll: true,
+            polled: None,
         }
     }
 
@@ -222,6 +230,43 @@ impl LeakyBucketPacer {
         }
 
         None
+    }
+
+    /// After a packet polled from `from` was sent: if the queues the last timeout saw
+    /// still hold a packet the pacer would send at once, open the gate for it now.
+    ///
+    /// Without this, every packet waited for a timeout pass of its own (a queue snapshot
+    /// of every stream, the BWE, every timer), one microsecond later, although the pass
+    /// would pick a packet of the same queues at the same time: a forwarding server
+    /// writes a whole frame to a receiver at once, and sent it one pass per packet.
+    /// Packets written since the last timeout are left to the next one, as before.
+    /// Probes and padding keep the pass per packet. (Switchboard patch 6, see
+    /// vendor/PATCHES.md.)
+    fn release_next_without_timeout(&mut self, now: Instant, size: DataSize, from: MidRid) {
+        if !self.probe_queue.is_empty() {
+            return;
+        }
+        let Some(queue) = self.queue_states.iter_mut().find(|q| q.midrid == from) else {
+            return;
+        };
+        let snapshot = &mut queue.snapshot;
+        if snapshot.packet_count == 0 || snapshot.priority == QueuePriority::Padding {
+            return;
+        }
+        snapshot.packet_count -= 1;
+        snapshot.byte_size = snapshot.byte_size.saturating_sub(size.as_bytes_usize());
+        snapshot.last_emitted = Some(now);
+        if snapshot.packet_count == 0 {
+            snapshot.first_unsent = None;
+            snapshot.priority = QueuePriority::Empty;
+        }
+        let Some(((at, _), Some(queue))) = self.next_poll(now) else {
+            return;
+        };
+        if at <= now && queue.snapshot.packet_count > 0 {
+            self.next_poll_queue = Some(queue.midrid);
+            self.needs_timeout_before_next_poll = false;
+        }
     }
 
     fn update_handle_time_and_get_elapsed(&mut self, now: Instant) -> Duration {

@@ -634,6 +634,20 @@ impl Streams {
         self.probe_media = media;
     }
 
+    /// An unpaced send stream (audio, by default) with written packets, stamped queued at
+    /// `now`.
+    ///
+    /// The pacer sends unpaced packets as soon as it sees them, but it sees a packet only
+    /// through a timeout pass (a queue snapshot of every stream, the BWE, every timer), and it
+    /// releases one packet per pass. A forwarding server that writes one audio packet to each
+    /// of many receivers paid that pass per packet; this lets the packet go straight out.
+    /// (Switchboard patch 5, see vendor/PATCHES.md.)
+    pub(crate) fn poll_unpaced(&mut self, now: Instant) -> Option<MidRid> {
+        self.streams_tx
+            .values_mut()
+            .find_map(|s| s.ready_unpaced(now))
+    }
+
     pub(crate) fn send_queue_states(
         &mut self,
         now: Instant,

@@ -578,6 +578,19 @@ impl StreamTx {
         self.send_queue.push(packet);
     }
 
+    /// This stream's id if it is unpaced and has written packets waiting, which are then
+    /// stamped as queued at `now`, ready for [`Self::poll_packet`] without a pacer pass.
+    /// (Switchboard patch 5, see vendor/PATCHES.md.)
+    pub(crate) fn ready_unpaced(&mut self, now: Instant) -> Option<MidRid> {
+        // `unpaced` is decided at the first timeout (audio by default); until then the
+        // stream goes through the pacer like any other.
+        if self.unpaced != Some(true) || self.send_queue.is_empty() || !self.resends.is_empty() {
+            return None;
+        }
+        self.send_queue.handle_timeout(now);
+        Some(self.midrid)
+    }
+
     fn padding_enabled(&self) -> bool {
         (self.ssrc.is_probe() || self.rtx.is_some()) && self.pt_for_padding.is_some()
     }
