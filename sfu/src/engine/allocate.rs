@@ -342,8 +342,15 @@ impl Sfu {
             desired_bps.max(floor_bps).saturating_mul(PROBE_HEADROOM),
             limited,
         );
+        // str0m pads the link up to the minimum whenever media falls short of it. Audio is
+        // left out: its allowance is an estimate with headroom (payload, headers, a quarter
+        // more), so counting it had every audio listener padded by about a quarter of what
+        // it receives, for nothing to discover (7,000 padding packets a second to 100
+        // listeners; BENCHMARKS.md, "The pacer's passes and padding to audio listeners").
+        // The video floor stays: it keeps the estimate at what the allocated layers need
+        // when an encoder undershoots.
         p.rtc.bwe().set_bitrate(
-            Bitrate::bps(floor_bps),
+            Bitrate::bps(floor_bps.saturating_sub(audio_bps)),
             Bitrate::bps(desired_bps.max(floor_bps)),
         );
         self.mark_dirty(id);
