@@ -45,6 +45,15 @@ async function main() {
   let context;
   const pages = new Map();
   try {
+    // The server is shared with the tests before this one, and a page closed without leaving
+    // stays a participant for the resume grace period (30 s): the counts below are this
+    // test's only once those are gone.
+    const waitedFrom = Date.now();
+    await waitFor('the earlier tests\' participants to be gone', async () => {
+      const h = await health();
+      return { ok: h?.participants === 0, detail: h };
+    }, 40_000);
+    if (Date.now() - waitedFrom > 1000) log(`waited ${((Date.now() - waitedFrom) / 1000).toFixed(1)} s for the earlier tests' participants to be gone`);
     context = await chromium.launchPersistentContext(userDataDir, { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
     await context.grantPermissions(['camera', 'microphone'], { origin: proxy.url });
     await context.addInitScript(keepPeerConnections);
