@@ -56,6 +56,9 @@ const MAX_PENDING_RRTRS: usize = 300;
 /// Maximum number of DLRR items to include in a single ExtendedReport.
 const MAX_DLRR_PER_REPORT: usize = 50;
 
+/// Feedback queue entries whose room is kept once the queue is empty (patch 8).
+const FEEDBACK_QUEUE_KEPT: usize = 4;
+
 pub(crate) struct Session {
     id: SessionId,
 
@@ -1212,6 +1215,14 @@ impl Session {
         };
 
         let len = Rtcp::write_packet(&mut self.feedback_tx, &mut data, output);
+
+        // An `Rtcp` is large (reports are kept inline), and one round of sender reports
+        // for many streams grows the queue to dozens of them, a capacity a deque keeps for
+        // the life of the connection: about 40 KiB per subscriber of ten audio streams,
+        // all of it empty between rounds. (Switchboard patch 8, see vendor/PATCHES.md.)
+        if self.feedback_tx.is_empty() && self.feedback_tx.capacity() > FEEDBACK_QUEUE_KEPT {
+            self.feedback_tx.shrink_to(FEEDBACK_QUEUE_KEPT);
+        }
 
         if len == 0 {
             return None;

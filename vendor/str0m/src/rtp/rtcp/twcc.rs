@@ -1181,6 +1181,15 @@ impl TwccSendRegister {
 
     pub fn register_seq(&mut self, packet_id: TwccPacketId, now: Instant, size: usize) {
         self.last_registered = packet_id.seq();
+        // Room for `keep` records and no more: the deque would double past it (to 2,048
+        // records for the default 1,000, about 90 KiB more per connection) for one record
+        // it drops at once. (Switchboard patch 7, see vendor/PATCHES.md.)
+        if self.queue.len() >= self.keep {
+            self.queue.pop_front();
+        } else if self.queue.len() == self.queue.capacity() {
+            let grown = (self.queue.capacity() * 2).max(16).min(self.keep);
+            self.queue.reserve_exact(grown - self.queue.len());
+        }
         self.queue.push_back(TwccSendRecord {
             packet_id,
             local_send_time: now,
