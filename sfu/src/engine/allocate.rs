@@ -336,12 +336,21 @@ impl Sfu {
             && decisions
                 .iter()
                 .any(|d| matches!(d.reason, Reason::Bandwidth | Reason::BandwidthLimited));
-        let desired_bps = p.probe_nudge.desired_bps(
-            now,
-            estimate.allocation_bps,
-            desired_bps.max(floor_bps).saturating_mul(PROBE_HEADROOM),
-            limited,
-        );
+        // Without video there is nothing to probe for: audio is never held back by the
+        // estimate. Asking for twice the audio had str0m probe every audio listener, a
+        // burst of padding each time (230 probe timeouts a second for 100 listeners).
+        let desired_bps = if videos.is_empty() {
+            0
+        } else {
+            p.probe_nudge
+                .desired_bps(
+                    now,
+                    estimate.allocation_bps,
+                    desired_bps.max(floor_bps).saturating_mul(PROBE_HEADROOM),
+                    limited,
+                )
+                .max(floor_bps)
+        };
         // str0m pads the link up to the minimum whenever media falls short of it. Audio is
         // left out: its allowance is an estimate with headroom (payload, headers, a quarter
         // more), so counting it had every audio listener padded by about a quarter of what
@@ -351,7 +360,7 @@ impl Sfu {
         // when an encoder undershoots.
         p.rtc.bwe().set_bitrate(
             Bitrate::bps(floor_bps.saturating_sub(audio_bps)),
-            Bitrate::bps(desired_bps.max(floor_bps)),
+            Bitrate::bps(desired_bps),
         );
         self.mark_dirty(id);
         for (track, layer) in keyframes_wanted {
