@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  CHROMIUM, CHROMIUM_ARGS, captureConsole, health, keepPeerConnections, makeLogger, saveEvidence, sleep, waitFor,
+  CHROMIUM, CHROMIUM_ARGS, captureConsole, gotoAcrossNetworkChange, health, keepPeerConnections, makeLogger, saveEvidence, sleep, waitFor,
 } from './lib.mjs';
 
 const { elapsed, log } = makeLogger('drop');
@@ -165,7 +165,7 @@ async function main() {
       await extra.context.grantPermissions(['camera', 'microphone'], { origin: BASE });
       await extra.page.goto(extra.url);
     }
-    await watcher.page.goto(watcher.url);
+    await gotoAcrossNetworkChange(watcher.page, watcher.url, log);
 
     // 1. Steady.
     await waitFor('the watcher to decode the top layer', async () => {

@@ -133,6 +133,32 @@ export async function waitFor(what, check, timeoutMs, intervalMs = 250) {
   }
 }
 
+/**
+ * Loads `url` in `page`, again (up to three times) if loads fail with ERR_NETWORK_CHANGED. A
+ * Chromium started in a namespace of its own (chromium-in-netns.sh) sees the namespace's link
+ * come up after it started and fails what it is loading at that moment; a page whose modules
+ * failed never joins (CI saw a watcher in red.mjs lose them all).
+ */
+export async function gotoAcrossNetworkChange(page, url, log) {
+  for (let attempt = 1; ; attempt++) {
+    const changed = [];
+    const onFailed = (r) => { if (r.failure()?.errorText === 'net::ERR_NETWORK_CHANGED') changed.push(r.url()); };
+    page.on('requestfailed', onFailed);
+    try {
+      await page.goto(url, { waitUntil: 'load' });
+    } catch (e) {
+      if (!String(e.message).includes('ERR_NETWORK_CHANGED')) throw e;
+      changed.push(url);
+    } finally {
+      page.off('requestfailed', onFailed);
+    }
+    if (changed.length === 0) return;
+    if (attempt === 3) throw new Error(`loads of ${url} failed with ERR_NETWORK_CHANGED three times: ${changed.join(' ')}`);
+    log(`${changed.length} loads of ${url} failed with ERR_NETWORK_CHANGED; loading it again`);
+    await sleep(500);
+  }
+}
+
 /** Records a page's console, errors and failed requests into `lines`. */
 export function captureConsole(page, lines, elapsed) {
   page.on('console', (m) => lines.push(`[${elapsed()}] ${m.type()}: ${m.text()}`));

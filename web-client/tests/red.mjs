@@ -30,7 +30,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  CHROMIUM, CHROMIUM_ARGS, captureConsole, health, keepPeerConnections, makeLogger, saveEvidence, sleep, toneWav, waitFor,
+  CHROMIUM, CHROMIUM_ARGS, captureConsole, gotoAcrossNetworkChange, health, keepPeerConnections, makeLogger, saveEvidence, sleep, toneWav, waitFor,
 } from './lib.mjs';
 
 const { elapsed, log } = makeLogger('red');
@@ -167,25 +167,8 @@ async function main() {
       consoleLogs.set(name, lines);
       captureConsole(page, lines, elapsed);
       pages.set(name, page);
-      // The watchers' Chromium sees its namespace's link come up after it started, and
-      // fails what it is loading at that moment with ERR_NETWORK_CHANGED: a page whose
-      // modules failed never joins (CI saw `Plain` lose them all). Such a load is retried.
-      for (let attempt = 1; ; attempt++) {
-        const changed = [];
-        const onFailed = (r) => { if (r.failure()?.errorText === 'net::ERR_NETWORK_CHANGED') changed.push(r.url()); };
-        page.on('requestfailed', onFailed);
-        try {
-          await page.goto(`${BASE}/?room=${ROOM}&name=${name}&autojoin=1${query}`, { waitUntil: 'load' });
-        } catch (e) {
-          if (!String(e.message).includes('ERR_NETWORK_CHANGED')) throw e;
-          changed.push('the page itself');
-        }
-        page.off('requestfailed', onFailed);
-        if (changed.length === 0) break;
-        if (attempt === 3) throw new Error(`${name}: loads failed with ERR_NETWORK_CHANGED three times: ${changed.join(' ')}`);
-        log(`${name}: ${changed.length} loads failed with ERR_NETWORK_CHANGED; loading the page again`);
-        await sleep(500);
-      }
+      // The watchers' namespace link comes up after their Chromium started (lib.mjs).
+      await gotoAcrossNetworkChange(page, `${BASE}/?room=${ROOM}&name=${name}&autojoin=1${query}`, log);
       return page;
     };
 
